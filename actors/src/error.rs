@@ -1,0 +1,38 @@
+//! The one error type callers of the engine see.
+
+use crate::inventory::InventoryError;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The inventory refused the request (sold out, not open, limit, …).
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// Too many requests in flight for this event; retry after the pause.
+    #[error("too many requests for this event; retry in {retry_after:?}")]
+    Overloaded { retry_after: Duration },
+    /// The change could not be saved, or the event is shutting down; nothing changed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// No answer in time. The change may still complete: retry with the same
+    /// idempotency key to learn its outcome.
+    #[error("the event did not answer in time")]
+    Timeout,
+    /// No such event, or it is not on sale.
+    #[error("no such event on sale")]
+    EventNotFound,
+    /// The event's actor stopped (passivated or crashed) before answering; the
+    /// registry retries on a fresh actor.
+    #[error("the event actor stopped")]
+    Stopped,
+}
+
+impl EventError {
+    /// Whether retrying the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            EventError::Overloaded { .. } | EventError::Unavailable(_) | EventError::Timeout | EventError::Stopped
+        ) || matches!(self, EventError::Inventory(InventoryError::Busy))
+    }
+}

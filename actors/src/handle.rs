@@ -1,0 +1,149 @@
+//! `EventHandle`: the typed client of one `EventActor`.
+//!
+//! Callers never see ractor types. Each call passes admission control first: an
+//! in-flight counter per event, past whose limit calls fail fast with `Overloaded`
+//! (the HTTP layer answers 503 + Retry-After). Ractor mailboxes are unbounded, so
+//! this limit is what keeps queueing — and so latency and memory — bounded.
+
+use crate::actor::{Availability, EventMsg};
+use crate::error::EventError;
+use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId};
+use crate::inventory::{HoldView, Sale, SalesWindow, Selection};
+use crate::record::Payment;
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Admission and timeout settings of every handle.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests one event may have in flight before new ones are shed.
+    pub max_in_flight: usize,
+    /// How long a caller waits for its answer (including durability).
+    pub call_timeout: Duration,
+    /// What `Overloaded` advises.
+    pub retry_after: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_in_flight: 4096, call_timeout: Duration::from_secs(5), retry_after: Duration::from_millis(200) }
+    }
+}
+
+#[derive(Clone)]
+pub struct EventHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    event: EventId,
+    actor: ActorRef<EventMsg>,
+    in_flight: AtomicUsize,
+    limits: Limits,
+}
+
+/// Releases an admission slot when the call ends, however it ends.
+struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("boxoffice_actor_in_flight").decrement(1.0);
+    }
+}
+
+impl EventHandle {
+    pub(crate) fn new(event: EventId, actor: ActorRef<EventMsg>, limits: Limits) -> Self {
+        Self { inner: Arc::new(Inner { event, actor, in_flight: AtomicUsize::new(0), limits }) }
+    }
+
+    pub fn event(&self) -> EventId {
+        self.inner.event
+    }
+
+    /// Requests in flight right now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn same_actor(&self, other: &EventHandle) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    pub async fn hold(
+        &self,
+        buyer: BuyerId,
+        selection: Selection,
+        key: Option<IdempotencyKey>,
+    ) -> Result<HoldView, EventError> {
+        self.call(|reply| EventMsg::Hold { buyer, selection, key, reply }).await?
+    }
+
+    pub async fn purchase(&self, hold: HoldId, buyer: BuyerId, payment: Option<Payment>) -> Result<Sale, EventError> {
+        self.call(|reply| EventMsg::Purchase { hold, buyer, payment, reply }).await?
+    }
+
+    pub async fn release(&self, hold: HoldId, buyer: BuyerId) -> Result<HoldView, EventError> {
+        self.call(|reply| EventMsg::Release { hold, buyer, reply }).await?
+    }
+
+    pub async fn cancel_tickets(
+        &self,
+        hold: HoldId,
+        buyer: BuyerId,
+        tickets: Vec<TicketId>,
+    ) -> Result<HoldView, EventError> {
+        self.call(|reply| EventMsg::CancelTickets { hold, buyer, tickets, reply }).await?
+    }
+
+    /// `buyer`'s hold, or `None` (also for another buyer's hold).
+    pub async fn get_hold(&self, hold: HoldId, buyer: BuyerId) -> Result<Option<HoldView>, EventError> {
+        self.call(|reply| EventMsg::GetHold { hold, buyer: Some(buyer), reply }).await
+    }
+
+    /// Any buyer's hold, for administrators.
+    pub async fn get_hold_any(&self, hold: HoldId) -> Result<Option<HoldView>, EventError> {
+        self.call(|reply| EventMsg::GetHold { hold, buyer: None, reply }).await
+    }
+
+    pub async fn availability(&self) -> Result<Availability, EventError> {
+        self.call(|reply| EventMsg::Availability { reply }).await
+    }
+
+    pub async fn set_window(&self, window: SalesWindow) -> Result<(), EventError> {
+        self.call(|reply| EventMsg::SetWindow { window, reply }).await
+    }
+
+    /// Waits for pending writes, then stops the actor. New changes are refused
+    /// meanwhile.
+    pub async fn drain_and_stop(&self) {
+        let drained =
+            self.inner.actor.call(|reply| EventMsg::Drain { reply }, Some(self.inner.limits.call_timeout)).await;
+        if !matches!(drained, Ok(CallResult::Success(()))) {
+            tracing::warn!(event = %self.inner.event, "event actor did not drain in time");
+        }
+        self.inner.actor.stop(Some("shutdown".into()));
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<T>) -> EventMsg,
+    ) -> Result<T, EventError> {
+        let limits = self.inner.limits;
+        let before = self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!("boxoffice_actor_in_flight").increment(1.0);
+        let _admitted = Admitted(&self.inner.in_flight);
+        if before >= limits.max_in_flight {
+            metrics::counter!("boxoffice_actor_overload_rejections_total").increment(1);
+            return Err(EventError::Overloaded { retry_after: limits.retry_after });
+        }
+        match self.inner.actor.call(msg, Some(limits.call_timeout)).await {
+            Ok(CallResult::Success(value)) => Ok(value),
+            Ok(CallResult::Timeout) => Err(EventError::Timeout),
+            Ok(CallResult::SenderError) | Err(_) => Err(EventError::Stopped),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The persistence port: where the actor sends each change and learns when it is
+//! durable.
+//!
+//! `Journal::append` must not block: it queues the record and calls `ack` exactly
+//! once, later or at once, with `Ok` only when the record is durable. The actor
+//! keeps serving other requests meanwhile, so a journal that group-commits turns
+//! durability into latency, not lost throughput.
+//!
+//! `MemoryJournal` is the journal for tests and benches: it keeps the durable state
+//! in memory (so an actor can be "restarted" from it), can group-commit with a
+//! delay, and can be told to fail.
+
+use crate::ids::{EventId, HoldId};
+use crate::record::{apply, HoldRecord, Record};
+use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Called once per record: `Ok` when durable, `Err` when it never will be.
+pub type Ack = Box<dyn FnOnce(Result<(), JournalError>) + Send + 'static>;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    #[error("the journal could not make the change durable: {0}")]
+    Failed(String),
+}
+
+/// Where changes become durable.
+pub trait Journal: Send + Sync + 'static {
+    /// Queues `record`; calls `ack` once it is durable or has failed. Never blocks.
+    fn append(&self, record: Record, ack: Ack);
+}
+
+/// Durable state per event, as the in-memory journal holds it.
+type Store = FxHashMap<EventId, FxHashMap<HoldId, HoldRecord>>;
+
+/// A journal in memory, for tests and benches.
+#[derive(Clone, Default)]
+pub struct MemoryJournal {
+    inner: Arc<MemoryInner>,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    /// std Mutex: held for a map update only, never across an await.
+    store: Mutex<Store>,
+    /// When set, every append fails and nothing is stored.
+    failing: AtomicBool,
+    /// Fail every n-th record (0 = never).
+    fail_every: AtomicU64,
+    appended: AtomicU64,
+    committed: AtomicU64,
+    batcher: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(Record, Ack)>>>,
+}
+
+impl MemoryJournal {
+    /// Acknowledges every record at once.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Group-commits: records arriving within `delay` of the first one in a batch
+    /// are acknowledged together after `delay`, like a database commit. Must be
+    /// called inside a tokio runtime.
+    pub fn with_commit_delay(delay: Duration) -> Self {
+        let journal = Self::default();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Record, Ack)>();
+        *journal.inner.batcher.lock().expect("journal lock") = Some(tx);
+        let inner = Arc::downgrade(&journal.inner);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                tokio::time::sleep(delay).await;
+                let mut batch = vec![first];
+                while let Ok(next) = rx.try_recv() {
+                    batch.push(next);
+                }
+                let Some(inner) = inner.upgrade() else { return };
+                for (record, ack) in batch {
+                    inner.commit(record, ack);
+                }
+            }
+        });
+        journal
+    }
+
+    /// Makes every following append fail (true) or succeed (false).
+    pub fn set_failing(&self, failing: bool) {
+        self.inner.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Fails every `n`-th record from now on (0 turns it off).
+    pub fn fail_every(&self, n: u64) {
+        self.inner.fail_every.store(n, Ordering::SeqCst);
+    }
+
+    /// The durable holds of an event, as a restart would load them.
+    pub fn holds(&self, event: EventId) -> Vec<HoldRecord> {
+        let store = self.inner.store.lock().expect("journal lock");
+        let mut holds: Vec<_> = store.get(&event).map(|h| h.values().cloned().collect()).unwrap_or_default();
+        holds.sort_by_key(|h| h.id);
+        holds
+    }
+
+    /// Records made durable so far.
+    pub fn committed(&self) -> u64 {
+        self.inner.committed.load(Ordering::SeqCst)
+    }
+}
+
+impl MemoryInner {
+    fn commit(&self, record: Record, ack: Ack) {
+        let n = self.appended.fetch_add(1, Ordering::SeqCst) + 1;
+        let every = self.fail_every.load(Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) || (every > 0 && n.is_multiple_of(every)) {
+            ack(Err(JournalError::Failed("injected failure".into())));
+            return;
+        }
+        {
+            let mut store = self.store.lock().expect("journal lock");
+            apply(store.entry(record.event).or_default(), &record.change);
+        }
+        self.committed.fetch_add(1, Ordering::SeqCst);
+        ack(Ok(()));
+    }
+}
+
+impl Journal for MemoryJournal {
+    fn append(&self, record: Record, ack: Ack) {
+        let batcher = self.inner.batcher.lock().expect("journal lock").clone();
+        match batcher {
+            Some(tx) => {
+                if let Err(tokio::sync::mpsc::error::SendError((_, ack))) = tx.send((record, ack)) {
+                    ack(Err(JournalError::Failed("journal stopped".into())));
+                }
+            }
+            None => self.inner.commit(record, ack),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `Registry`: finds the actor of an event, starting it on first use.
+//!
+//! `EventId → cell` in a DashMap. Activation goes through a per-event `OnceCell`,
+//! so when many requests race to wake the same event exactly one loads it and
+//! spawns its actor; the others wait on the cell. The map's guard is dropped
+//! before any `.await` (we clone the cell's `Arc` out first). An actor that goes
+//! idle removes its own entry and stops; a caller that reached it just too late
+//! gets `Stopped`, and [`Registry::with`] retries on a fresh actor.
+
+use crate::actor::{ActorConfig, EventActor, EventArgs};
+use crate::clock::Clock;
+use crate::error::EventError;
+use crate::handle::{EventHandle, Limits};
+use crate::ids::EventId;
+use crate::inventory::{SalesWindow, SeatInventory};
+use crate::journal::Journal;
+use crate::record::HoldRecord;
+use crate::seatmap::Layout;
+use dashmap::DashMap;
+use ractor::Actor;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+/// How many times [`Registry::with`] re-activates an event whose actor stopped.
+const MAX_ACTIVATION_RETRIES: usize = 3;
+
+/// What an actor is rebuilt from.
+pub struct EventSnapshot {
+    pub layout: Layout,
+    pub window: SalesWindow,
+    /// Durable holds: active and purchased ones, and recently ended ones.
+    pub holds: Vec<HoldRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// No such event, or it is not published.
+    #[error("no such event on sale")]
+    NotFound,
+    #[error("loading the event failed: {0}")]
+    Failed(String),
+}
+
+pub type LoadFuture = Pin<Box<dyn Future<Output = Result<EventSnapshot, LoadError>> + Send>>;
+
+/// Reads an event's durable state (from PostgreSQL in the service).
+pub trait Loader: Send + Sync + 'static {
+    fn load(&self, event: EventId) -> LoadFuture;
+}
+
+type Cells = DashMap<EventId, Arc<OnceCell<EventHandle>>>;
+
+/// The live actors, by event.
+pub struct Registry {
+    cells: Arc<Cells>,
+    loader: Arc<dyn Loader>,
+    journal: Arc<dyn Journal>,
+    clock: Arc<dyn Clock>,
+    config: ActorConfig,
+    limits: Limits,
+}
+
+impl Registry {
+    pub fn new(
+        loader: Arc<dyn Loader>,
+        journal: Arc<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        config: ActorConfig,
+        limits: Limits,
+    ) -> Self {
+        Self { cells: Arc::new(DashMap::new()), loader, journal, clock, config, limits }
+    }
+
+    /// The handle of `event`'s actor, activating it if needed.
+    pub async fn get(&self, event: EventId) -> Result<EventHandle, EventError> {
+        let cell = self.cells.entry(event).or_default().clone();
+        let result = cell.get_or_try_init(|| self.activate(event)).await.cloned();
+        if result.is_err() {
+            // Do not keep entries for events that failed to load (unknown ids).
+            self.cells.remove_if(&event, |_, c| Arc::ptr_eq(c, &cell));
+        }
+        result
+    }
+
+    /// The handle of `event` if its actor is running; never activates.
+    pub fn running(&self, event: EventId) -> Option<EventHandle> {
+        self.cells.get(&event).and_then(|c| c.get().cloned())
+    }
+
+    /// Runs `f` against `event`'s actor, re-activating it if it stopped under us.
+    pub async fn with<T>(&self, event: EventId, f: impl AsyncFn(&EventHandle) -> Result<T, EventError>) -> Result<T, EventError> {
+        let mut attempt = 0;
+        loop {
+            let handle = self.get(event).await?;
+            match f(&handle).await {
+                Err(EventError::Stopped) if attempt < MAX_ACTIVATION_RETRIES => {
+                    attempt += 1;
+                    self.forget(event, &handle);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Drops `event`'s entry if it still points at `handle`'s actor.
+    pub fn forget(&self, event: EventId, handle: &EventHandle) {
+        self.cells.remove_if(&event, |_, c| c.get().is_some_and(|h| h.same_actor(handle)));
+    }
+
+    /// Stops `event`'s actor after its pending writes (e.g. the event was closed or
+    /// its seat map changed); the next request reloads it.
+    pub async fn evict(&self, event: EventId) {
+        let removed = self.cells.remove(&event);
+        if let Some((_, cell)) = removed
+            && let Some(handle) = cell.get()
+        {
+            handle.drain_and_stop().await;
+        }
+    }
+
+    /// Number of running actors.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Drains and stops every actor (graceful shutdown).
+    pub async fn shutdown(&self) {
+        let handles: Vec<EventHandle> = self.cells.iter().filter_map(|c| c.value().get().cloned()).collect();
+        self.cells.clear();
+        for handle in handles {
+            handle.drain_and_stop().await;
+        }
+    }
+
+    async fn activate(&self, event: EventId) -> Result<EventHandle, EventError> {
+        let snapshot = self.loader.load(event).await.map_err(|e| match e {
+            LoadError::NotFound => EventError::EventNotFound,
+            LoadError::Failed(msg) => EventError::Unavailable(msg),
+        })?;
+        let inventory = SeatInventory::restore(snapshot.layout, snapshot.window, snapshot.holds).map_err(|e| {
+            tracing::error!(%event, error = %e, "stored state does not restore");
+            EventError::Unavailable(format!("event state is inconsistent: {e}"))
+        })?;
+        // The actor removes its own entry when it passivates; the Weak avoids a cycle.
+        let cells = Arc::downgrade(&self.cells);
+        let me = Arc::new(OnceCell::<EventHandle>::new());
+        let me_for_actor = Arc::clone(&me);
+        let on_passivate = Box::new(move || {
+            if let Some(cells) = cells.upgrade() {
+                cells.remove_if(&event, |_, c| match (c.get(), me_for_actor.get()) {
+                    (Some(a), Some(b)) => a.same_actor(b),
+                    _ => false,
+                });
+            }
+        });
+        let args = EventArgs {
+            event,
+            inventory,
+            journal: Arc::clone(&self.journal),
+            clock: Arc::clone(&self.clock),
+            config: self.config.clone(),
+            on_passivate: Some(on_passivate),
+        };
+        let (actor, _join) = Actor::spawn(None, EventActor, args)
+            .await
+            .map_err(|e| EventError::Unavailable(format!("could not start the event actor: {e}")))?;
+        let handle = EventHandle::new(event, actor, self.limits);
+        let _ = me.set(handle.clone());
+        tracing::debug!(%event, "event actor activated");
+        metrics::counter!("boxoffice_actor_activations_total").increment(1);
+        Ok(handle)
+    }
+}

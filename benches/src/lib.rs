@@ -1,0 +1,1 @@
+//! Criterion benchmarks live beside this crate root: `cargo bench -p boxoffice-benches`.
