@@ -15,10 +15,11 @@ use crate::clock::Clock;
 use crate::error::EventError;
 use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId, UnixMs};
 use crate::inventory::{
-    Counts, HoldView, Outcome, Sale, SalesWindow, SeatInventory, SectionCounts, Selection, Settled,
+    Counts, HoldView, Outcome, ReconfigureError, Sale, SalesWindow, SeatInventory, SectionCounts, Selection, Settled,
 };
 use crate::journal::Journal;
 use crate::record::{Change, Payment, Record};
+use crate::seatmap::Layout;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -61,18 +62,56 @@ type Reply<T> = RpcReplyPort<Result<T, EventError>>;
 
 /// Everything an `EventActor` does.
 pub enum EventMsg {
-    Hold { buyer: BuyerId, selection: Selection, key: Option<IdempotencyKey>, reply: Reply<HoldView> },
-    Purchase { hold: HoldId, buyer: BuyerId, payment: Option<Payment>, reply: Reply<Sale> },
-    Release { hold: HoldId, buyer: BuyerId, reply: Reply<HoldView> },
-    CancelTickets { hold: HoldId, buyer: BuyerId, tickets: Vec<TicketId>, reply: Reply<HoldView> },
+    Hold {
+        buyer: BuyerId,
+        selection: Selection,
+        key: Option<IdempotencyKey>,
+        reply: Reply<HoldView>,
+    },
+    Purchase {
+        hold: HoldId,
+        buyer: BuyerId,
+        payment: Option<Payment>,
+        reply: Reply<Sale>,
+    },
+    Release {
+        hold: HoldId,
+        buyer: BuyerId,
+        reply: Reply<HoldView>,
+    },
+    CancelTickets {
+        hold: HoldId,
+        buyer: BuyerId,
+        tickets: Vec<TicketId>,
+        reply: Reply<HoldView>,
+    },
     /// A hold; `buyer: None` reads any buyer's (for administrators).
-    GetHold { hold: HoldId, buyer: Option<BuyerId>, reply: RpcReplyPort<Option<HoldView>> },
-    Availability { reply: RpcReplyPort<Availability> },
-    SetWindow { window: SalesWindow, reply: RpcReplyPort<()> },
+    GetHold {
+        hold: HoldId,
+        buyer: Option<BuyerId>,
+        reply: RpcReplyPort<Option<HoldView>>,
+    },
+    Availability {
+        reply: RpcReplyPort<Availability>,
+    },
+    SetWindow {
+        window: SalesWindow,
+        reply: RpcReplyPort<()>,
+    },
+    /// Adopt a new seat map if every hold and sale still fits it.
+    Reconfigure {
+        layout: Layout,
+        reply: RpcReplyPort<Result<(), ReconfigureError>>,
+    },
     /// Finish pending writes, refuse new changes, then answer.
-    Drain { reply: RpcReplyPort<()> },
+    Drain {
+        reply: RpcReplyPort<()>,
+    },
     /// The journal's answer for the pending change on `hold`.
-    Durable { hold: HoldId, ok: bool },
+    Durable {
+        hold: HoldId,
+        ok: bool,
+    },
     Tick,
 }
 
@@ -200,6 +239,9 @@ impl Actor for EventActor {
             EventMsg::SetWindow { window, reply } => {
                 state.inventory.set_window(window);
                 let _ = reply.send(());
+            }
+            EventMsg::Reconfigure { layout, reply } => {
+                let _ = reply.send(state.inventory.reconfigure(layout));
             }
             EventMsg::Drain { reply } => {
                 state.draining = true;

@@ -1,8 +1,8 @@
 //! Time as a port, so expiry can be tested without sleeping.
 
 use crate::ids::UnixMs;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> UnixMs;

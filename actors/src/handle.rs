@@ -8,8 +8,9 @@
 use crate::actor::{Availability, EventMsg};
 use crate::error::EventError;
 use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId};
-use crate::inventory::{HoldView, Sale, SalesWindow, Selection};
+use crate::inventory::{HoldView, ReconfigureError, Sale, SalesWindow, Selection};
 use crate::record::Payment;
+use crate::seatmap::Layout;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use std::sync::Arc;
@@ -117,6 +118,11 @@ impl EventHandle {
         self.call(|reply| EventMsg::SetWindow { window, reply }).await
     }
 
+    /// Adopts a new seat map, or says why it does not fit the event's sales.
+    pub async fn reconfigure(&self, layout: Layout) -> Result<Result<(), ReconfigureError>, EventError> {
+        self.call(|reply| EventMsg::Reconfigure { layout, reply }).await
+    }
+
     /// Waits for pending writes, then stops the actor. New changes are refused
     /// meanwhile.
     pub async fn drain_and_stop(&self) {
@@ -128,10 +134,7 @@ impl EventHandle {
         self.inner.actor.stop(Some("shutdown".into()));
     }
 
-    async fn call<T: Send + 'static>(
-        &self,
-        msg: impl FnOnce(RpcReplyPort<T>) -> EventMsg,
-    ) -> Result<T, EventError> {
+    async fn call<T: Send + 'static>(&self, msg: impl FnOnce(RpcReplyPort<T>) -> EventMsg) -> Result<T, EventError> {
         let limits = self.inner.limits;
         let before = self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
         metrics::gauge!("boxoffice_actor_in_flight").increment(1.0);

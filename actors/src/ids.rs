@@ -68,9 +68,7 @@ pub struct UnixMs(pub i64);
 impl UnixMs {
     /// The wall clock now.
     pub fn now() -> Self {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Self(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
     }
 
@@ -93,14 +91,8 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 impl IdempotencyKey {
     /// Accepts 1–255 printable ASCII characters (no spaces or control characters).
     pub fn parse(raw: &str) -> Result<Self, InvalidIdempotencyKey> {
-        let ok = !raw.is_empty()
-            && raw.len() <= MAX_IDEMPOTENCY_KEY_LEN
-            && raw.bytes().all(|b| b.is_ascii_graphic());
-        if ok {
-            Ok(Self(raw.into()))
-        } else {
-            Err(InvalidIdempotencyKey)
-        }
+        let ok = !raw.is_empty() && raw.len() <= MAX_IDEMPOTENCY_KEY_LEN && raw.bytes().all(|b| b.is_ascii_graphic());
+        if ok { Ok(Self(raw.into())) } else { Err(InvalidIdempotencyKey) }
     }
 
     pub fn as_str(&self) -> &str {

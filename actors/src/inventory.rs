@@ -168,7 +168,10 @@ pub enum Settled {
     Purchased(Sale),
     Released(HoldView),
     Expired(HoldView),
-    Cancelled { hold: HoldView, tickets: Vec<TicketId> },
+    Cancelled {
+        hold: HoldView,
+        tickets: Vec<TicketId>,
+    },
     /// The journal failed; the change was undone and never happened.
     Undone,
 }
@@ -198,6 +201,15 @@ pub enum RestoreError {
     Unknown(HoldId, String),
     #[error("hold {0} takes seats already taken by another hold")]
     Conflict(HoldId),
+}
+
+/// Why a new seat map was not adopted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReconfigureError {
+    #[error("a change is being saved; retry")]
+    Busy,
+    #[error("the new seat map drops seats or capacity that holds and sales use: {0}")]
+    Incompatible(RestoreError),
 }
 
 const FREE: u32 = u32::MAX;
@@ -317,11 +329,9 @@ impl SeatInventory {
                 .section_by_name(&t.section)
                 .ok_or_else(|| RestoreError::Unknown(rec.id, t.section.clone()))?;
             let seat = match &t.seat {
-                Some(label) => Some(
-                    self.layout
-                        .seat_by_label(label)
-                        .ok_or_else(|| RestoreError::Unknown(rec.id, label.clone()))?,
-                ),
+                Some(label) => {
+                    Some(self.layout.seat_by_label(label).ok_or_else(|| RestoreError::Unknown(rec.id, label.clone()))?)
+                }
                 None => None,
             };
             tickets.push(Ticket { id: t.id, seat, section, price: t.price, cancelled: t.cancelled });
@@ -379,6 +389,18 @@ impl SeatInventory {
     /// Changes the sales window; holds already made keep their expiry.
     pub fn set_window(&mut self, window: SalesWindow) {
         self.window = window;
+    }
+
+    /// Adopts a new seat map if every hold and sale — active, sold, cancelled or
+    /// recently ended — still fits it: no held or sold seat removed, no GA section
+    /// below what it has taken. Refused while a change is pending.
+    pub fn reconfigure(&mut self, layout: Layout) -> Result<(), ReconfigureError> {
+        if self.has_pending() {
+            return Err(ReconfigureError::Busy);
+        }
+        let rebuilt = Self::restore(layout, self.window, self.snapshot()).map_err(ReconfigureError::Incompatible)?;
+        *self = rebuilt;
+        Ok(())
     }
 
     // ---- operations ----------------------------------------------------------
@@ -549,12 +571,17 @@ impl SeatInventory {
             }
             self.expiries.pop();
             let Some(h) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else { continue };
-            if h.id != id || h.status != HoldStatus::Active || h.expires_at != at {
+            if h.id != id || h.expires_at != at {
                 continue;
             }
             if h.pending.is_some() {
-                // Being paid for or released right now; look again next time.
+                // Being created, paid for or released right now; look again next time.
+                // Checked before the status: a pending purchase already shows
+                // `Purchased`, and if it fails to save the hold is active again.
                 busy.push(Reverse((at, slot, id)));
+                continue;
+            }
+            if h.status != HoldStatus::Active {
                 continue;
             }
             h.pending = Some(Pending::Expire);
@@ -799,12 +826,9 @@ impl SeatInventory {
             let Some(h) = h else { continue };
             let occupying: Vec<(Units, bool)> = match h.status {
                 HoldStatus::Active => vec![(h.units.clone(), false)],
-                HoldStatus::Purchased => h
-                    .tickets
-                    .iter()
-                    .filter(|t| !t.cancelled)
-                    .map(|t| (ticket_unit(t), true))
-                    .collect(),
+                HoldStatus::Purchased => {
+                    h.tickets.iter().filter(|t| !t.cancelled).map(|t| (ticket_unit(t), true)).collect()
+                }
                 HoldStatus::Expired | HoldStatus::Released => vec![],
             };
             for (units, sold) in occupying {
@@ -845,7 +869,8 @@ impl SeatInventory {
             return Err("per-buyer counts drifted".into());
         }
         for (r, row) in self.layout.rows.iter().enumerate() {
-            let free = self.seats[row.start as usize..(row.start + row.len) as usize].iter().filter(|&&s| s == FREE).count();
+            let free =
+                self.seats[row.start as usize..(row.start + row.len) as usize].iter().filter(|&&s| s == FREE).count();
             if free as u32 != self.row_free[r] {
                 return Err(format!("row {} free count drifted", row.label));
             }
@@ -907,7 +932,8 @@ impl SeatInventory {
                 let mut seats = Vec::with_capacity(labels.len());
                 let mut taken = Vec::new();
                 for label in labels {
-                    let seat = self.layout.seat_by_label(label).ok_or_else(|| InventoryError::UnknownSeat(label.clone()))?;
+                    let seat =
+                        self.layout.seat_by_label(label).ok_or_else(|| InventoryError::UnknownSeat(label.clone()))?;
                     if seats.contains(&seat) {
                         return Err(InventoryError::DuplicateSeat(label.clone()));
                     }
@@ -921,11 +947,19 @@ impl SeatInventory {
             Selection::BestAvailable { section, allow_split, .. } => {
                 let only = match section {
                     Some(name) => {
-                        let s = self.layout.section_by_name(name).ok_or_else(|| InventoryError::UnknownSection(name.clone()))?;
+                        let s = self
+                            .layout
+                            .section_by_name(name)
+                            .ok_or_else(|| InventoryError::UnknownSection(name.clone()))?;
                         if !matches!(self.layout.sections[s as usize].kind, SectionKind::Seated { .. }) {
-                            return Err(InventoryError::WrongSectionKind(name.clone(), "seated"));
+                            // "The best N" in a general-admission section is just N places there.
+                            let general = Selection::General { quantity, section: Some(name.clone()) };
+                            return self.select(&general, quantity);
                         }
                         Some(s)
+                    }
+                    None if self.layout.preference.is_empty() => {
+                        return self.select(&Selection::General { quantity, section: None }, quantity);
                     }
                     None => None,
                 };
@@ -933,7 +967,9 @@ impl SeatInventory {
             }
             Selection::General { section, .. } => {
                 let s = match section {
-                    Some(name) => self.layout.section_by_name(name).ok_or_else(|| InventoryError::UnknownSection(name.clone()))?,
+                    Some(name) => {
+                        self.layout.section_by_name(name).ok_or_else(|| InventoryError::UnknownSection(name.clone()))?
+                    }
                     None => {
                         let mut ga = (0..self.layout.sections.len() as u16)
                             .filter(|&s| matches!(self.layout.sections[s as usize].kind, SectionKind::General { .. }));
@@ -945,7 +981,10 @@ impl SeatInventory {
                     }
                 };
                 let SectionKind::General { capacity, .. } = self.layout.sections[s as usize].kind else {
-                    return Err(InventoryError::WrongSectionKind(self.layout.section_name(s).into(), "general admission"));
+                    return Err(InventoryError::WrongSectionKind(
+                        self.layout.section_name(s).into(),
+                        "general admission",
+                    ));
                 };
                 let t = self.tally[s as usize];
                 if capacity - t.held - t.sold < quantity {
@@ -958,7 +997,12 @@ impl SeatInventory {
 
     /// Best seats: sections by preference, rows front to back, and within a row the
     /// run of adjacent free seats closest to the row's centre. Deterministic.
-    fn best_available(&self, quantity: u32, only: Option<u16>, allow_split: bool) -> Result<Vec<SeatIdx>, InventoryError> {
+    fn best_available(
+        &self,
+        quantity: u32,
+        only: Option<u16>,
+        allow_split: bool,
+    ) -> Result<Vec<SeatIdx>, InventoryError> {
         let sections: Vec<u16> = match only {
             Some(s) => vec![s],
             None => self.layout.preference.clone(),

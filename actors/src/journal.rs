@@ -11,7 +11,7 @@
 //! delay, and can be told to fail.
 
 use crate::ids::{EventId, HoldId};
-use crate::record::{apply, HoldRecord, Record};
+use crate::record::{HoldRecord, Record, apply};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

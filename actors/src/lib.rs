@@ -26,7 +26,8 @@ pub use error::EventError;
 pub use handle::{EventHandle, Limits};
 pub use ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId, UnixMs};
 pub use inventory::{
-    Counts, HoldView, InventoryError, Outcome, Sale, SalesWindow, SeatInventory, SectionCounts, Selection, Settled,
+    Counts, HoldView, InventoryError, Outcome, ReconfigureError, Sale, SalesWindow, SeatInventory, SectionCounts,
+    Selection, Settled,
 };
 pub use journal::{Journal, JournalError, MemoryJournal};
 pub use record::{Change, HoldRecord, HoldStatus, Items, Payment, Record, TicketRecord};

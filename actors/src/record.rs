@@ -102,7 +102,9 @@ pub struct HoldRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Change {
-    HoldCreated { hold: HoldRecord },
+    HoldCreated {
+        hold: HoldRecord,
+    },
     HoldPurchased {
         hold: HoldId,
         buyer: BuyerId,
@@ -113,9 +115,19 @@ pub enum Change {
         retaken: bool,
         at: UnixMs,
     },
-    HoldReleased { hold: HoldId, at: UnixMs },
-    HoldExpired { hold: HoldId, at: UnixMs },
-    TicketsCancelled { hold: HoldId, tickets: Vec<TicketId>, at: UnixMs },
+    HoldReleased {
+        hold: HoldId,
+        at: UnixMs,
+    },
+    HoldExpired {
+        hold: HoldId,
+        at: UnixMs,
+    },
+    TicketsCancelled {
+        hold: HoldId,
+        tickets: Vec<TicketId>,
+        at: UnixMs,
+    },
 }
 
 impl Change {

@@ -90,11 +90,17 @@ impl Registry {
     }
 
     /// Runs `f` against `event`'s actor, re-activating it if it stopped under us.
-    pub async fn with<T>(&self, event: EventId, f: impl AsyncFn(&EventHandle) -> Result<T, EventError>) -> Result<T, EventError> {
+    /// `f` may run more than once, so it takes the handle by value and clones what
+    /// it needs.
+    pub async fn with<T, F, Fut>(&self, event: EventId, f: F) -> Result<T, EventError>
+    where
+        F: Fn(EventHandle) -> Fut,
+        Fut: Future<Output = Result<T, EventError>>,
+    {
         let mut attempt = 0;
         loop {
             let handle = self.get(event).await?;
-            match f(&handle).await {
+            match f(handle.clone()).await {
                 Err(EventError::Stopped) if attempt < MAX_ACTIVATION_RETRIES => {
                     attempt += 1;
                     self.forget(event, &handle);
@@ -120,6 +126,11 @@ impl Registry {
         }
     }
 
+    /// Handles of every running actor.
+    pub fn running_handles(&self) -> Vec<EventHandle> {
+        self.cells.iter().filter_map(|c| c.value().get().cloned()).collect()
+    }
+
     /// Number of running actors.
     pub fn len(&self) -> usize {
         self.cells.len()
@@ -131,7 +142,7 @@ impl Registry {
 
     /// Drains and stops every actor (graceful shutdown).
     pub async fn shutdown(&self) {
-        let handles: Vec<EventHandle> = self.cells.iter().filter_map(|c| c.value().get().cloned()).collect();
+        let handles = self.running_handles();
         self.cells.clear();
         for handle in handles {
             handle.drain_and_stop().await;

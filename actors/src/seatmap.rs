@@ -78,7 +78,9 @@ pub enum SeatMapError {
     NoTiers,
     #[error("too many {what} (at most {max})")]
     TooMany { what: &'static str, max: u64 },
-    #[error("name {0:?} must be 1-64 characters of letters, digits, space, '_' or '.', and row labels cannot contain '-' or spaces")]
+    #[error(
+        "name {0:?} must be 1-64 characters of letters, digits, space, '_' or '.', and row labels cannot contain '-' or spaces"
+    )]
     BadName(String),
     #[error("tier {0:?} is listed twice")]
     DuplicateTier(String),
@@ -115,8 +117,13 @@ pub(crate) struct Row {
 #[derive(Clone, Debug)]
 pub(crate) enum SectionKind {
     /// Rows `rows.0 .. rows.1` of the layout.
-    Seated { rows: (u32, u32) },
-    General { capacity: u32, price: i64 },
+    Seated {
+        rows: (u32, u32),
+    },
+    General {
+        capacity: u32,
+        price: i64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -143,9 +150,7 @@ fn valid_name(name: &str, is_row: bool) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name.trim() == name
-        && name.chars().all(|c| {
-            c.is_alphanumeric() || c == '_' || c == '.' || (!is_row && (c == ' ' || c == '-'))
-        })
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.' || (!is_row && (c == ' ' || c == '-')))
 }
 
 impl Layout {
@@ -177,9 +182,8 @@ impl Layout {
             }
             tiers.push((tier.code.as_str().into(), tier.price));
         }
-        let tier_of = |code: &str| {
-            tier_by_code.get(code).copied().ok_or_else(|| SeatMapError::UnknownTier(code.to_owned()))
-        };
+        let tier_of =
+            |code: &str| tier_by_code.get(code).copied().ok_or_else(|| SeatMapError::UnknownTier(code.to_owned()));
 
         let mut sections = Vec::with_capacity(map.sections.len());
         let mut section_by_name = FxHashMap::default();
@@ -251,15 +255,7 @@ impl Layout {
             .filter(|&s| matches!(sections[s as usize].kind, SectionKind::Seated { .. }))
             .collect();
         preference.sort_by_key(|&s| (sections[s as usize].tier, s));
-        Ok(Self {
-            tiers,
-            sections,
-            rows,
-            row_by_label,
-            section_by_name,
-            seat_count: seats as u32,
-            preference,
-        })
+        Ok(Self { tiers, sections, rows, row_by_label, section_by_name, seat_count: seats as u32, preference })
     }
 
     /// Number of reserved seats (GA capacity not included).
@@ -307,9 +303,7 @@ impl Layout {
     /// Capacity of a section: its seats, or its GA capacity.
     pub fn section_capacity(&self, section: u16) -> u32 {
         match &self.sections[section as usize].kind {
-            SectionKind::Seated { rows } => {
-                self.rows[rows.0 as usize..rows.1 as usize].iter().map(|r| r.len).sum()
-            }
+            SectionKind::Seated { rows } => self.rows[rows.0 as usize..rows.1 as usize].iter().map(|r| r.len).sum(),
             SectionKind::General { capacity, .. } => *capacity,
         }
     }
@@ -333,9 +327,8 @@ impl Layout {
 /// A seated map for tests and benches: `sections` sections of `rows` rows of
 /// `seats_per_row` seats, each section its own tier.
 pub fn grid(sections: u32, rows: u32, seats_per_row: u32) -> SeatMap {
-    let tiers = (0..sections)
-        .map(|s| PriceTier { code: format!("T{s}"), price: 10_000 - i64::from(s) * 1_000 })
-        .collect();
+    let tiers =
+        (0..sections).map(|s| PriceTier { code: format!("T{s}"), price: 10_000 - i64::from(s) * 1_000 }).collect();
     let sections = (0..sections)
         .map(|s| SectionSpec {
             name: format!("S{s}"),

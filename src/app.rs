@@ -1,0 +1,298 @@
+//! The running service: `Application::build` wires configuration, database,
+//! journal, actors and routes; `run_until_stopped` serves until a shutdown
+//! signal and then drains in order — stop accepting, let in-flight requests
+//! finish, drain every event actor, flush the journal, stop the embedded database.
+
+use crate::auth::rate_limit::RateLimiter;
+use crate::auth::tokens::TokenKeys;
+use crate::config::Settings;
+use crate::embedded_pg::EmbeddedPostgres;
+use crate::error::{ApiError, ApiResult};
+use crate::journal::{JournalConfig, PgJournal};
+use crate::loader::PgLoader;
+use crate::{auth, db, events, holds, system};
+use anyhow::Context;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use boxoffice_actors::{ActorConfig, Limits, Registry, SystemClock};
+use dashmap::DashMap;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+/// How long ended holds stay loaded, for late payments and idempotent retries.
+pub const ENDED_HOLD_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Shared by every request: cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub db: PgPool,
+    pub registry: Registry,
+    pub tokens: TokenKeys,
+    pub auth_limiter: RateLimiter,
+    pub settings: Settings,
+    pub metrics: Option<PrometheusHandle>,
+    /// Event currency by id, so the hold path does not ask the database each time.
+    currencies: DashMap<Uuid, String>,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The currency of an event that exists (404 otherwise).
+    pub async fn event_currency(&self, event: Uuid) -> ApiResult<String> {
+        if let Some(c) = self.currencies.get(&event) {
+            return Ok(c.clone());
+        }
+        let currency: Option<String> = sqlx::query_scalar("SELECT currency FROM events WHERE event_id = $1")
+            .bind(event)
+            .fetch_optional(&self.db)
+            .await?;
+        let currency = currency.ok_or_else(|| ApiError::not_found("event"))?;
+        self.currencies.insert(event, currency.clone());
+        Ok(currency)
+    }
+
+    /// Forgets cached facts about an event after it changed.
+    pub fn invalidate_event(&self, event: Uuid) {
+        self.currencies.remove(&event);
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "boxoffice", description = "Ticket sales built for flash sales. Errors are RFC 9457 problem documents with a stable `code`."),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The Prometheus recorder is process-global; several apps in one test process share it.
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()), &seconds)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full("boxoffice_journal_batch_size".into()),
+                        &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0],
+                    )
+                });
+            match builder.and_then(|b| b.install_recorder()) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+    journal_writers: Vec<tokio::task::JoinHandle<()>>,
+    embedded: Option<EmbeddedPostgres>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects (starting the embedded database if no `DATABASE_URL`), migrates,
+    /// starts the journal and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let (url, embedded) = match &settings.database_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                tracing::info!(data_dir = %settings.data_dir.display(), "no DATABASE_URL: starting the embedded PostgreSQL");
+                let pg =
+                    EmbeddedPostgres::start(&settings.data_dir).await.context("starting the embedded PostgreSQL")?;
+                (SecretString::from(pg.url()), Some(pg))
+            }
+        };
+        let pool = db::connect(url.expose_secret(), settings.database_max_connections)
+            .await
+            .context("connecting to PostgreSQL")?;
+        db::migrator().run(&pool).await.context("running migrations")?;
+
+        let jwt_secret = match &settings.jwt_secret {
+            Some(s) => s.clone(),
+            None => generated_secret(&settings).context("preparing the JWT secret")?,
+        };
+        let tokens = TokenKeys::new(
+            &jwt_secret,
+            &settings.jwt_issuer,
+            &settings.jwt_audience,
+            settings.access_ttl,
+            settings.refresh_ttl,
+        );
+        if settings.stripe_secret_key.is_none() {
+            tracing::warn!(
+                "no STRIPE_SECRET_KEY: using the built-in test payment provider (pm_card_visa approves, pm_card_chargeDeclined declines)"
+            );
+        }
+        if settings.redis_url.is_none() {
+            tracing::info!("no REDIS_URL: running without Redis (outbox kept in PostgreSQL)");
+        }
+
+        let (journal, journal_writers) = PgJournal::start(
+            pool.clone(),
+            JournalConfig {
+                max_batch: settings.journal_max_batch,
+                max_wait: settings.journal_max_wait,
+                writers: settings.journal_writers,
+            },
+        );
+        let registry = Registry::new(
+            Arc::new(PgLoader::new(pool.clone(), ENDED_HOLD_RETENTION)),
+            Arc::new(journal),
+            Arc::new(SystemClock),
+            ActorConfig { ended_retention: ENDED_HOLD_RETENTION, ..ActorConfig::default() },
+            Limits {
+                max_in_flight: settings.event_max_in_flight,
+                call_timeout: settings.event_call_timeout,
+                retry_after: Duration::from_millis(200),
+            },
+        );
+        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
+        let state = AppState(Arc::new(Shared {
+            db: pool,
+            registry,
+            tokens,
+            auth_limiter: RateLimiter::new(settings.auth_rate_limit_per_minute, Duration::from_secs(60)),
+            metrics: metrics_handle(),
+            settings,
+            currencies: DashMap::new(),
+        }));
+        let router = router(state.clone());
+        let background = vec![tokio::spawn(system::report_availability(state.clone()))];
+        Ok(Self { listener, router, state, journal_writers, embedded, background })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains everything in order.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, router, state, journal_writers, embedded, background } = self;
+        tracing::info!(addr = %listener.local_addr()?, "boxoffice listening");
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("shutting down: draining event actors");
+        for task in background {
+            task.abort();
+        }
+        state.registry.shutdown().await;
+        // Dropping the last journal handle (held by the registry) lets the writers
+        // finish the queue and exit.
+        let pool = state.db.clone();
+        drop(state);
+        for writer in journal_writers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+        }
+        pool.close().await;
+        if let Some(pg) = embedded {
+            pg.stop().await.context("stopping the embedded PostgreSQL")?;
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// A JWT secret generated once and kept (0600) in the data directory, so tokens
+/// survive restarts without configuration.
+fn generated_secret(settings: &Settings) -> anyhow::Result<SecretString> {
+    use std::io::Write;
+    let path = settings.data_dir.join("jwt.secret");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && existing.trim().len() >= 32
+    {
+        return Ok(SecretString::from(existing.trim().to_owned()));
+    }
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let secret = auth::tokens::new_refresh_token() + &auth::tokens::new_refresh_token();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(&path)?.write_all(secret.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated a JWT secret (set JWT_SECRET to choose one)");
+    Ok(SecretString::from(secret))
+}
+
+/// Every route, with the OpenAPI document built from the same definitions.
+pub fn router(state: AppState) -> axum::Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes::router())
+        .merge(events::router())
+        .merge(holds::router())
+        .merge(system::router())
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    api.merge(system::docs_router(openapi))
+        .layer(middleware::from_fn(record_request))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            state.settings.request_timeout,
+        ))
+        .layer(RequestBodyLimitLayer::new(state.settings.max_body_bytes))
+        .fallback(system::not_found)
+        .with_state(state)
+}
+
+/// Per-route latency and status counts.
+async fn record_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("boxoffice_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("boxoffice_http_requests_total", "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
+}

@@ -1,0 +1,43 @@
+//! The connection pool and the embedded migrations.
+//!
+//! Migrations are compiled into the binary with `include_str!` (no proc-macro
+//! crate needed), so the server migrates its database wherever it runs.
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, SqlSafeStr};
+use std::time::Duration;
+
+/// Every migration, in order.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(20261123000001, "initial", include_str!("../migrations/20261123000001_initial.sql"))];
+
+pub fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(*version, (*name).into(), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
+}
+
+/// Opens a pool. A short acquire timeout makes requests fail fast (503) when the
+/// database is down instead of queueing behind it.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(2)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(url)
+        .await
+}
+
+/// Whether every embedded migration has been applied.
+pub async fn migrations_applied(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(pool).await?;
+    Ok(applied == Some(latest))
+}

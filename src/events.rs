@@ -1,0 +1,782 @@
+//! Events: the seed's `/events/*` endpoints plus publish, close, cancel, seat map
+//! and sales window.
+//!
+//! Lifecycle: `draft → published → closed`, and `cancelled` from any of them.
+//! What may change when:
+//! - descriptive fields (title, venue, date, …): any time before cancellation;
+//! - currency: only while the event has no holds;
+//! - seat map: freely while draft; once published only if every seat that is held
+//!   or sold — and every GA place taken — is still in the new map (the event's
+//!   actor checks this against its live state);
+//! - sales window: any time before cancellation, applied to the live actor at once;
+//! - delete: only while nothing was ever held or sold (close or cancel instead).
+
+use crate::app::AppState;
+use crate::auth::{AuthUser, MaybeAuthUser, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::loader::sales_window;
+use axum::extract::State;
+use axum::http::StatusCode;
+use boxoffice_actors::{Availability, EventId, Layout, SeatMap};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{Postgres, QueryBuilder};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_event))
+        .routes(routes!(update_event))
+        .routes(routes!(delete_event))
+        .routes(routes!(search_events))
+        .routes(routes!(event_details))
+        .routes(routes!(publish_event))
+        .routes(routes!(close_event))
+        .routes(routes!(cancel_event))
+        .routes(routes!(get_seat_map, put_seat_map))
+        .routes(routes!(put_sales_window))
+}
+
+/// When and how an event sells.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SalesWindowIn {
+    pub opens_at: Option<DateTime<Utc>>,
+    pub closes_at: Option<DateTime<Utc>>,
+    /// 1–50 tickets per buyer (held + bought); default 10.
+    pub per_buyer_limit: Option<u32>,
+    /// 5 s – 24 h; default 600 (10 minutes).
+    pub hold_ttl_secs: Option<u32>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEvent {
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    pub venue_name: String,
+    #[serde(default)]
+    pub venue_address: Option<String>,
+    pub event_date: DateTime<Utc>,
+    /// ISO 4217 code; default JPY. Prices are integer minor units.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Seed shape: with no `seat_map`, `total_seats` places of general admission at `base_price`.
+    #[serde(default)]
+    pub total_seats: Option<u32>,
+    #[serde(default)]
+    pub base_price: Option<i64>,
+    /// Price tiers and sections (seated rows or general admission).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub seat_map: Option<serde_json::Value>,
+    #[serde(default)]
+    pub sales_window: Option<SalesWindowIn>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEvent {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub venue_name: Option<String>,
+    pub venue_address: Option<String>,
+    pub event_date: Option<DateTime<Utc>>,
+    pub currency: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub seat_map: Option<serde_json::Value>,
+    pub sales_window: Option<SalesWindowIn>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SalesWindowOut {
+    pub opens_at: Option<DateTime<Utc>>,
+    pub closes_at: Option<DateTime<Utc>>,
+    pub per_buyer_limit: i32,
+    pub hold_ttl_secs: i32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventOut {
+    pub event_id: Uuid,
+    pub organizer_id: Uuid,
+    pub organizer_name: String,
+    pub title: String,
+    pub description: String,
+    pub category: Option<String>,
+    pub venue_name: String,
+    pub venue_address: Option<String>,
+    pub event_date: DateTime<Utc>,
+    pub currency: String,
+    pub status: String,
+    pub total_seats: i32,
+    /// Live from the event's actor in details; a recent snapshot in search results.
+    pub available_seats: i64,
+    /// Lowest price (seed field).
+    pub base_price: Option<i64>,
+    pub max_price: Option<i64>,
+    pub sales_window: SalesWindowOut,
+    pub has_seat_map: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventDetails {
+    #[serde(flatten)]
+    pub event: EventOut,
+    #[schema(value_type = Option<Object>)]
+    pub seat_map: Option<serde_json::Value>,
+    /// Live counts per section (published events).
+    #[schema(value_type = Option<Object>)]
+    pub availability: Option<Availability>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    event_id: Uuid,
+    organizer_id: Uuid,
+    organizer_name: String,
+    title: String,
+    description: String,
+    category: Option<String>,
+    venue_name: String,
+    venue_address: Option<String>,
+    event_date: DateTime<Utc>,
+    currency: String,
+    pub(crate) status: String,
+    total_seats: i32,
+    taken_count: i32,
+    min_price: Option<i64>,
+    max_price: Option<i64>,
+    opens_at: Option<DateTime<Utc>>,
+    closes_at: Option<DateTime<Utc>>,
+    per_buyer_limit: i32,
+    hold_ttl_secs: i32,
+    has_seat_map: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+const EVENT_COLUMNS: &str = "e.event_id, e.organizer_id, u.name AS organizer_name, e.title, e.description, e.category,
+    e.venue_name, e.venue_address, e.event_date, e.currency, e.status, e.total_seats, e.taken_count, e.min_price,
+    e.max_price, e.opens_at, e.closes_at, e.per_buyer_limit, e.hold_ttl_secs, (e.seat_map IS NOT NULL) AS has_seat_map,
+    e.created_at, e.updated_at";
+
+impl From<EventRow> for EventOut {
+    fn from(r: EventRow) -> Self {
+        EventOut {
+            event_id: r.event_id,
+            organizer_id: r.organizer_id,
+            organizer_name: r.organizer_name,
+            title: r.title,
+            description: r.description,
+            category: r.category,
+            venue_name: r.venue_name,
+            venue_address: r.venue_address,
+            event_date: r.event_date,
+            currency: r.currency,
+            status: r.status,
+            total_seats: r.total_seats,
+            available_seats: i64::from(r.total_seats - r.taken_count).max(0),
+            base_price: r.min_price,
+            max_price: r.max_price,
+            sales_window: SalesWindowOut {
+                opens_at: r.opens_at,
+                closes_at: r.closes_at,
+                per_buyer_limit: r.per_buyer_limit,
+                hold_ttl_secs: r.hold_ttl_secs,
+            },
+            has_seat_map: r.has_seat_map,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+pub(crate) async fn fetch_event(state: &AppState, id: Uuid) -> ApiResult<Option<EventRow>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events e JOIN users u ON u.user_id = e.organizer_id WHERE e.event_id = $1"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&state.db).await?)
+}
+
+/// The event, if `user` may manage it (owner or admin). Others get 404 for events
+/// they cannot see and 403 for published ones they do not own.
+pub(crate) async fn owned_event(state: &AppState, user: &AuthUser, id: Uuid) -> ApiResult<EventRow> {
+    let row = fetch_event(state, id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    if user.is_admin() || row.organizer_id == user.id {
+        return Ok(row);
+    }
+    if row.status == "draft" {
+        Err(ApiError::not_found("event"))
+    } else {
+        Err(ApiError::forbidden("only the event's organizer may do this"))
+    }
+}
+
+// ---- validation ---------------------------------------------------------------
+
+fn text(field: &'static str, raw: &str, max: usize, required: bool) -> ApiResult<Option<String>> {
+    let v = raw.trim();
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ApiError::invalid("invalid_field", format!("{field} has control characters")).with("field", field));
+    }
+    if v.chars().count() > max {
+        return Err(
+            ApiError::invalid("invalid_field", format!("{field} is longer than {max} characters")).with("field", field)
+        );
+    }
+    if v.is_empty() {
+        return if required {
+            Err(ApiError::invalid("invalid_field", format!("{field} is required")).with("field", field))
+        } else {
+            Ok(None)
+        };
+    }
+    Ok(Some(v.to_owned()))
+}
+
+fn currency(raw: &str) -> ApiResult<String> {
+    if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::invalid("invalid_currency", "currency is a three-letter ISO 4217 code such as JPY"))
+    }
+}
+
+/// A parsed and compiled seat map with the figures stored beside it.
+struct CheckedMap {
+    json: serde_json::Value,
+    layout: Layout,
+    total: i32,
+    min_price: i64,
+    max_price: i64,
+}
+
+fn check_seat_map(raw: serde_json::Value) -> ApiResult<CheckedMap> {
+    let map: SeatMap =
+        serde_json::from_value(raw.clone()).map_err(|e| ApiError::invalid("invalid_seat_map", e.to_string()))?;
+    let layout = Layout::compile(&map).map_err(|e| ApiError::invalid("invalid_seat_map", e.to_string()))?;
+    let total =
+        i32::try_from(layout.capacity()).map_err(|_| ApiError::invalid("invalid_seat_map", "too many seats"))?;
+    let min_price = map.tiers.iter().map(|t| t.price).min().unwrap_or(0);
+    let max_price = map.tiers.iter().map(|t| t.price).max().unwrap_or(0);
+    Ok(CheckedMap { json: raw, layout, total, min_price, max_price })
+}
+
+/// The seed's `total_seats` + `base_price`: one general-admission section.
+fn general_admission_map(total_seats: u32, base_price: i64) -> serde_json::Value {
+    serde_json::json!({
+        "tiers": [{"code": "GA", "price": base_price}],
+        "sections": [{"name": "General Admission", "tier": "GA", "kind": "general", "capacity": total_seats}]
+    })
+}
+
+struct CheckedWindow {
+    opens_at: Option<DateTime<Utc>>,
+    closes_at: Option<DateTime<Utc>>,
+    per_buyer_limit: i32,
+    hold_ttl_secs: i32,
+}
+
+fn check_window(w: &SalesWindowIn, current: Option<&EventRow>) -> ApiResult<CheckedWindow> {
+    let per_buyer_limit = match w.per_buyer_limit {
+        Some(n) if (1..=50).contains(&n) => n as i32,
+        Some(_) => return Err(ApiError::invalid("invalid_sales_window", "per_buyer_limit is 1 to 50")),
+        None => current.map_or(10, |c| c.per_buyer_limit),
+    };
+    let hold_ttl_secs = match w.hold_ttl_secs {
+        Some(n) if (5..=86_400).contains(&n) => n as i32,
+        Some(_) => return Err(ApiError::invalid("invalid_sales_window", "hold_ttl_secs is 5 to 86400")),
+        None => current.map_or(600, |c| c.hold_ttl_secs),
+    };
+    let opens_at = w.opens_at.or(current.and_then(|c| c.opens_at));
+    let closes_at = w.closes_at.or(current.and_then(|c| c.closes_at));
+    if let (Some(o), Some(c)) = (opens_at, closes_at)
+        && c <= o
+    {
+        return Err(ApiError::invalid("invalid_sales_window", "closes_at must be after opens_at"));
+    }
+    Ok(CheckedWindow { opens_at, closes_at, per_buyer_limit, hold_ttl_secs })
+}
+
+// ---- handlers -------------------------------------------------------------------
+
+/// Create an event (organizers). Starts as a draft.
+#[utoipa::path(post, path = "/events/create", tag = "events", request_body = CreateEvent, security(("bearer" = [])),
+    responses((status = 201, body = EventOut), (status = 403, description = "not an organizer"), (status = 422, description = "invalid input")))]
+async fn create_event(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(req): Json<CreateEvent>,
+) -> ApiResult<(StatusCode, axum::Json<EventOut>)> {
+    user.require(&[Role::Organizer])?;
+    let title = text("title", &req.title, 200, true)?;
+    let venue_name = text("venue_name", &req.venue_name, 200, true)?;
+    let description = text("description", req.description.as_deref().unwrap_or(""), 10_000, false)?;
+    let category = text("category", req.category.as_deref().unwrap_or(""), 50, false)?;
+    let venue_address = text("venue_address", req.venue_address.as_deref().unwrap_or(""), 500, false)?;
+    let currency = currency(req.currency.as_deref().unwrap_or("JPY"))?;
+    if req.event_date <= Utc::now() {
+        return Err(ApiError::invalid("invalid_field", "event_date must be in the future").with("field", "event_date"));
+    }
+    let raw_map = match (req.seat_map, req.total_seats, req.base_price) {
+        (Some(map), None, None) => Some(map),
+        (None, Some(total), Some(price)) => Some(general_admission_map(total, price)),
+        (None, None, None) => None,
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_seat_map",
+                "give either seat_map, or total_seats with base_price (general admission)",
+            ));
+        }
+    };
+    let map = raw_map.map(check_seat_map).transpose()?;
+    let window = check_window(&req.sales_window.unwrap_or_default(), None)?;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO events (event_id, organizer_id, title, description, category, venue_name, venue_address, event_date,
+                             currency, seat_map, total_seats, min_price, max_price, opens_at, closes_at, per_buyer_limit,
+                             hold_ttl_secs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(id)
+    .bind(user.id)
+    .bind(title)
+    .bind(description.unwrap_or_default())
+    .bind(category)
+    .bind(venue_name)
+    .bind(venue_address)
+    .bind(req.event_date)
+    .bind(currency)
+    .bind(map.as_ref().map(|m| &m.json))
+    .bind(map.as_ref().map_or(0, |m| m.total))
+    .bind(map.as_ref().map(|m| m.min_price))
+    .bind(map.as_ref().map(|m| m.max_price))
+    .bind(window.opens_at)
+    .bind(window.closes_at)
+    .bind(window.per_buyer_limit)
+    .bind(window.hold_ttl_secs)
+    .execute(&state.db)
+    .await?;
+    crate::outbox::record(&state.db, "event:created", id, serde_json::json!({"event_id": id})).await?;
+    let row = fetch_event(&state, id).await?.ok_or_else(|| ApiError::internal("created event vanished"))?;
+    Ok((StatusCode::CREATED, axum::Json(row.into())))
+}
+
+/// Update an event (its organizer). See the module docs for what may change when.
+#[utoipa::path(put, path = "/events/{event_id}/update", tag = "events", request_body = UpdateEvent, security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)),
+    responses((status = 200, body = EventOut), (status = 403), (status = 404), (status = 409, description = "not allowed in this state"), (status = 422)))]
+async fn update_event(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+    Json(req): Json<UpdateEvent>,
+) -> ApiResult<axum::Json<EventOut>> {
+    let current = owned_event(&state, &user, event_id).await?;
+    if current.status == "cancelled" {
+        return Err(ApiError::conflict("event_cancelled", "a cancelled event cannot change"));
+    }
+    let title = req.title.as_deref().map(|t| text("title", t, 200, true)).transpose()?.flatten();
+    let venue_name = req.venue_name.as_deref().map(|t| text("venue_name", t, 200, true)).transpose()?.flatten();
+    let description = req.description.as_deref().map(|t| text("description", t, 10_000, false)).transpose()?;
+    let category = req.category.as_deref().map(|t| text("category", t, 50, false)).transpose()?;
+    let venue_address = req.venue_address.as_deref().map(|t| text("venue_address", t, 500, false)).transpose()?;
+    let new_currency = req.currency.as_deref().map(currency).transpose()?;
+    let map = req.seat_map.map(check_seat_map).transpose()?;
+    let window = req.sales_window.as_ref().map(|w| check_window(w, Some(&current))).transpose()?;
+
+    let mut tx = state.db.begin().await?;
+    if new_currency.as_ref().is_some_and(|c| *c != current.currency) {
+        let has_holds: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM holds WHERE event_id = $1)")
+            .bind(event_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if has_holds {
+            return Err(ApiError::conflict("event_has_sales", "the currency cannot change once seats were held"));
+        }
+    }
+    sqlx::query(
+        "UPDATE events SET
+            title = coalesce($2, title),
+            description = CASE WHEN $3 THEN coalesce($4, '') ELSE description END,
+            category = CASE WHEN $5 THEN $6 ELSE category END,
+            venue_name = coalesce($7, venue_name),
+            venue_address = CASE WHEN $8 THEN $9 ELSE venue_address END,
+            event_date = coalesce($10, event_date),
+            currency = coalesce($11, currency),
+            updated_at = now()
+         WHERE event_id = $1",
+    )
+    .bind(event_id)
+    .bind(title)
+    .bind(description.is_some())
+    .bind(description.clone().flatten())
+    .bind(category.is_some())
+    .bind(category.clone().flatten())
+    .bind(venue_name)
+    .bind(venue_address.is_some())
+    .bind(venue_address.clone().flatten())
+    .bind(req.event_date)
+    .bind(new_currency)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(w) = &window {
+        sqlx::query(
+            "UPDATE events SET opens_at = $2, closes_at = $3, per_buyer_limit = $4, hold_ttl_secs = $5 WHERE event_id = $1",
+        )
+        .bind(event_id)
+        .bind(w.opens_at)
+        .bind(w.closes_at)
+        .bind(w.per_buyer_limit)
+        .bind(w.hold_ttl_secs)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(m) = &map {
+        sqlx::query(
+            "UPDATE events SET seat_map = $2, total_seats = $3, min_price = $4, max_price = $5 WHERE event_id = $1",
+        )
+        .bind(event_id)
+        .bind(&m.json)
+        .bind(m.total)
+        .bind(m.min_price)
+        .bind(m.max_price)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // The live actor must accept the new map before the change commits; it alone
+    // knows what is held right now.
+    let live = state.registry.running(EventId(event_id));
+    if let (Some(m), Some(handle)) = (&map, &live) {
+        handle
+            .reconfigure(m.layout.clone())
+            .await?
+            .map_err(|e| ApiError::conflict("seat_map_conflict", e.to_string()))?;
+    } else if let Some(m) = &map
+        && current.status != "draft"
+    {
+        check_map_against_db(&mut tx, event_id, &m.layout).await?;
+    }
+    crate::outbox::record(&mut *tx, "event:updated", event_id, serde_json::json!({"event_id": event_id})).await?;
+    if let Err(e) = tx.commit().await {
+        // The actor may have adopted a map that was not stored: reload it from the database.
+        state.registry.evict(EventId(event_id)).await;
+        return Err(e.into());
+    }
+    if let (Some(w), Some(handle)) = (&window, &live) {
+        let sw = sales_window(&current.status, w.opens_at, w.closes_at, w.per_buyer_limit, w.hold_ttl_secs);
+        handle.set_window(sw).await?;
+    }
+    state.invalidate_event(event_id);
+    let row = fetch_event(&state, event_id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    Ok(axum::Json(row.into()))
+}
+
+/// With no live actor, checks a new seat map against the stored holds and tickets.
+async fn check_map_against_db(tx: &mut sqlx::PgConnection, event_id: Uuid, layout: &Layout) -> ApiResult<()> {
+    let holds = crate::loader::load_holds(tx, event_id, crate::app::ENDED_HOLD_RETENTION).await?;
+    boxoffice_actors::SeatInventory::restore(layout.clone(), boxoffice_actors::SalesWindow::always_open(), holds)
+        .map(|_| ())
+        .map_err(|e| ApiError::conflict("seat_map_conflict", format!("the new seat map does not fit the sales: {e}")))
+}
+
+/// Delete an event that never sold or held anything.
+#[utoipa::path(delete, path = "/events/{event_id}/delete", tag = "events", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)),
+    responses((status = 204), (status = 403), (status = 404), (status = 409, description = "has holds or sales: close or cancel it")))]
+async fn delete_event(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    owned_event(&state, &user, event_id).await?;
+    // Stop the actor first so nothing can be held while we check.
+    state.registry.evict(EventId(event_id)).await;
+    let mut tx = state.db.begin().await?;
+    let has_holds: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM holds WHERE event_id = $1)")
+        .bind(event_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if has_holds {
+        return Err(ApiError::conflict(
+            "event_has_sales",
+            "seats were held or sold: close or cancel the event instead",
+        ));
+    }
+    sqlx::query("DELETE FROM events WHERE event_id = $1").bind(event_id).execute(&mut *tx).await?;
+    crate::outbox::record(&mut *tx, "event:deleted", event_id, serde_json::json!({"event_id": event_id})).await?;
+    tx.commit().await?;
+    state.invalidate_event(event_id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn transition(
+    state: &AppState,
+    user: &AuthUser,
+    event_id: Uuid,
+    from: &[&str],
+    to: &'static str,
+) -> ApiResult<axum::Json<EventOut>> {
+    let current = owned_event(state, user, event_id).await?;
+    if !from.contains(&current.status.as_str()) {
+        return Err(ApiError::conflict("invalid_transition", format!("cannot go from {} to {to}", current.status))
+            .with("event_status", current.status));
+    }
+    if to == "published" && !current.has_seat_map {
+        return Err(ApiError::conflict("no_seat_map", "add a seat map before publishing"));
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("UPDATE events SET status = $2, updated_at = now() WHERE event_id = $1")
+        .bind(event_id)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+    crate::outbox::record(&mut *tx, "event:updated", event_id, serde_json::json!({"event_id": event_id, "status": to}))
+        .await?;
+    tx.commit().await?;
+    // The actor reloads with the new status (closed and cancelled events do not sell).
+    state.registry.evict(EventId(event_id)).await;
+    state.invalidate_event(event_id);
+    let row = fetch_event(state, event_id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    Ok(axum::Json(row.into()))
+}
+
+/// Publish a draft: it becomes searchable and sells within its window.
+#[utoipa::path(post, path = "/events/{event_id}/publish", tag = "events", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)), responses((status = 200, body = EventOut), (status = 409)))]
+async fn publish_event(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+) -> ApiResult<axum::Json<EventOut>> {
+    transition(&state, &user, event_id, &["draft"], "published").await
+}
+
+/// Close sales; tickets sold stay valid.
+#[utoipa::path(post, path = "/events/{event_id}/close", tag = "events", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)), responses((status = 200, body = EventOut), (status = 409)))]
+async fn close_event(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+) -> ApiResult<axum::Json<EventOut>> {
+    transition(&state, &user, event_id, &["published"], "closed").await
+}
+
+/// Cancel the event.
+#[utoipa::path(post, path = "/events/{event_id}/cancel", tag = "events", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)), responses((status = 200, body = EventOut), (status = 409)))]
+async fn cancel_event(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+) -> ApiResult<axum::Json<EventOut>> {
+    transition(&state, &user, event_id, &["draft", "published", "closed"], "cancelled").await
+}
+
+/// The event's seat map.
+#[utoipa::path(get, path = "/events/{event_id}/seatmap", tag = "events", params(("event_id" = Uuid, Path)),
+    responses((status = 200, description = "the seat map"), (status = 404)))]
+async fn get_seat_map(
+    State(state): State<AppState>,
+    MaybeAuthUser(user): MaybeAuthUser,
+    Path(event_id): Path<Uuid>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let row = visible_event(&state, user.as_ref(), event_id).await?;
+    let map: Option<serde_json::Value> = sqlx::query_scalar("SELECT seat_map FROM events WHERE event_id = $1")
+        .bind(row.event_id)
+        .fetch_one(&state.db)
+        .await?;
+    map.map(axum::Json).ok_or_else(|| ApiError::not_found("seat map"))
+}
+
+/// Replace the seat map (same rules as update).
+#[utoipa::path(put, path = "/events/{event_id}/seatmap", tag = "events", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)), request_body(content = Object),
+    responses((status = 200, body = EventOut), (status = 409), (status = 422)))]
+async fn put_seat_map(
+    state: State<AppState>,
+    user: AuthUser,
+    path: Path<Uuid>,
+    Json(map): Json<serde_json::Value>,
+) -> ApiResult<axum::Json<EventOut>> {
+    update_event(state, user, path, Json(UpdateEvent { seat_map: Some(map), ..Default::default() })).await
+}
+
+/// Set the sales window.
+#[utoipa::path(put, path = "/events/{event_id}/sales-window", tag = "events", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)), request_body = SalesWindowIn,
+    responses((status = 200, body = EventOut), (status = 409), (status = 422)))]
+async fn put_sales_window(
+    state: State<AppState>,
+    user: AuthUser,
+    path: Path<Uuid>,
+    Json(window): Json<SalesWindowIn>,
+) -> ApiResult<axum::Json<EventOut>> {
+    update_event(state, user, path, Json(UpdateEvent { sales_window: Some(window), ..Default::default() })).await
+}
+
+/// Published events are public; others only to their organizer and admins.
+async fn visible_event(state: &AppState, user: Option<&AuthUser>, id: Uuid) -> ApiResult<EventRow> {
+    let row = fetch_event(state, id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    let privileged = user.is_some_and(|u| u.is_admin() || u.id == row.organizer_id);
+    if row.status == "published" || row.status == "closed" || privileged {
+        Ok(row)
+    } else {
+        Err(ApiError::not_found("event"))
+    }
+}
+
+/// An event with live availability.
+#[utoipa::path(get, path = "/events/{event_id}/details", tag = "events", params(("event_id" = Uuid, Path)),
+    responses((status = 200, body = EventDetails), (status = 404)))]
+async fn event_details(
+    State(state): State<AppState>,
+    MaybeAuthUser(user): MaybeAuthUser,
+    Path(event_id): Path<Uuid>,
+) -> ApiResult<axum::Json<EventDetails>> {
+    let row = visible_event(&state, user.as_ref(), event_id).await?;
+    let status = row.status.clone();
+    let has_map = row.has_seat_map;
+    let mut event: EventOut = row.into();
+    let availability = if has_map && status != "draft" {
+        let a = state.registry.with(EventId(event_id), |h| async move { h.availability().await }).await?;
+        event.available_seats = a.total.available as i64;
+        Some(a)
+    } else {
+        None
+    };
+    let seat_map: Option<serde_json::Value> = sqlx::query_scalar("SELECT seat_map FROM events WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_one(&state.db)
+        .await?;
+    Ok(axum::Json(EventDetails { event, seat_map, availability }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Words to find in title, venue, category or description.
+    pub q: Option<String>,
+    pub category: Option<String>,
+    /// Events on or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Events before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// Events with some ticket at or under this price.
+    pub max_price: Option<i64>,
+    /// Events with some ticket at or over this price.
+    pub min_price: Option<i64>,
+    /// Only events with seats left.
+    pub available: Option<bool>,
+    /// `date` (default), `-date`, `price`, `-price`, `relevance`.
+    pub sort: Option<String>,
+    /// From 1.
+    pub page: Option<u32>,
+    /// 1–100, default 20.
+    pub per_page: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResult {
+    pub events: Vec<EventOut>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: i64,
+}
+
+/// Most results one search returns per page.
+const MAX_PER_PAGE: u32 = 100;
+/// Deepest page reachable by offset (keeps every search query cheap).
+const MAX_OFFSET: u32 = 10_000;
+
+/// Search published events.
+#[utoipa::path(get, path = "/events/search", tag = "events", params(SearchParams),
+    responses((status = 200, body = SearchResult), (status = 400)))]
+async fn search_events(
+    State(state): State<AppState>,
+    Query(p): Query<SearchParams>,
+) -> ApiResult<axum::Json<SearchResult>> {
+    let per_page = p.per_page.unwrap_or(20);
+    if !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(ApiError::bad_request("invalid_query", format!("per_page is 1 to {MAX_PER_PAGE}")));
+    }
+    let page = p.page.unwrap_or(1);
+    if page == 0 || (page - 1).saturating_mul(per_page) > MAX_OFFSET {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("page is 1 or more, and at most {MAX_OFFSET} results deep"),
+        ));
+    }
+    let q = p.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    if q.is_some_and(|q| q.len() > 200) {
+        return Err(ApiError::bad_request("invalid_query", "q is at most 200 characters"));
+    }
+    let sort = match p.sort.as_deref().unwrap_or(if q.is_some() { "relevance" } else { "date" }) {
+        "date" => "e.event_date ASC, e.event_id",
+        "-date" => "e.event_date DESC, e.event_id",
+        "price" => "e.min_price ASC NULLS LAST, e.event_id",
+        "-price" => "e.max_price DESC NULLS LAST, e.event_id",
+        "relevance" if q.is_some() => {
+            "ts_rank(e.search, websearch_to_tsquery('simple', $q)) DESC, e.event_date, e.event_id"
+        }
+        other => return Err(ApiError::bad_request("invalid_query", format!("unknown sort {other:?}"))),
+    };
+
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {EVENT_COLUMNS}, count(*) OVER () AS total FROM events e JOIN users u ON u.user_id = e.organizer_id
+         WHERE e.status = 'published'"
+    ));
+    if let Some(q) = q {
+        qb.push(" AND e.search @@ websearch_to_tsquery('simple', ").push_bind(q.to_owned()).push(")");
+    }
+    if let Some(c) = p.category.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        qb.push(" AND e.category = ").push_bind(c.to_owned());
+    }
+    if let Some(from) = p.from {
+        qb.push(" AND e.event_date >= ").push_bind(from);
+    }
+    if let Some(to) = p.to {
+        qb.push(" AND e.event_date < ").push_bind(to);
+    }
+    if let Some(max) = p.max_price {
+        qb.push(" AND e.min_price <= ").push_bind(max);
+    }
+    if let Some(min) = p.min_price {
+        qb.push(" AND e.max_price >= ").push_bind(min);
+    }
+    if p.available == Some(true) {
+        qb.push(" AND e.taken_count < e.total_seats");
+    }
+    qb.push(" ORDER BY ");
+    match sort.split_once("$q") {
+        Some((before, after)) => {
+            qb.push(before).push_bind(q.unwrap_or_default().to_owned()).push(after);
+        }
+        None => {
+            qb.push(sort);
+        }
+    }
+    qb.push(" LIMIT ").push_bind(i64::from(per_page)).push(" OFFSET ").push_bind(i64::from((page - 1) * per_page));
+
+    #[derive(sqlx::FromRow)]
+    struct Hit {
+        #[sqlx(flatten)]
+        event: EventRow,
+        total: i64,
+    }
+    let hits: Vec<Hit> = qb.build_query_as().fetch_all(&state.db).await?;
+    let total = hits.first().map_or(0, |h| h.total);
+    Ok(axum::Json(SearchResult { events: hits.into_iter().map(|h| h.event.into()).collect(), page, per_page, total }))
+}

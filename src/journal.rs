@@ -1,0 +1,378 @@
+//! `PgJournal`: the engine's journal port on PostgreSQL, with group commit.
+//!
+//! Actors append records to one queue. A few writer tasks each take a batch —
+//! everything queued, up to `max_batch`, waiting at most `max_wait` for more — and
+//! write it in one transaction with one bulk (`UNNEST`) statement per kind of
+//! change, plus the outbox rows for the same changes. Every record in the batch is
+//! acknowledged when the transaction commits, so a caller's reply waits for one
+//! fsync shared with hundreds of others.
+//!
+//! Several writers may commit at once: the engine never has two changes of the
+//! same hold in flight (see `SeatInventory`), and a change that frees seats is
+//! acknowledged before anything can take them, so batches never depend on each
+//! other.
+//!
+//! Failures: connection-type errors are retried with backoff, then the batch
+//! fails (the actors undo it). A constraint violation — which would mean an engine
+//! bug, since the constraints only back up its decisions — is isolated by writing
+//! the batch's records one by one, so one bad record cannot fail its neighbours.
+
+use boxoffice_actors::UnixMs;
+use boxoffice_actors::journal::{Ack, Journal, JournalError};
+use boxoffice_actors::record::{Change, Record};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, mpsc};
+use uuid::Uuid;
+
+/// Group-commit settings.
+#[derive(Clone, Copy, Debug)]
+pub struct JournalConfig {
+    /// Most records in one transaction.
+    pub max_batch: usize,
+    /// How long a writer waits for a batch to fill once it has one record.
+    pub max_wait: Duration,
+    /// Writer tasks (concurrent transactions).
+    pub writers: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self { max_batch: 1024, max_wait: Duration::from_micros(500), writers: 2 }
+    }
+}
+
+/// Backoff between attempts at a batch whose connection failed.
+const RETRY_BACKOFF: [Duration; 3] =
+    [Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(400)];
+
+type Queue = Arc<Mutex<mpsc::UnboundedReceiver<(Record, Ack)>>>;
+
+#[derive(Clone)]
+pub struct PgJournal {
+    tx: mpsc::UnboundedSender<(Record, Ack)>,
+}
+
+impl PgJournal {
+    /// Starts the writer tasks. They stop once every `PgJournal` clone is dropped
+    /// and the queue is empty — so dropping the journal after the actors have
+    /// drained flushes it.
+    pub fn start(pool: PgPool, config: JournalConfig) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue: Queue = Arc::new(Mutex::new(rx));
+        let writers = (0..config.writers.max(1))
+            .map(|_| tokio::spawn(writer(pool.clone(), Arc::clone(&queue), config)))
+            .collect();
+        (Self { tx }, writers)
+    }
+}
+
+impl Journal for PgJournal {
+    fn append(&self, record: Record, ack: Ack) {
+        if let Err(mpsc::error::SendError((_, ack))) = self.tx.send((record, ack)) {
+            ack(Err(JournalError::Failed("the journal is shut down".into())));
+        }
+    }
+}
+
+async fn writer(pool: PgPool, queue: Queue, config: JournalConfig) {
+    loop {
+        let batch = {
+            let mut rx = queue.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + config.max_wait;
+            while batch.len() < config.max_batch {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(next)) => batch.push(next),
+                        Ok(None) | Err(_) => break,
+                    },
+                }
+            }
+            batch
+        };
+        commit(&pool, batch).await;
+    }
+}
+
+async fn commit(pool: &PgPool, batch: Vec<(Record, Ack)>) {
+    let (records, acks): (Vec<Record>, Vec<Ack>) = batch.into_iter().unzip();
+    metrics::histogram!("boxoffice_journal_batch_size").record(records.len() as f64);
+    let started = Instant::now();
+    let mut attempt = 0;
+    let outcome = loop {
+        match write_batch(pool, &records).await {
+            Ok(()) => break Ok(()),
+            Err(e) if is_transient(&e) && attempt < RETRY_BACKOFF.len() => {
+                tracing::warn!(error = %e, attempt, "journal batch failed; retrying");
+                tokio::time::sleep(RETRY_BACKOFF[attempt]).await;
+                attempt += 1;
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    match outcome {
+        Ok(()) => {
+            metrics::histogram!("boxoffice_journal_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::counter!("boxoffice_journal_records_total").increment(records.len() as u64);
+            for ack in acks {
+                ack(Ok(()));
+            }
+        }
+        Err(e) if !is_transient(&e) && records.len() > 1 => {
+            tracing::error!(error = %e, records = records.len(), "journal batch refused; writing its records one by one");
+            for (record, ack) in records.into_iter().zip(acks) {
+                let one = [record];
+                let result = write_batch(pool, &one).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, change = one[0].change.kind(), "journal record refused");
+                    metrics::counter!("boxoffice_journal_failures_total").increment(1);
+                }
+                ack(result.map_err(|e| JournalError::Failed(e.to_string())));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, records = records.len(), "journal batch failed");
+            metrics::counter!("boxoffice_journal_failures_total").increment(records.len() as u64);
+            for ack in acks {
+                ack(Err(JournalError::Failed(e.to_string())));
+            }
+        }
+    }
+}
+
+/// Errors that say nothing about the records themselves.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            // Class 08 (connection), 40 (rollback: serialization/deadlock), 53 (resources), 57 (shutdown).
+            db.code().is_some_and(|c| ["08", "40", "53", "57"].iter().any(|p| c.starts_with(p)))
+        }
+        _ => false,
+    }
+}
+
+pub(crate) fn ts(ms: UnixMs) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms.0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Column vectors for one batch, filled from its records.
+#[derive(Default)]
+struct Columns {
+    // holds created
+    h_id: Vec<Uuid>,
+    h_event: Vec<Uuid>,
+    h_buyer: Vec<Uuid>,
+    h_items: Vec<serde_json::Value>,
+    h_qty: Vec<i32>,
+    h_amount: Vec<i64>,
+    h_key: Vec<Option<String>>,
+    h_fp: Vec<i64>,
+    h_created: Vec<DateTime<Utc>>,
+    h_expires: Vec<DateTime<Utc>>,
+    // hold status changes
+    s_id: Vec<Uuid>,
+    s_status: Vec<&'static str>,
+    s_at: Vec<DateTime<Utc>>,
+    // tickets issued
+    t_id: Vec<Uuid>,
+    t_event: Vec<Uuid>,
+    t_hold: Vec<Uuid>,
+    t_owner: Vec<Uuid>,
+    t_section: Vec<String>,
+    t_seat: Vec<Option<String>>,
+    t_price: Vec<i64>,
+    t_at: Vec<DateTime<Utc>>,
+    // payments
+    p_id: Vec<Uuid>,
+    p_hold: Vec<Uuid>,
+    p_provider: Vec<String>,
+    p_ref: Vec<String>,
+    p_amount: Vec<i64>,
+    // tickets cancelled
+    c_id: Vec<Uuid>,
+    c_at: Vec<DateTime<Utc>>,
+    // outbox
+    o_topic: Vec<&'static str>,
+    o_aggregate: Vec<Uuid>,
+    o_payload: Vec<serde_json::Value>,
+}
+
+impl Columns {
+    fn outbox(&mut self, topic: &'static str, aggregate: Uuid, event: Uuid, change: &Change) {
+        self.o_topic.push(topic);
+        self.o_aggregate.push(aggregate);
+        let mut payload = serde_json::to_value(change).unwrap_or(serde_json::Value::Null);
+        if let Some(obj) = payload.as_object_mut() {
+            obj.insert("event_id".into(), serde_json::Value::String(event.to_string()));
+        }
+        self.o_payload.push(payload);
+    }
+
+    fn add(&mut self, record: &Record) {
+        let event = record.event.0;
+        let change = &record.change;
+        match change {
+            Change::HoldCreated { hold } => {
+                self.h_id.push(hold.id.0);
+                self.h_event.push(event);
+                self.h_buyer.push(hold.buyer.0);
+                self.h_items.push(serde_json::to_value(&hold.items).unwrap_or(serde_json::Value::Null));
+                self.h_qty.push(i32::try_from(hold.items.quantity()).unwrap_or(i32::MAX));
+                self.h_amount.push(hold.amount);
+                self.h_key.push(hold.idempotency_key.as_ref().map(|k| k.as_str().to_owned()));
+                self.h_fp.push(hold.fingerprint as i64);
+                self.h_created.push(ts(hold.created_at));
+                self.h_expires.push(ts(hold.expires_at));
+                self.outbox("hold:created", hold.id.0, event, change);
+            }
+            Change::HoldPurchased { hold, buyer, tickets, payment, at, .. } => {
+                self.s_id.push(hold.0);
+                self.s_status.push("purchased");
+                self.s_at.push(ts(*at));
+                for t in tickets {
+                    self.t_id.push(t.id.0);
+                    self.t_event.push(event);
+                    self.t_hold.push(hold.0);
+                    self.t_owner.push(buyer.0);
+                    self.t_section.push(t.section.clone());
+                    self.t_seat.push(t.seat.clone());
+                    self.t_price.push(t.price);
+                    self.t_at.push(ts(*at));
+                }
+                if let Some(p) = payment {
+                    self.p_id.push(Uuid::now_v7());
+                    self.p_hold.push(hold.0);
+                    self.p_provider.push(p.provider.clone());
+                    self.p_ref.push(p.reference.clone());
+                    self.p_amount.push(p.amount);
+                    self.outbox("payment:created", hold.0, event, change);
+                }
+                self.outbox("ticket:issued", hold.0, event, change);
+            }
+            Change::HoldReleased { hold, at } => {
+                self.s_id.push(hold.0);
+                self.s_status.push("released");
+                self.s_at.push(ts(*at));
+                self.outbox("hold:released", hold.0, event, change);
+            }
+            Change::HoldExpired { hold, at } => {
+                self.s_id.push(hold.0);
+                self.s_status.push("expired");
+                self.s_at.push(ts(*at));
+                self.outbox("hold:expired", hold.0, event, change);
+            }
+            Change::TicketsCancelled { hold, tickets, at } => {
+                for t in tickets {
+                    self.c_id.push(t.0);
+                    self.c_at.push(ts(*at));
+                }
+                self.outbox("ticket:cancelled", hold.0, event, change);
+            }
+        }
+    }
+}
+
+async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Error> {
+    let mut c = Columns::default();
+    for record in records {
+        c.add(record);
+    }
+    let mut tx = pool.begin().await?;
+    if !c.h_id.is_empty() {
+        sqlx::query(
+            "INSERT INTO holds (hold_id, event_id, buyer_id, items, quantity, amount, status, idempotency_key,
+                                fingerprint, created_at, expires_at, updated_at)
+             SELECT id, ev, buyer, items, qty, amount, 'active', key, fp, created, expires, created
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::int4[], $6::int8[], $7::text[],
+                         $8::int8[], $9::timestamptz[], $10::timestamptz[])
+                  AS u(id, ev, buyer, items, qty, amount, key, fp, created, expires)",
+        )
+        .bind(&c.h_id)
+        .bind(&c.h_event)
+        .bind(&c.h_buyer)
+        .bind(&c.h_items)
+        .bind(&c.h_qty)
+        .bind(&c.h_amount)
+        .bind(&c.h_key)
+        .bind(&c.h_fp)
+        .bind(&c.h_created)
+        .bind(&c.h_expires)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !c.s_id.is_empty() {
+        sqlx::query(
+            "UPDATE holds SET status = u.status, updated_at = u.at
+             FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(id, status, at)
+             WHERE holds.hold_id = u.id",
+        )
+        .bind(&c.s_id)
+        .bind(&c.s_status)
+        .bind(&c.s_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !c.t_id.is_empty() {
+        sqlx::query(
+            "INSERT INTO tickets (ticket_id, event_id, hold_id, purchaser_id, section, seat_number, price, purchase_date)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
+                                  $7::int8[], $8::timestamptz[])",
+        )
+        .bind(&c.t_id)
+        .bind(&c.t_event)
+        .bind(&c.t_hold)
+        .bind(&c.t_owner)
+        .bind(&c.t_section)
+        .bind(&c.t_seat)
+        .bind(&c.t_price)
+        .bind(&c.t_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !c.p_id.is_empty() {
+        sqlx::query(
+            "INSERT INTO payments (payment_id, hold_id, provider, provider_ref, amount, currency, status)
+             SELECT u.id, u.hold, u.provider, u.ref, u.amount, e.currency, 'succeeded'
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[]) AS u(id, hold, provider, ref, amount)
+             JOIN holds h ON h.hold_id = u.hold JOIN events e ON e.event_id = h.event_id
+             ON CONFLICT (provider, provider_ref) DO UPDATE SET status = 'succeeded', updated_at = now()",
+        )
+        .bind(&c.p_id)
+        .bind(&c.p_hold)
+        .bind(&c.p_provider)
+        .bind(&c.p_ref)
+        .bind(&c.p_amount)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !c.c_id.is_empty() {
+        sqlx::query(
+            "UPDATE tickets SET status = 'cancelled', cancelled_at = u.at
+             FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at)
+             WHERE tickets.ticket_id = u.id AND tickets.status <> 'cancelled'",
+        )
+        .bind(&c.c_id)
+        .bind(&c.c_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !c.o_topic.is_empty() {
+        sqlx::query(
+            "INSERT INTO outbox (topic, aggregate_id, payload)
+             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::jsonb[])",
+        )
+        .bind(&c.o_topic)
+        .bind(&c.o_aggregate)
+        .bind(&c.o_payload)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
