@@ -140,8 +140,9 @@ impl Application {
             Some(url) => (url.clone(), None),
             None => {
                 tracing::info!(data_dir = %settings.data_dir.display(), "no DATABASE_URL: starting the embedded PostgreSQL");
-                let pg =
-                    EmbeddedPostgres::start(&settings.data_dir).await.context("starting the embedded PostgreSQL")?;
+                let pg = EmbeddedPostgres::start(&settings.data_dir.join("postgres"))
+                    .await
+                    .context("starting the embedded PostgreSQL")?;
                 (SecretString::from(pg.url()), Some(pg))
             }
         };
