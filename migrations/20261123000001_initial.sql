@@ -139,16 +139,29 @@ CREATE TABLE check_ins (
     checked_in_at timestamptz NOT NULL DEFAULT now()
 );
 
--- HTTP-level idempotency for requests with side effects outside the engine
--- (payments): the first response is stored and replayed.
-CREATE TABLE idempotency_keys (
-    user_id      uuid NOT NULL REFERENCES users,
-    key          text NOT NULL,
-    request_hash bytea NOT NULL,
-    status_code  integer,
-    response     jsonb,
+-- One refund per cancelled ticket (or per purchase whose seats were gone).
+-- Written `pending` before the provider is asked, so a crash in between is
+-- retried, never forgotten; the provider call is idempotent on `refund_key`.
+CREATE TABLE refunds (
+    refund_key   text PRIMARY KEY,
+    hold_id      uuid NOT NULL REFERENCES holds,
+    ticket_id    uuid REFERENCES tickets,
+    provider     text NOT NULL,
+    payment_ref  text NOT NULL,
+    amount       bigint NOT NULL CHECK (amount >= 0),
+    status       text NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+    provider_ref text,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (user_id, key)
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX refunds_pending ON refunds (created_at) WHERE status = 'pending';
+
+-- Webhook deliveries already processed (providers deliver at least once).
+CREATE TABLE webhook_events (
+    provider    text NOT NULL,
+    event_id    text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (provider, event_id)
 );
 
 -- Every state change, written in the same transaction as the change, relayed

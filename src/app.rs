@@ -10,7 +10,11 @@ use crate::embedded_pg::EmbeddedPostgres;
 use crate::error::{ApiError, ApiResult};
 use crate::journal::{JournalConfig, PgJournal};
 use crate::loader::PgLoader;
-use crate::{auth, db, events, holds, system};
+use crate::payments::PaymentProvider;
+use crate::payments::stripe::StripeProvider;
+use crate::payments::test_provider::TestProvider;
+use crate::qr::QrSigner;
+use crate::{auth, db, events, holds, purchases, system, tickets};
 use anyhow::Context;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
@@ -45,6 +49,8 @@ pub struct Shared {
     pub registry: Registry,
     pub tokens: TokenKeys,
     pub auth_limiter: RateLimiter,
+    pub payments: Arc<dyn PaymentProvider>,
+    pub qr: QrSigner,
     pub settings: Settings,
     pub metrics: Option<PrometheusHandle>,
     /// Event currency by id, so the hold path does not ask the database each time.
@@ -153,7 +159,19 @@ impl Application {
 
         let jwt_secret = match &settings.jwt_secret {
             Some(s) => s.clone(),
-            None => generated_secret(&settings).context("preparing the JWT secret")?,
+            None => persistent_secret(&settings, "jwt.secret").context("preparing the JWT secret")?,
+        };
+        let qr_key = match &settings.qr_signing_key {
+            Some(s) => s.clone(),
+            None => persistent_secret(&settings, "qr.secret").context("preparing the QR signing key")?,
+        };
+        let qr = QrSigner::new((settings.qr_key_id.clone(), qr_key), settings.qr_retired_keys.clone());
+        let payments: Arc<dyn PaymentProvider> = match &settings.stripe_secret_key {
+            Some(key) => Arc::new(
+                StripeProvider::new(key, settings.stripe_webhook_secret.clone(), settings.stripe_api_base.as_deref())
+                    .map_err(|e| anyhow::anyhow!("configuring Stripe: {e}"))?,
+            ),
+            None => Arc::new(TestProvider::new()),
         };
         let tokens = TokenKeys::new(
             &jwt_secret,
@@ -196,6 +214,8 @@ impl Application {
             registry,
             tokens,
             auth_limiter: RateLimiter::new(settings.auth_rate_limit_per_minute, Duration::from_secs(60)),
+            payments,
+            qr,
             metrics: metrics_handle(),
             settings,
             currencies: DashMap::new(),
@@ -242,11 +262,11 @@ impl Application {
     }
 }
 
-/// A JWT secret generated once and kept (0600) in the data directory, so tokens
-/// survive restarts without configuration.
-fn generated_secret(settings: &Settings) -> anyhow::Result<SecretString> {
+/// A secret generated once and kept (0600) in the data directory, so tokens and
+/// ticket codes stay valid across restarts without configuration.
+fn persistent_secret(settings: &Settings, file: &str) -> anyhow::Result<SecretString> {
     use std::io::Write;
-    let path = settings.data_dir.join("jwt.secret");
+    let path = settings.data_dir.join(file);
     if let Ok(existing) = std::fs::read_to_string(&path)
         && existing.trim().len() >= 32
     {
@@ -259,7 +279,7 @@ fn generated_secret(settings: &Settings) -> anyhow::Result<SecretString> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(&path)?.write_all(secret.as_bytes())?;
-    tracing::info!(path = %path.display(), "generated a JWT secret (set JWT_SECRET to choose one)");
+    tracing::info!(path = %path.display(), "generated a secret (configure it to choose one)");
     Ok(SecretString::from(secret))
 }
 
@@ -269,6 +289,8 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(auth::routes::router())
         .merge(events::router())
         .merge(holds::router())
+        .merge(purchases::router())
+        .merge(tickets::router())
         .merge(system::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);

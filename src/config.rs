@@ -64,6 +64,9 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     pub stripe_webhook_secret: Option<SecretString>,
     pub stripe_api_base: Option<String>,
+    pub qr_signing_key: Option<SecretString>,
+    pub qr_key_id: String,
+    pub qr_retired_keys: Vec<(String, SecretString)>,
     pub jwt_secret: Option<SecretString>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -115,6 +118,29 @@ where
     Ok(v)
 }
 
+fn key_id(kid: String) -> Result<String, ConfigError> {
+    if kid.is_empty() || kid.len() > crate::qr::MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ConfigError { name: "QR_KEY_ID", problem: "must be 1-16 ASCII letters or digits".into() });
+    }
+    Ok(kid)
+}
+
+fn retired_keys(raw: Option<String>) -> Result<Vec<(String, SecretString)>, ConfigError> {
+    let Some(raw) = raw else { return Ok(Vec::new()) };
+    raw.split(',')
+        .map(|pair| {
+            let (kid, key) = pair.trim().split_once(':').ok_or(ConfigError {
+                name: "QR_RETIRED_KEYS",
+                problem: "expected `kid:key` pairs separated by commas".into(),
+            })?;
+            Ok((
+                key_id(kid.to_owned()).map_err(|e| ConfigError { name: "QR_RETIRED_KEYS", ..e })?,
+                SecretString::from(key.to_owned()),
+            ))
+        })
+        .collect()
+}
+
 impl Settings {
     /// Reads the environment (after loading `.env` if present).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -148,6 +174,9 @@ impl Settings {
             stripe_secret_key,
             stripe_webhook_secret,
             stripe_api_base: var(lookup, "STRIPE_API_BASE"),
+            qr_signing_key: var(lookup, "QR_SIGNING_KEY").map(SecretString::from),
+            qr_key_id: key_id(var(lookup, "QR_KEY_ID").unwrap_or_else(|| "k1".into()))?,
+            qr_retired_keys: retired_keys(var(lookup, "QR_RETIRED_KEYS"))?,
             jwt_secret,
             jwt_issuer: var(lookup, "JWT_ISSUER").unwrap_or_else(|| "boxoffice".into()),
             jwt_audience: var(lookup, "JWT_AUDIENCE").unwrap_or_else(|| "boxoffice-api".into()),

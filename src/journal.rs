@@ -353,15 +353,20 @@ async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Erro
         .await?;
     }
     if !c.c_id.is_empty() {
-        sqlx::query(
+        let cancelled = sqlx::query(
             "UPDATE tickets SET status = 'cancelled', cancelled_at = u.at
              FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at)
-             WHERE tickets.ticket_id = u.id AND tickets.status <> 'cancelled'",
+             WHERE tickets.ticket_id = u.id AND tickets.status = 'valid'",
         )
         .bind(&c.c_id)
         .bind(&c.c_at)
         .execute(&mut *tx)
         .await?;
+        // A ticket scanned at the door between the cancel request and this write is
+        // no longer `valid`: refuse the change so its seat is not sold again.
+        if cancelled.rows_affected() != c.c_id.len() as u64 {
+            return Err(sqlx::Error::RowNotFound);
+        }
     }
     if !c.o_topic.is_empty() {
         sqlx::query(

@@ -17,8 +17,12 @@ pub mod holds;
 pub mod journal;
 pub mod loader;
 pub mod outbox;
+pub mod payments;
+pub mod purchases;
+pub mod qr;
 pub mod system;
 pub mod telemetry;
+pub mod tickets;
 
 pub use app::{AppState, Application};
 pub use config::Settings;

@@ -27,6 +27,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::fmt::{self, Write as _};
 
 /// Most seats or GA units in one hold.
 pub const MAX_UNITS_PER_HOLD: u32 = 50;
@@ -81,16 +82,43 @@ pub enum Selection {
 impl Selection {
     /// A stable fingerprint (FNV-1a over a canonical form), stored with the hold.
     pub fn fingerprint(&self) -> u64 {
-        let canonical = match self {
-            Selection::Seats { seats } => format!("S|{}", seats.join(",")),
+        // Hashes the canonical form piece by piece instead of building the string;
+        // the bytes, and so the stored fingerprints, are the same.
+        let mut h = Fnv1a(0xcbf2_9ce4_8422_2325);
+        match self {
+            Selection::Seats { seats } => {
+                h.feed("S|");
+                for (i, seat) in seats.iter().enumerate() {
+                    if i > 0 {
+                        h.feed(",");
+                    }
+                    h.feed(seat);
+                }
+            }
             Selection::BestAvailable { quantity, section, allow_split } => {
-                format!("B|{quantity}|{}|{allow_split}", section.as_deref().unwrap_or(""))
+                let _ = write!(h, "B|{quantity}|{}|{allow_split}", section.as_deref().unwrap_or(""));
             }
             Selection::General { quantity, section } => {
-                format!("G|{quantity}|{}", section.as_deref().unwrap_or(""))
+                let _ = write!(h, "G|{quantity}|{}", section.as_deref().unwrap_or(""));
             }
-        };
-        canonical.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        }
+        h.0
+    }
+}
+
+/// FNV-1a over the bytes fed to it.
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn feed(&mut self, s: &str) {
+        self.0 = s.bytes().fold(self.0, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    }
+}
+
+impl fmt::Write for Fnv1a {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.feed(s);
+        Ok(())
     }
 }
 
@@ -919,7 +947,11 @@ impl SeatInventory {
         if let Some(h) = self.slots[slot as usize].take() {
             self.by_id.remove(&h.id);
             if let Some(key) = h.idempotency_key {
-                self.by_key.remove(&(h.buyer, key));
+                // Only if the key still names this hold: a newer hold may reuse it.
+                let entry = (h.buyer, key);
+                if self.by_key.get(&entry) == Some(&slot) {
+                    self.by_key.remove(&entry);
+                }
             }
             self.free_slots.push(slot);
         }

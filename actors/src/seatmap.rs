@@ -281,7 +281,24 @@ impl Layout {
     /// The label of a seat; `seat` must be in range.
     pub fn label(&self, seat: SeatIdx) -> String {
         let row = self.row_of(seat);
-        format!("{}-{}", row.label, row.first + (seat - row.start))
+        // Built for every hold's record and view, so without the formatter and
+        // with one exact-size allocation: `format!` was a quarter of a hold+release.
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        let mut number = row.first + (seat - row.start);
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (number % 10) as u8;
+            number /= 10;
+            if number == 0 {
+                break;
+            }
+        }
+        let mut label = String::with_capacity(row.label.len() + 1 + digits.len() - at);
+        label.push_str(&row.label);
+        label.push('-');
+        label.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+        label
     }
 
     pub(crate) fn price_of_seat(&self, seat: SeatIdx) -> i64 {

@@ -1,7 +1,7 @@
 //! Scenario tests of `SeatInventory`: each operation's answers and errors.
 
-use boxoffice_actors::seatmap::{grid, PriceTier, RowSpec, SectionKindSpec, SectionSpec};
 use boxoffice_actors::inventory::RestoreError;
+use boxoffice_actors::seatmap::{PriceTier, RowSpec, SectionKindSpec, SectionSpec, grid};
 use boxoffice_actors::*;
 
 const T0: UnixMs = UnixMs(1_000_000);
@@ -92,7 +92,10 @@ fn bad_selections_are_refused_without_changing_anything() {
 fn sales_window_opens_and_closes() {
     let mut inv = inventory(grid(1, 1, 10));
     let a = BuyerId::new();
-    assert_eq!(hold(&mut inv, a, &seats(&["S0R0-1"]), T0.plus_ms(-1)).unwrap_err(), InventoryError::NotOpenYet { opens_at: T0 });
+    assert_eq!(
+        hold(&mut inv, a, &seats(&["S0R0-1"]), T0.plus_ms(-1)).unwrap_err(),
+        InventoryError::NotOpenYet { opens_at: T0 }
+    );
     assert!(hold(&mut inv, a, &seats(&["S0R0-1"]), T0).is_ok());
     let close = window().closes_at;
     assert_eq!(hold(&mut inv, a, &seats(&["S0R0-2"]), close).unwrap_err(), InventoryError::SalesClosed);
@@ -159,7 +162,11 @@ fn best_available_splits_only_when_allowed() {
 fn general_admission_never_exceeds_capacity() {
     let map = SeatMap {
         tiers: vec![PriceTier { code: "GA".into(), price: 5000 }],
-        sections: vec![SectionSpec { name: "Floor".into(), tier: "GA".into(), kind: SectionKindSpec::General { capacity: 5 } }],
+        sections: vec![SectionSpec {
+            name: "Floor".into(),
+            tier: "GA".into(),
+            kind: SectionKindSpec::General { capacity: 5 },
+        }],
     };
     let mut inv = inventory(map);
     let ga = |n| Selection::General { quantity: n, section: None };
@@ -274,7 +281,10 @@ fn idempotency_key_returns_the_first_hold_and_refuses_a_different_request() {
         other => panic!("retry made a new hold: {other:?}"),
     }
     let other_sel = Selection::BestAvailable { quantity: 3, section: None, allow_split: false };
-    assert_eq!(inv.hold(HoldId::new(), a, &other_sel, Some(&key), T0).unwrap_err(), InventoryError::IdempotencyMismatch);
+    assert_eq!(
+        inv.hold(HoldId::new(), a, &other_sel, Some(&key), T0).unwrap_err(),
+        InventoryError::IdempotencyMismatch
+    );
     // The same key from another buyer is another request.
     assert!(matches!(inv.hold(HoldId::new(), BuyerId::new(), &sel, Some(&key), T0).unwrap(), Outcome::Pending(_)));
     assert_eq!(inv.counts().held, 4);
@@ -288,7 +298,8 @@ fn cancelling_tickets_puts_seats_back_on_sale() {
     let sale = buy(&mut inv, &h, T0).unwrap();
     let t1 = sale.hold.tickets[0].id;
     assert_eq!(inv.cancel_tickets(h.id, BuyerId::new(), &[t1], T0).unwrap_err(), InventoryError::HoldNotFound);
-    let Settled::Cancelled { tickets, .. } = commit(&mut inv, |i| i.cancel_tickets(h.id, a, &[t1], T0), T0).unwrap() else {
+    let Settled::Cancelled { tickets, .. } = commit(&mut inv, |i| i.cancel_tickets(h.id, a, &[t1], T0), T0).unwrap()
+    else {
         panic!()
     };
     assert_eq!(tickets, vec![t1]);

@@ -1,0 +1,613 @@
+//! Purchases: pay for a hold (`POST /holds/{id}/purchase`), the one-shot
+//! flash-sale path (`POST /tickets/purchase`: hold + pay + issue), the payment
+//! provider's webhook, and order history.
+//!
+//! The money path is idempotent end to end, so a retried request can never
+//! charge twice or issue twice:
+//! - a hold made with an `Idempotency-Key` is the same hold on retry (the actor
+//!   remembers the key);
+//! - the charge's idempotency key is the hold id;
+//! - paying for a hold that is already purchased answers the first sale and
+//!   charges nothing.
+//!
+//! Failure paths: a declined card is a 402 and the hold stays until it expires
+//! (the one-shot path releases it at once); a payment that succeeds after the
+//! hold lapsed re-takes its seats if they are free, and is refunded
+//! automatically if not; a provider outage is a 503 with nothing issued.
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::holds::{HoldOut, HoldRequest, idempotency_key};
+use crate::payments::{ChargeRequest, ChargeStatus, PaymentError, RefundRequest, WebhookKind};
+use crate::qr::{self, TicketClaim};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use boxoffice_actors::{BuyerId, EventError, EventId, HoldId, HoldStatus, HoldView, InventoryError, Payment};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(purchase_hold))
+        .routes(routes!(purchase_tickets))
+        .routes(routes!(stripe_webhook))
+        .routes(routes!(order_history))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayRequest {
+    /// A payment method id from the provider, e.g. `pm_card_visa`.
+    pub payment_method: String,
+    /// Include each ticket's QR code as a base64 PNG (default true).
+    #[serde(default = "yes")]
+    pub include_qr_image: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The seed's purchase request: one seat (`seat_number`), several (`seats`) or a quantity.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseRequest {
+    pub event_id: Uuid,
+    /// Optional; must be the caller if given (the buyer comes from the token).
+    pub purchaser_id: Option<Uuid>,
+    pub seat_number: Option<String>,
+    pub seats: Option<Vec<String>>,
+    pub quantity: Option<u32>,
+    pub section: Option<String>,
+    #[serde(default)]
+    pub allow_split: bool,
+    /// A payment method id, e.g. `pm_card_visa` (the test provider also takes the seed's `card`).
+    pub payment_method: String,
+    #[serde(default = "yes")]
+    pub include_qr_image: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IssuedTicket {
+    pub ticket_id: Uuid,
+    pub section: String,
+    pub seat_number: Option<String>,
+    pub price: i64,
+    pub status: &'static str,
+    /// The signed code the QR image encodes.
+    pub qr_token: String,
+    /// base64 PNG (absent when `include_qr_image` is false).
+    pub qr_code: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PurchaseOut {
+    /// The first ticket (seed fields).
+    pub ticket_id: Uuid,
+    pub qr_code: Option<String>,
+    pub purchase_date: DateTime<Utc>,
+    pub price: i64,
+    /// The order (same id as the hold it came from).
+    pub order_id: Uuid,
+    pub event_id: Uuid,
+    pub amount: i64,
+    pub currency: String,
+    pub payment_provider: Option<String>,
+    pub payment_reference: Option<String>,
+    pub tickets: Vec<IssuedTicket>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PendingOut {
+    pub order_id: Uuid,
+    pub status: &'static str,
+    pub payment_reference: String,
+}
+
+/// How a payment attempt ended.
+enum Paid {
+    Sold(HoldView, Option<Payment>),
+    /// The provider has not decided yet; the webhook will complete the order.
+    Pending(String),
+}
+
+fn payment_error(e: PaymentError) -> ApiError {
+    match e {
+        PaymentError::Declined { code, message } => {
+            ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_declined", message).with("decline_code", code)
+        }
+        PaymentError::Invalid(msg) => ApiError::invalid("payment_invalid", msg),
+        PaymentError::Unavailable(msg) => {
+            tracing::warn!(error = %msg, "payment provider unavailable");
+            let mut e = ApiError::unavailable(
+                "the payment provider is unavailable; nothing was issued — retry shortly",
+                std::time::Duration::from_secs(2),
+            );
+            e.code = "payment_unavailable";
+            e
+        }
+        PaymentError::BadSignature(msg) => ApiError::bad_request("bad_signature", msg),
+    }
+}
+
+/// Charges for `view` and records the sale in the event's actor. If the seats
+/// are gone by then, refunds and says so.
+async fn pay(
+    state: &AppState,
+    event_id: Uuid,
+    currency: &str,
+    view: HoldView,
+    payment_method: &str,
+) -> ApiResult<Paid> {
+    if view.status == HoldStatus::Purchased {
+        return Ok(Paid::Sold(view, None));
+    }
+    let charge = state
+        .payments
+        .charge(ChargeRequest {
+            idempotency_key: view.id.to_string(),
+            amount: view.amount,
+            currency: currency.to_owned(),
+            payment_method: payment_method.to_owned(),
+            hold_id: view.id.0,
+            event_id,
+            buyer_id: view.buyer.0,
+        })
+        .await
+        .map_err(payment_error)?;
+    if charge.status == ChargeStatus::Pending {
+        return Ok(Paid::Pending(charge.reference));
+    }
+    let payment =
+        Payment { provider: state.payments.name().to_owned(), reference: charge.reference, amount: charge.amount };
+    record_sale(state, event_id, view.id, view.buyer, payment).await
+}
+
+/// Tells the actor a payment succeeded; refunds when the seats cannot be had.
+async fn record_sale(
+    state: &AppState,
+    event_id: Uuid,
+    hold: HoldId,
+    buyer: BuyerId,
+    payment: Payment,
+) -> ApiResult<Paid> {
+    let result = state
+        .registry
+        .with(EventId(event_id), |h| {
+            let payment = payment.clone();
+            async move { h.purchase(hold, buyer, Some(payment)).await }
+        })
+        .await;
+    match result {
+        Ok(sale) => {
+            metrics::counter!("boxoffice_purchases_total").increment(1);
+            metrics::counter!("boxoffice_tickets_issued_total").increment(sale.hold.tickets.len() as u64);
+            Ok(Paid::Sold(sale.hold, sale.payment))
+        }
+        Err(EventError::Inventory(
+            e @ (InventoryError::SeatsGone | InventoryError::LimitExceeded { .. } | InventoryError::HoldNotFound),
+        )) => {
+            let refunded =
+                refund(state, hold, None, &payment.reference, payment.amount, &format!("refund-hold-{hold}")).await;
+            tracing::info!(%hold, reason = %e, refunded, "payment arrived but the seats cannot be had; refunded");
+            Err(ApiError::conflict("seats_gone", format!("{e}; your payment was refunded"))
+                .with("refunded", refunded)
+                .with("payment_reference", payment.reference))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records a refund as pending, asks the provider, and records the outcome.
+/// Returns whether the money went back. A pending refund is retried by the next
+/// request that reaches it.
+pub(crate) async fn refund(
+    state: &AppState,
+    hold: HoldId,
+    ticket: Option<Uuid>,
+    payment_ref: &str,
+    amount: i64,
+    key: &str,
+) -> bool {
+    let recorded = sqlx::query(
+        "INSERT INTO refunds (refund_key, hold_id, ticket_id, provider, payment_ref, amount, status)
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending') ON CONFLICT (refund_key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(hold.0)
+    .bind(ticket)
+    .bind(state.payments.name())
+    .bind(payment_ref)
+    .bind(amount)
+    .execute(&state.db)
+    .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, %hold, "could not record a refund; not attempting it");
+        return false;
+    }
+    let done: Option<String> = sqlx::query_scalar("SELECT status FROM refunds WHERE refund_key = $1")
+        .bind(key)
+        .fetch_optional(&state.db)
+        .await
+        .ok()
+        .flatten();
+    if done.as_deref() == Some("succeeded") {
+        return true;
+    }
+    let outcome = state
+        .payments
+        .refund(RefundRequest {
+            idempotency_key: key.to_owned(),
+            reference: payment_ref.to_owned(),
+            amount: Some(amount),
+        })
+        .await;
+    let (status, provider_ref) = match &outcome {
+        Ok(r) => ("succeeded", Some(r.reference.clone())),
+        Err(PaymentError::Unavailable(_)) => ("pending", None),
+        Err(_) => ("failed", None),
+    };
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, %hold, "refund failed");
+    }
+    let _ = sqlx::query("UPDATE refunds SET status = $2, provider_ref = $3, updated_at = now() WHERE refund_key = $1")
+        .bind(key)
+        .bind(status)
+        .bind(provider_ref)
+        .execute(&state.db)
+        .await;
+    let _ = crate::outbox::record(
+        &state.db,
+        "payment:refunded",
+        hold.0,
+        serde_json::json!({"hold_id": hold.0, "ticket_id": ticket, "amount": amount, "status": status}),
+    )
+    .await;
+    if status == "succeeded" {
+        metrics::counter!("boxoffice_refunds_total").increment(1);
+    }
+    status == "succeeded"
+}
+
+fn purchase_out(
+    state: &AppState,
+    event_id: Uuid,
+    currency: String,
+    view: HoldView,
+    payment: Option<Payment>,
+    images: bool,
+) -> PurchaseOut {
+    let tickets: Vec<IssuedTicket> = view
+        .tickets
+        .iter()
+        .map(|t| {
+            let token = state.qr.sign(TicketClaim { ticket_id: t.id.0, event_id });
+            IssuedTicket {
+                ticket_id: t.id.0,
+                section: t.section.clone(),
+                seat_number: t.seat.clone(),
+                price: t.price,
+                status: if t.cancelled { "cancelled" } else { "valid" },
+                qr_code: images.then(|| qr::png_base64(&token)),
+                qr_token: token,
+            }
+        })
+        .collect();
+    let first = tickets.first();
+    PurchaseOut {
+        ticket_id: first.map_or(view.id.0, |t| t.ticket_id),
+        qr_code: first.and_then(|t| t.qr_code.clone()),
+        purchase_date: Utc::now(),
+        price: first.map_or(0, |t| t.price),
+        order_id: view.id.0,
+        event_id,
+        amount: view.amount,
+        currency,
+        payment_provider: payment.as_ref().map(|p| p.provider.clone()),
+        payment_reference: payment.map(|p| p.reference),
+        tickets,
+    }
+}
+
+fn paid_response(
+    state: &AppState,
+    event_id: Uuid,
+    order: Uuid,
+    currency: String,
+    paid: Paid,
+    images: bool,
+) -> Response {
+    match paid {
+        Paid::Sold(view, payment) => {
+            (StatusCode::CREATED, axum::Json(purchase_out(state, event_id, currency, view, payment, images)))
+                .into_response()
+        }
+        Paid::Pending(reference) => (
+            StatusCode::ACCEPTED,
+            axum::Json(PendingOut { order_id: order, status: "pending", payment_reference: reference }),
+        )
+            .into_response(),
+    }
+}
+
+fn check_payment_method(pm: &str) -> ApiResult<()> {
+    if pm.is_empty() || pm.len() > 255 || !pm.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid("payment_invalid", "payment_method is a provider id such as pm_card_visa"));
+    }
+    Ok(())
+}
+
+/// Pay for one of your holds; issues its tickets.
+#[utoipa::path(post, path = "/holds/{hold_id}/purchase", tag = "purchases", security(("bearer" = [])),
+    params(("hold_id" = Uuid, Path)), request_body = PayRequest,
+    responses((status = 201, body = PurchaseOut), (status = 202, body = PendingOut, description = "payment pending"),
+              (status = 402, description = "declined"), (status = 404), (status = 409, description = "seats gone (refunded)"),
+              (status = 503, description = "provider unavailable")))]
+async fn purchase_hold(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(hold_id): Path<Uuid>,
+    Json(req): Json<PayRequest>,
+) -> ApiResult<Response> {
+    check_payment_method(&req.payment_method)?;
+    let row: Option<(Uuid, Uuid)> = sqlx::query_as("SELECT event_id, buyer_id FROM holds WHERE hold_id = $1")
+        .bind(hold_id)
+        .fetch_optional(&state.db)
+        .await?;
+    let Some((event_id, buyer)) = row.filter(|(_, b)| *b == user.id) else { return Err(ApiError::not_found("hold")) };
+    let currency = state.event_currency(event_id).await?;
+    let view = state
+        .registry
+        .with(EventId(event_id), |h| async move { h.get_hold(HoldId(hold_id), BuyerId(buyer)).await })
+        .await?
+        .ok_or_else(|| ApiError::not_found("hold"))?;
+    let paid = pay(&state, event_id, &currency, view, &req.payment_method).await?;
+    Ok(paid_response(&state, event_id, hold_id, currency, paid, req.include_qr_image))
+}
+
+/// Hold, pay and issue in one request: the flash-sale path. Send an
+/// `Idempotency-Key` so a retry returns the first result and never charges twice.
+#[utoipa::path(post, path = "/tickets/purchase", tag = "purchases", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "retries return the first result")),
+    request_body = PurchaseRequest,
+    responses((status = 201, body = PurchaseOut), (status = 402, description = "declined"), (status = 403, description = "purchaser_id is not you"),
+              (status = 409, description = "sold out / seats taken / limit / not open"), (status = 503, description = "overloaded or provider unavailable")))]
+async fn purchase_tickets(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Json(req): Json<PurchaseRequest>,
+) -> ApiResult<Response> {
+    if req.purchaser_id.is_some_and(|p| p != user.id) {
+        return Err(ApiError::forbidden("purchaser_id must be your own user id"));
+    }
+    check_payment_method(&req.payment_method)?;
+    let key = idempotency_key(&headers)?;
+    let seats = match (req.seat_number, req.seats) {
+        (Some(one), None) => Some(vec![one]),
+        (None, many) => many,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid("invalid_selection", "give seat_number or seats, not both"));
+        }
+    };
+    let selection = HoldRequest { seats, quantity: req.quantity, section: req.section, allow_split: req.allow_split }
+        .selection()?;
+    let event_id = req.event_id;
+    let currency = state.event_currency(event_id).await?;
+    let buyer = BuyerId(user.id);
+    let view = state
+        .registry
+        .with(EventId(event_id), |h| {
+            let (selection, key) = (selection.clone(), key.clone());
+            async move { h.hold(buyer, selection, key).await }
+        })
+        .await?;
+    let hold = view.id;
+    match pay(&state, event_id, &currency, view, &req.payment_method).await {
+        Ok(paid) => Ok(paid_response(&state, event_id, hold.0, currency, paid, req.include_qr_image)),
+        Err(e) => {
+            // A declined or refused payment frees the seats for the next buyer at once.
+            if e.status == StatusCode::PAYMENT_REQUIRED || e.code == "payment_invalid" {
+                let _ = state.registry.with(EventId(event_id), |h| async move { h.release(hold, buyer).await }).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Stripe's webhook: signature-verified, each delivery processed once.
+#[utoipa::path(post, path = "/payments/stripe/webhook", tag = "purchases", request_body(content = Object),
+    responses((status = 200, description = "processed (or already processed)"), (status = 400, description = "bad signature")))]
+async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+    let event = state.payments.parse_webhook(&body, signature).map_err(payment_error)?;
+    let fresh = sqlx::query("INSERT INTO webhook_events (provider, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(state.payments.name())
+        .bind(&event.id)
+        .execute(&state.db)
+        .await?
+        .rows_affected()
+        == 1;
+    if !fresh {
+        return Ok(StatusCode::OK);
+    }
+    let outcome = handle_webhook(&state, event.kind).await;
+    if let Err(e) = &outcome
+        && e.status.is_server_error()
+    {
+        // Let the provider deliver it again later.
+        let _ = sqlx::query("DELETE FROM webhook_events WHERE provider = $1 AND event_id = $2")
+            .bind(state.payments.name())
+            .bind(&event.id)
+            .execute(&state.db)
+            .await;
+        return Err(outcome.unwrap_err());
+    }
+    Ok(StatusCode::OK)
+}
+
+async fn handle_webhook(state: &AppState, kind: WebhookKind) -> ApiResult<()> {
+    match kind {
+        WebhookKind::PaymentSucceeded { reference, amount, hold_id: Some(hold_id) } => {
+            let row: Option<(Uuid, Uuid)> = sqlx::query_as("SELECT event_id, buyer_id FROM holds WHERE hold_id = $1")
+                .bind(hold_id)
+                .fetch_optional(&state.db)
+                .await?;
+            let Some((event_id, buyer)) = row else {
+                tracing::warn!(%hold_id, "payment for an unknown hold");
+                return Ok(());
+            };
+            let payment = Payment { provider: state.payments.name().to_owned(), reference, amount };
+            match record_sale(state, event_id, HoldId(hold_id), BuyerId(buyer), payment).await {
+                Ok(_) => Ok(()),
+                // Refunded already: nothing more to do with this delivery.
+                Err(e) if e.code == "seats_gone" => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        WebhookKind::PaymentFailed { reference, reason, hold_id } => {
+            tracing::info!(%reference, %reason, ?hold_id, "payment failed");
+            crate::outbox::record(
+                &state.db,
+                "payment:failed",
+                hold_id.unwrap_or_default(),
+                serde_json::json!({"reference": reference, "reason": reason}),
+            )
+            .await?;
+            Ok(())
+        }
+        WebhookKind::Refunded { reference, amount_refunded } => {
+            sqlx::query(
+                "UPDATE payments SET status = 'refunded', updated_at = now() WHERE provider_ref = $1 AND amount <= $2",
+            )
+            .bind(reference)
+            .bind(amount_refunded)
+            .execute(&state.db)
+            .await?;
+            Ok(())
+        }
+        WebhookKind::PaymentSucceeded { hold_id: None, reference, .. } => {
+            tracing::warn!(%reference, "payment without a hold id in its metadata");
+            Ok(())
+        }
+        WebhookKind::Other(_) => Ok(()),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+impl PageParams {
+    /// (limit, offset), validated.
+    pub fn limits(&self) -> ApiResult<(u32, u32, i64, i64)> {
+        let per_page = self.per_page.unwrap_or(20);
+        let page = self.page.unwrap_or(1);
+        if !(1..=100).contains(&per_page) || page == 0 || page > 10_000 {
+            return Err(ApiError::bad_request("invalid_query", "page is 1-10000 and per_page 1-100"));
+        }
+        Ok((page, per_page, i64::from(per_page), i64::from((page - 1) * per_page)))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrdersOut {
+    pub orders: Vec<HoldOut>,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+/// Your orders (purchased holds), newest first.
+#[utoipa::path(get, path = "/orders", tag = "purchases", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, body = OrdersOut)))]
+async fn order_history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(p): Query<PageParams>,
+) -> ApiResult<axum::Json<OrdersOut>> {
+    let (page, per_page, limit, offset) = p.limits()?;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        hold_id: Uuid,
+        event_id: Uuid,
+        currency: String,
+        items: sqlx::types::Json<boxoffice_actors::Items>,
+        amount: i64,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT h.hold_id, h.event_id, e.currency, h.items, h.amount, h.created_at, h.expires_at
+         FROM holds h JOIN events e ON e.event_id = h.event_id
+         WHERE h.buyer_id = $1 AND h.status = 'purchased'
+         ORDER BY h.created_at DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(user.id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.db)
+    .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.hold_id).collect();
+    #[derive(sqlx::FromRow)]
+    struct T {
+        hold_id: Uuid,
+        ticket_id: Uuid,
+        section: String,
+        seat_number: Option<String>,
+        price: i64,
+        status: String,
+    }
+    let tickets: Vec<T> = sqlx::query_as(
+        "SELECT hold_id, ticket_id, section, seat_number, price, status FROM tickets WHERE hold_id = ANY($1) ORDER BY ticket_id",
+    )
+    .bind(&ids)
+    .fetch_all(&state.db)
+    .await?;
+    let orders = rows
+        .into_iter()
+        .map(|r| {
+            let mut out = HoldOut::new(
+                r.event_id,
+                r.currency,
+                HoldView {
+                    id: HoldId(r.hold_id),
+                    buyer: BuyerId(user.id),
+                    items: r.items.0,
+                    amount: r.amount,
+                    created_at: boxoffice_actors::UnixMs(r.created_at.timestamp_millis()),
+                    expires_at: boxoffice_actors::UnixMs(r.expires_at.timestamp_millis()),
+                    status: HoldStatus::Purchased,
+                    tickets: vec![],
+                },
+            );
+            out.tickets = tickets
+                .iter()
+                .filter(|t| t.hold_id == r.hold_id)
+                .map(|t| crate::holds::TicketOut {
+                    ticket_id: t.ticket_id,
+                    section: t.section.clone(),
+                    seat_number: t.seat_number.clone(),
+                    price: t.price,
+                    status: match t.status.as_str() {
+                        "used" => "used",
+                        "cancelled" => "cancelled",
+                        _ => "valid",
+                    },
+                })
+                .collect();
+            out
+        })
+        .collect();
+    Ok(axum::Json(OrdersOut { orders, page, per_page }))
+}

@@ -1,0 +1,418 @@
+//! Tickets: a buyer's list, the QR image, cancellation with refund, check-in at
+//! the door, and the staff assigned to scan.
+//!
+//! Check-in is one conditional `UPDATE … WHERE status = 'valid'` plus the
+//! `check_ins` row (whose primary key is the ticket) in one transaction: two
+//! scanners racing on the same code admit once, and the second learns when and
+//! by whom the first scan was.
+
+use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::events::owned_event;
+use crate::extract::{Json, Path, Query};
+use crate::purchases::{PageParams, refund};
+use crate::qr::{self, TicketClaim};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use boxoffice_actors::{BuyerId, EventError, EventId, HoldId, InventoryError, TicketId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(user_tickets))
+        .routes(routes!(ticket_qr))
+        .routes(routes!(cancel_ticket))
+        .routes(routes!(validate_ticket))
+        .routes(routes!(list_staff, assign_staff))
+        .routes(routes!(unassign_staff))
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct TicketItem {
+    pub ticket_id: Uuid,
+    pub event_id: Uuid,
+    pub order_id: Uuid,
+    /// Joined from the event (not copied into the ticket).
+    pub event_title: String,
+    pub event_date: DateTime<Utc>,
+    pub venue_name: String,
+    pub section: String,
+    pub seat_number: Option<String>,
+    pub price: i64,
+    pub currency: String,
+    pub status: String,
+    pub purchase_date: DateTime<Utc>,
+    #[sqlx(skip)]
+    pub qr_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketList {
+    pub tickets: Vec<TicketItem>,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+/// A user's tickets (only their own, or any for administrators).
+#[utoipa::path(get, path = "/tickets/user/{user_id}", tag = "tickets", security(("bearer" = [])),
+    params(("user_id" = Uuid, Path), PageParams), responses((status = 200, body = TicketList), (status = 403)))]
+async fn user_tickets(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(user_id): Path<Uuid>,
+    Query(p): Query<PageParams>,
+) -> ApiResult<axum::Json<TicketList>> {
+    if user.id != user_id && !user.is_admin() {
+        return Err(ApiError::forbidden("you can list only your own tickets"));
+    }
+    let (page, per_page, limit, offset) = p.limits()?;
+    let mut tickets: Vec<TicketItem> = sqlx::query_as(
+        "SELECT t.ticket_id, t.event_id, t.hold_id AS order_id, e.title AS event_title, e.event_date, e.venue_name,
+                t.section, t.seat_number, t.price, e.currency, t.status, t.purchase_date
+         FROM tickets t JOIN events e ON e.event_id = t.event_id
+         WHERE t.purchaser_id = $1
+         ORDER BY t.purchase_date DESC, t.ticket_id LIMIT $2 OFFSET $3",
+    )
+    .bind(user_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.db)
+    .await?;
+    for t in &mut tickets {
+        t.qr_token = state.qr.sign(TicketClaim { ticket_id: t.ticket_id, event_id: t.event_id });
+    }
+    Ok(axum::Json(TicketList { tickets, page, per_page }))
+}
+
+#[derive(sqlx::FromRow)]
+struct TicketRow {
+    ticket_id: Uuid,
+    event_id: Uuid,
+    hold_id: Uuid,
+    purchaser_id: Uuid,
+    status: String,
+    price: i64,
+    event_date: DateTime<Utc>,
+    payment_provider: Option<String>,
+    payment_ref: Option<String>,
+}
+
+/// The ticket if `user` owns it (or is an admin); 404 otherwise.
+async fn owned_ticket(state: &AppState, user: &AuthUser, ticket_id: Uuid) -> ApiResult<TicketRow> {
+    let row: Option<TicketRow> = sqlx::query_as(
+        "SELECT t.ticket_id, t.event_id, t.hold_id, t.purchaser_id, t.status, t.price, e.event_date,
+                p.provider AS payment_provider, p.provider_ref AS payment_ref
+         FROM tickets t JOIN events e ON e.event_id = t.event_id
+         LEFT JOIN LATERAL (SELECT provider, provider_ref FROM payments WHERE hold_id = t.hold_id ORDER BY created_at LIMIT 1) p ON true
+         WHERE t.ticket_id = $1",
+    )
+    .bind(ticket_id)
+    .fetch_optional(&state.db)
+    .await?;
+    row.filter(|t| t.purchaser_id == user.id || user.is_admin()).ok_or_else(|| ApiError::not_found("ticket"))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct QrParams {
+    /// `png` (default) or `svg`.
+    pub format: Option<String>,
+}
+
+/// The ticket's QR code as an image.
+#[utoipa::path(get, path = "/tickets/{ticket_id}/qr", tag = "tickets", security(("bearer" = [])),
+    params(("ticket_id" = Uuid, Path), QrParams),
+    responses((status = 200, description = "image/png or image/svg+xml"), (status = 404)))]
+async fn ticket_qr(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(ticket_id): Path<Uuid>,
+    Query(p): Query<QrParams>,
+) -> ApiResult<Response> {
+    let t = owned_ticket(&state, &user, ticket_id).await?;
+    let token = state.qr.sign(TicketClaim { ticket_id: t.ticket_id, event_id: t.event_id });
+    match p.format.as_deref().unwrap_or("png") {
+        "png" => Ok(([(header::CONTENT_TYPE, "image/png")], qr::png(&token)).into_response()),
+        "svg" => Ok(([(header::CONTENT_TYPE, "image/svg+xml")], qr::svg(&token)).into_response()),
+        other => Err(ApiError::bad_request("invalid_query", format!("format {other:?} is not png or svg"))),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CancelOut {
+    pub ticket_id: Uuid,
+    pub status: &'static str,
+    pub refund_amount: i64,
+    /// `succeeded`, `pending` (retried later) or `failed`.
+    pub refund_status: String,
+}
+
+/// Cancel one of your tickets before the event: refunds it and puts the seat back on sale. Idempotent.
+#[utoipa::path(post, path = "/tickets/{ticket_id}/cancel", tag = "tickets", security(("bearer" = [])),
+    params(("ticket_id" = Uuid, Path)),
+    responses((status = 200, body = CancelOut), (status = 404), (status = 409, description = "used, or the event has started")))]
+async fn cancel_ticket(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(ticket_id): Path<Uuid>,
+) -> ApiResult<axum::Json<CancelOut>> {
+    let t = owned_ticket(&state, &user, ticket_id).await?;
+    match t.status.as_str() {
+        "used" => return Err(ApiError::conflict("ticket_used", "a ticket that was scanned cannot be cancelled")),
+        "cancelled" => {}
+        _ if t.event_date <= Utc::now() => {
+            return Err(ApiError::conflict("event_started", "tickets cannot be cancelled once the event has started"));
+        }
+        _ => {
+            let (hold, buyer) = (HoldId(t.hold_id), BuyerId(t.purchaser_id));
+            let result = state
+                .registry
+                .with(
+                    EventId(t.event_id),
+                    |h| async move { h.cancel_tickets(hold, buyer, vec![TicketId(ticket_id)]).await },
+                )
+                .await;
+            match result {
+                Ok(_) | Err(EventError::Inventory(InventoryError::TicketNotFound)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            metrics::counter!("boxoffice_tickets_cancelled_total").increment(1);
+        }
+    }
+    // Cancelled (now or before): make sure the money went back.
+    let refund_status = match (&t.payment_provider, &t.payment_ref) {
+        (Some(provider), Some(reference)) if provider == state.payments.name() => {
+            if refund(&state, HoldId(t.hold_id), Some(ticket_id), reference, t.price, &format!("refund-{ticket_id}"))
+                .await
+            {
+                "succeeded".to_owned()
+            } else {
+                sqlx::query_scalar("SELECT status FROM refunds WHERE refund_key = $1")
+                    .bind(format!("refund-{ticket_id}"))
+                    .fetch_optional(&state.db)
+                    .await?
+                    .unwrap_or_else(|| "pending".to_owned())
+            }
+        }
+        (Some(provider), _) => {
+            tracing::error!(%ticket_id, %provider, "ticket paid through a provider this server is not configured for");
+            "pending".to_owned()
+        }
+        _ => "none".to_owned(),
+    };
+    Ok(axum::Json(CancelOut { ticket_id, status: "cancelled", refund_amount: t.price, refund_status }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRequest {
+    /// The scanned QR payload (`BO1.…`).
+    pub qr: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ValidateOut {
+    pub ticket_id: Uuid,
+    pub event_id: Uuid,
+    pub section: String,
+    pub seat_number: Option<String>,
+    pub status: &'static str,
+    pub admitted: bool,
+    pub checked_in_at: DateTime<Utc>,
+}
+
+/// May `user` scan tickets of `event_id`: admin, the organizer, or assigned staff.
+async fn may_scan(state: &AppState, user: &AuthUser, event_id: Uuid) -> ApiResult<bool> {
+    if user.is_admin() {
+        return Ok(true);
+    }
+    if !matches!(user.role, Role::Staff | Role::Organizer) {
+        return Ok(false);
+    }
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1 AND organizer_id = $2)
+             OR EXISTS (SELECT 1 FROM staff_assignments WHERE event_id = $1 AND staff_id = $2)",
+    )
+    .bind(event_id)
+    .bind(user.id)
+    .fetch_one(&state.db)
+    .await?)
+}
+
+/// Check a ticket in at the door: verifies the signed code, then admits once.
+#[utoipa::path(post, path = "/tickets/{ticket_id}/validate", tag = "tickets", security(("bearer" = [])),
+    params(("ticket_id" = Uuid, Path)), request_body = ValidateRequest,
+    responses((status = 200, body = ValidateOut), (status = 403, description = "not staff of this event"),
+              (status = 409, description = "already used (says when and by whom) or cancelled"),
+              (status = 422, description = "forged, altered or foreign code")))]
+async fn validate_ticket(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(ticket_id): Path<Uuid>,
+    Json(req): Json<ValidateRequest>,
+) -> ApiResult<axum::Json<ValidateOut>> {
+    let claim = state.qr.verify(&req.qr).map_err(|e| ApiError::invalid("invalid_qr", e.to_string()))?;
+    if claim.ticket_id != ticket_id {
+        return Err(ApiError::invalid("invalid_qr", "this code belongs to another ticket"));
+    }
+    if !may_scan(&state, &user, claim.event_id).await? {
+        return Err(ApiError::forbidden("you are not assigned to scan this event"));
+    }
+    let mut tx = state.db.begin().await?;
+    #[derive(sqlx::FromRow)]
+    struct Admitted {
+        event_id: Uuid,
+        section: String,
+        seat_number: Option<String>,
+    }
+    let admitted: Option<Admitted> = sqlx::query_as(
+        "UPDATE tickets SET status = 'used' WHERE ticket_id = $1 AND event_id = $2 AND status = 'valid'
+         RETURNING event_id, section, seat_number",
+    )
+    .bind(ticket_id)
+    .bind(claim.event_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(a) = admitted else {
+        drop(tx);
+        return Err(refusal(&state, ticket_id, claim.event_id).await);
+    };
+    let at: DateTime<Utc> =
+        sqlx::query_scalar("INSERT INTO check_ins (ticket_id, staff_id) VALUES ($1, $2) RETURNING checked_in_at")
+            .bind(ticket_id)
+            .bind(user.id)
+            .fetch_one(&mut *tx)
+            .await?;
+    crate::outbox::record(
+        &mut *tx,
+        "ticket:used",
+        ticket_id,
+        serde_json::json!({"ticket_id": ticket_id, "event_id": a.event_id, "staff_id": user.id, "at": at}),
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("boxoffice_check_ins_total").increment(1);
+    Ok(axum::Json(ValidateOut {
+        ticket_id,
+        event_id: a.event_id,
+        section: a.section,
+        seat_number: a.seat_number,
+        status: "used",
+        admitted: true,
+        checked_in_at: at,
+    }))
+}
+
+/// Why a ticket was not admitted.
+async fn refusal(state: &AppState, ticket_id: Uuid, event_id: Uuid) -> ApiError {
+    #[derive(sqlx::FromRow)]
+    struct Scan {
+        status: String,
+        event_id: Uuid,
+        checked_in_at: Option<DateTime<Utc>>,
+        staff_id: Option<Uuid>,
+    }
+    let row: Result<Option<Scan>, _> = sqlx::query_as(
+        "SELECT t.status, t.event_id, c.checked_in_at, c.staff_id FROM tickets t
+         LEFT JOIN check_ins c ON c.ticket_id = t.ticket_id WHERE t.ticket_id = $1",
+    )
+    .bind(ticket_id)
+    .fetch_optional(&state.db)
+    .await;
+    match row {
+        Err(e) => e.into(),
+        Ok(None) => ApiError::not_found("ticket"),
+        Ok(Some(s)) if s.event_id != event_id => ApiError::invalid("invalid_qr", "this code is for another event"),
+        Ok(Some(Scan { status, checked_in_at: Some(at), staff_id, .. })) if status == "used" => {
+            ApiError::conflict("already_used", format!("this ticket was already scanned at {}", at.to_rfc3339()))
+                .with("first_checked_in_at", at.to_rfc3339())
+                .with("checked_in_by", staff_id.map(|s| s.to_string()).unwrap_or_default())
+        }
+        Ok(Some(s)) if s.status == "cancelled" => ApiError::conflict("ticket_cancelled", "this ticket was cancelled"),
+        Ok(Some(_)) => ApiError::unavailable("the ticket is changing; scan again", std::time::Duration::from_secs(1)),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignStaff {
+    /// A user whose role is `staff`.
+    pub staff_id: Uuid,
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct StaffOut {
+    pub staff_id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub assigned_at: DateTime<Utc>,
+}
+
+/// Staff assigned to scan this event (its organizer).
+#[utoipa::path(get, path = "/events/{event_id}/staff", tag = "tickets", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)), responses((status = 200, body = Vec<StaffOut>)))]
+async fn list_staff(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+) -> ApiResult<axum::Json<Vec<StaffOut>>> {
+    owned_event(&state, &user, event_id).await?;
+    let staff = sqlx::query_as(
+        "SELECT s.staff_id, u.name, u.email, s.created_at AS assigned_at FROM staff_assignments s
+         JOIN users u ON u.user_id = s.staff_id WHERE s.event_id = $1 ORDER BY s.created_at",
+    )
+    .bind(event_id)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(staff))
+}
+
+/// Assign a staff member to scan this event (its organizer).
+#[utoipa::path(post, path = "/events/{event_id}/staff", tag = "tickets", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)), request_body = AssignStaff,
+    responses((status = 204), (status = 404), (status = 422, description = "not a staff user")))]
+async fn assign_staff(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+    Json(req): Json<AssignStaff>,
+) -> ApiResult<StatusCode> {
+    owned_event(&state, &user, event_id).await?;
+    let role: Option<String> = sqlx::query_scalar("SELECT user_type FROM users WHERE user_id = $1")
+        .bind(req.staff_id)
+        .fetch_optional(&state.db)
+        .await?;
+    if role.as_deref() != Some("staff") {
+        return Err(ApiError::invalid("not_staff", "staff_id must be a user with the staff role"));
+    }
+    sqlx::query("INSERT INTO staff_assignments (event_id, staff_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(event_id)
+        .bind(req.staff_id)
+        .execute(&state.db)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove a staff member from this event (its organizer).
+#[utoipa::path(delete, path = "/events/{event_id}/staff/{staff_id}", tag = "tickets", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path), ("staff_id" = Uuid, Path)), responses((status = 204), (status = 404)))]
+async fn unassign_staff(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((event_id, staff_id)): Path<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    owned_event(&state, &user, event_id).await?;
+    sqlx::query("DELETE FROM staff_assignments WHERE event_id = $1 AND staff_id = $2")
+        .bind(event_id)
+        .bind(staff_id)
+        .execute(&state.db)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
