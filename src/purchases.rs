@@ -150,10 +150,17 @@ async fn pay(
     if view.status == HoldStatus::Purchased {
         return Ok(Paid::Sold(view, None));
     }
+    // The seed's `"payment_method": "card"` means the test provider's good card.
+    let payment_method = match payment_method {
+        "card" if state.payments.name() == "test" => "pm_card_visa",
+        other => other,
+    };
+    // One key per hold and payment method: a retry with the same card is the same
+    // charge; another card after a decline is a new attempt (as Stripe requires).
     let charge = state
         .payments
         .charge(ChargeRequest {
-            idempotency_key: view.id.to_string(),
+            idempotency_key: format!("{}:{payment_method}", view.id),
             amount: view.amount,
             currency: currency.to_owned(),
             payment_method: payment_method.to_owned(),
@@ -188,6 +195,12 @@ async fn record_sale(
         .await;
     match result {
         Ok(sale) => {
+            if let Some(first) = superseded_by(state, hold, &sale.payment, &payment.reference).await? {
+                // Two payments raced for one hold (two cards at once): keep the first, refund ours.
+                let key = format!("refund-dup-{}", payment.reference);
+                let refunded = refund(state, hold, None, &payment.reference, payment.amount, &key).await;
+                tracing::warn!(%hold, %first, refunded, "a second payment for a purchased hold was refunded");
+            }
             metrics::counter!("boxoffice_purchases_total").increment(1);
             metrics::counter!("boxoffice_tickets_issued_total").increment(sale.hold.tickets.len() as u64);
             Ok(Paid::Sold(sale.hold, sale.payment))
@@ -204,6 +217,24 @@ async fn record_sale(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The reference of a different payment that already bought `hold`, if any.
+async fn superseded_by(
+    state: &AppState,
+    hold: HoldId,
+    recorded: &Option<Payment>,
+    ours: &str,
+) -> ApiResult<Option<String>> {
+    if let Some(p) = recorded {
+        return Ok((p.reference != ours).then(|| p.reference.clone()));
+    }
+    // Restored after a restart: the database knows which payment bought it.
+    let refs: Vec<String> = sqlx::query_scalar("SELECT provider_ref FROM payments WHERE hold_id = $1")
+        .bind(hold.0)
+        .fetch_all(&state.db)
+        .await?;
+    Ok(if refs.is_empty() || refs.iter().any(|r| r == ours) { None } else { refs.into_iter().next() })
 }
 
 /// Records a refund as pending, asks the provider, and records the outcome.

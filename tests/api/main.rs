@@ -6,4 +6,5 @@ mod auth;
 mod events;
 mod helpers;
 mod holds;
+mod purchases;
 mod system;
