@@ -71,8 +71,8 @@ enum Dialect {
     Fake,
 }
 
-/// Payments through Stripe. Cheap to share behind an `Arc`; the client inside
-/// is a pooled hyper client.
+/// Payments through Stripe. Share it behind an `Arc`. (async-stripe's hyper
+/// client keeps no idle connection: each call opens its own.)
 pub struct StripeProvider {
     client: Client,
     /// `None` when `STRIPE_WEBHOOK_SECRET` is not configured: every webhook is
@@ -281,7 +281,7 @@ fn verify_signature(secret: &[u8], payload: &[u8], header: &str, now: i64) -> Re
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 || !hex.is_ascii() {
+    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
         return None;
     }
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect()
