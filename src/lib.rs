@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod embedded_pg;
@@ -16,10 +17,12 @@ pub mod extract;
 pub mod holds;
 pub mod journal;
 pub mod loader;
+pub mod notify;
 pub mod outbox;
 pub mod payments;
 pub mod purchases;
 pub mod qr;
+pub mod relay;
 pub mod system;
 pub mod telemetry;
 pub mod tickets;

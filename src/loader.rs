@@ -172,7 +172,7 @@ pub async fn load_holds(
             Ok(HoldRecord {
                 id: HoldId(h.hold_id),
                 buyer: BuyerId(h.buyer_id),
-                items: h.items.0,
+                items: h.items.0.into(),
                 amount: h.amount,
                 created_at: ms(h.created_at),
                 expires_at: ms(h.expires_at),

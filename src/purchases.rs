@@ -614,7 +614,7 @@ async fn order_history(
                 HoldView {
                     id: HoldId(r.hold_id),
                     buyer: BuyerId(user.id),
-                    items: r.items.0,
+                    items: r.items.0.into(),
                     amount: r.amount,
                     created_at: boxoffice_actors::UnixMs(r.created_at.timestamp_millis()),
                     expires_at: boxoffice_actors::UnixMs(r.expires_at.timestamp_millis()),

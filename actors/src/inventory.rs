@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 /// Most seats or GA units in one hold.
 pub const MAX_UNITS_PER_HOLD: u32 = 50;
@@ -167,7 +168,7 @@ pub enum InventoryError {
 pub struct HoldView {
     pub id: HoldId,
     pub buyer: BuyerId,
-    pub items: Items,
+    pub items: Arc<Items>,
     pub amount: i64,
     pub created_at: UnixMs,
     pub expires_at: UnixMs,
@@ -248,6 +249,11 @@ enum Units {
     General { section: u16, quantity: u32 },
 }
 
+impl Units {
+    /// A stand-in while a hold's units are borrowed out (no allocation).
+    const NONE: Units = Units::General { section: 0, quantity: 0 };
+}
+
 #[derive(Clone, Debug)]
 struct Ticket {
     id: TicketId,
@@ -271,6 +277,8 @@ struct Hold {
     id: HoldId,
     buyer: BuyerId,
     units: Units,
+    /// `units` as labels, rendered once and shared by every record and view.
+    items: Arc<Items>,
     amount: i64,
     created_at: UnixMs,
     expires_at: UnixMs,
@@ -368,6 +376,7 @@ impl SeatInventory {
             id: rec.id,
             buyer: rec.buyer,
             units,
+            items: Arc::clone(&rec.items),
             amount: rec.amount,
             created_at: rec.created_at,
             expires_at: rec.expires_at,
@@ -382,10 +391,7 @@ impl SeatInventory {
         let status = hold.status;
         let slot = self.insert(hold);
         let taken = match status {
-            HoldStatus::Active => {
-                let units = self.slot(slot).units.clone();
-                self.take(slot, &units, false)
-            }
+            HoldStatus::Active => self.take_own(slot, false),
             HoldStatus::Purchased => {
                 let live: Vec<_> = self.live_ticket_units(slot);
                 live.iter().all(|u| self.take(slot, u, true))
@@ -474,10 +480,12 @@ impl SeatInventory {
         }
         let units = self.select(selection, quantity)?;
         let amount = self.price(&units);
+        let items = Arc::new(self.items_of(&units));
         let hold = Hold {
             id,
             buyer,
-            units: units.clone(),
+            units,
+            items,
             amount,
             created_at: now,
             expires_at: now.plus_ms(self.window.hold_ttl_ms),
@@ -490,7 +498,7 @@ impl SeatInventory {
             ended_at: now,
         };
         let slot = self.insert(hold);
-        let took = self.take(slot, &units, false);
+        let took = self.take_own(slot, false);
         debug_assert!(took, "select() returned units that are not free");
         let h = self.slot(slot);
         self.expiries.push(Reverse((h.expires_at, slot, id)));
@@ -521,21 +529,19 @@ impl SeatInventory {
             }
             HoldStatus::Active => false,
             HoldStatus::Expired | HoldStatus::Released => {
-                let units = h.units.clone();
-                let quantity = units_len(&units);
+                let quantity = units_len(&h.units);
                 let current = self.per_buyer.get(&buyer).copied().unwrap_or(0);
                 if current + quantity > self.window.per_buyer_limit {
                     return Err(InventoryError::LimitExceeded { limit: self.window.per_buyer_limit, current });
                 }
-                if !self.take(slot, &units, true) {
+                if !self.take_own(slot, true) {
                     return Err(InventoryError::SeatsGone);
                 }
                 true
             }
         };
         if !retaken {
-            let units = self.slot(slot).units.clone();
-            self.shift_held_to_sold(&units, true);
+            self.shift_own(slot, true);
         }
         let tickets: Vec<Ticket> = match &self.slot(slot).units {
             Units::Seats(seats) => seats
@@ -671,8 +677,7 @@ impl SeatInventory {
                 Settled::Purchased(Sale { hold: self.view(slot), payment: self.slot(slot).payment.clone() })
             }
             Pending::Release | Pending::Expire => {
-                let units = self.slot(slot).units.clone();
-                self.give_back(slot, &units, false);
+                self.give_back_own(slot, false);
                 let status =
                     if matches!(pending, Pending::Release) { HoldStatus::Released } else { HoldStatus::Expired };
                 let h = self.slot_mut(slot);
@@ -700,16 +705,14 @@ impl SeatInventory {
     fn undo(&mut self, slot: u32, pending: Pending) {
         match pending {
             Pending::Create => {
-                let units = self.slot(slot).units.clone();
-                self.give_back(slot, &units, false);
+                self.give_back_own(slot, false);
                 self.remove(slot);
             }
             Pending::Purchase { prior, retaken, .. } => {
-                let units = self.slot(slot).units.clone();
                 if retaken {
-                    self.give_back(slot, &units, true);
+                    self.give_back_own(slot, true);
                 } else {
-                    self.shift_held_to_sold(&units, false);
+                    self.shift_own(slot, false);
                 }
                 let h = self.slot_mut(slot);
                 h.status = prior;
@@ -1256,7 +1259,7 @@ impl SeatInventory {
         HoldRecord {
             id: h.id,
             buyer: h.buyer,
-            items: self.items_of(&h.units),
+            items: Arc::clone(&h.items),
             amount: h.amount,
             created_at: h.created_at,
             expires_at: h.expires_at,
@@ -1268,17 +1271,39 @@ impl SeatInventory {
     }
 
     fn view(&self, slot: u32) -> HoldView {
-        let r = self.record(slot);
+        let h = self.slot(slot);
         HoldView {
-            id: r.id,
-            buyer: r.buyer,
-            items: r.items,
-            amount: r.amount,
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            status: r.status,
-            tickets: r.tickets,
+            id: h.id,
+            buyer: h.buyer,
+            items: Arc::clone(&h.items),
+            amount: h.amount,
+            created_at: h.created_at,
+            expires_at: h.expires_at,
+            status: h.status,
+            tickets: if h.tickets.is_empty() { Vec::new() } else { self.ticket_records(slot) },
         }
+    }
+
+    /// `take` of the hold's own units, without cloning them.
+    fn take_own(&mut self, slot: u32, sold: bool) -> bool {
+        let units = std::mem::replace(&mut self.slot_mut(slot).units, Units::NONE);
+        let took = self.take(slot, &units, sold);
+        self.slot_mut(slot).units = units;
+        took
+    }
+
+    /// `give_back` of the hold's own units, without cloning them.
+    fn give_back_own(&mut self, slot: u32, sold: bool) {
+        let units = std::mem::replace(&mut self.slot_mut(slot).units, Units::NONE);
+        self.give_back(slot, &units, sold);
+        self.slot_mut(slot).units = units;
+    }
+
+    /// `shift_held_to_sold` of the hold's own units, without cloning them.
+    fn shift_own(&mut self, slot: u32, forward: bool) {
+        let units = std::mem::replace(&mut self.slot_mut(slot).units, Units::NONE);
+        self.shift_held_to_sold(&units, forward);
+        self.slot_mut(slot).units = units;
     }
 }
 

@@ -9,6 +9,7 @@
 use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId, UnixMs};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// What a hold is on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,7 +86,8 @@ pub struct Payment {
 pub struct HoldRecord {
     pub id: HoldId,
     pub buyer: BuyerId,
-    pub items: Items,
+    /// Shared with the inventory's copy: rendered once per hold.
+    pub items: Arc<Items>,
     pub amount: i64,
     pub created_at: UnixMs,
     pub expires_at: UnixMs,

@@ -146,7 +146,7 @@ fn seat(label: &str) -> Selection {
 }
 
 fn seats_of(hold: &HoldView) -> Vec<String> {
-    match &hold.items {
+    match hold.items.as_ref() {
         Items::Seats { seats } => seats.clone(),
         Items::General { .. } => Vec::new(),
     }

@@ -45,7 +45,7 @@ fn buy(inv: &mut SeatInventory, h: &HoldView, now: UnixMs) -> Result<Sale, Inven
 }
 
 fn labels(h: &HoldView) -> Vec<String> {
-    match &h.items {
+    match h.items.as_ref() {
         Items::Seats { seats } => seats.clone(),
         Items::General { .. } => vec![],
     }

@@ -1,0 +1,321 @@
+//! The outbox relay: a background task that delivers outbox rows to every
+//! configured sink — Redis Streams (when `REDIS_URL` is set) and the
+//! [`Notifier`] (always: SMTP, or the log) — and then marks them published.
+//!
+//! **`published_at` means "delivered to every sink configured at the time".**
+//! One marker, no schema change: without Redis, rows are still notified and
+//! marked (they stay in PostgreSQL, queryable, for as long as the table keeps
+//! them); a deployment that configures Redis later streams rows from then on.
+//!
+//! One pass ([`OutboxRelay::relay_once`]), in one transaction:
+//! 1. lock the oldest unpublished rows, `ORDER BY id LIMIT n FOR UPDATE SKIP
+//!    LOCKED`, so relays in several server processes share the work and never
+//!    deliver the same row concurrently;
+//! 2. `XADD` each to the stream `boxoffice:{topic}` (capped at about a million
+//!    entries), all in one pipeline, with the fields `outbox_id`, `topic`,
+//!    `aggregate_id`, `payload` (JSON text) and `created_at` (RFC 3339);
+//! 3. compose and send the emails the rows call for, in row order, within a
+//!    time budget;
+//! 4. set `published_at` on the rows handled and commit.
+//!
+//! **Delivery is at least once.** Publishing comes before marking, so a crash,
+//! a lost connection or a failure in between leaves rows unmarked, and the next
+//! pass publishes them again: stream consumers dedupe on `outbox_id`. The steps
+//! are ordered so that the duplicates fall on the stream, not on people: a
+//! Redis failure rolls the pass back before any email is sent; a mail outage
+//! commits the rows handled before it, and afterwards the relay probes the mail
+//! server before re-running a pass. A message the mail server refuses for good
+//! (a bad address) is logged and passed over, so it cannot block the rows after
+//! it. The cost of one marker is that an outage of either sink pauses both;
+//! nothing is lost, and `boxoffice_outbox_lag` shows it.
+//!
+//! **Outages:** the relay logs once when a sink (or the database) becomes
+//! unavailable and once when it is back, backs off exponentially up to
+//! [`RelayConfig::max_backoff`] meanwhile, and never stops or panics on its
+//! own — the service keeps selling; only the outbox grows.
+//!
+//! Metrics: `boxoffice_outbox_lag` (gauge: age in seconds of the oldest row
+//! still waiting, as of the last pass; 0 when caught up),
+//! `boxoffice_outbox_published_total` (rows marked), and
+//! `boxoffice_outbox_relay_errors_total{sink}` (failed passes).
+
+use crate::cache::RedisLink;
+use crate::notify::{MailError, Notifier};
+use chrono::{DateTime, SecondsFormat, Utc};
+use redis::aio::ConnectionManager;
+use redis::streams::StreamMaxlen;
+use sqlx::{PgConnection, PgPool};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Tunables; [`Default`] is what the server uses.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// Most rows in one pass (one transaction, one Redis pipeline).
+    pub batch_size: usize,
+    /// Pause after a pass that found less than a full batch. Polling is cheap:
+    /// one index-only probe of the partial index `outbox_unpublished`.
+    pub idle_poll: Duration,
+    /// First pause after a failure; doubled each failure up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long Redis may take to accept one batch before the pass is abandoned.
+    pub publish_timeout: Duration,
+    /// Emails are sent while the pass is younger than this; the rest of the
+    /// batch waits for the next pass, so a slow mail server cannot keep a
+    /// transaction open for long.
+    pub notify_budget: Duration,
+    /// Stream key prefix: a row of topic `t` goes to `{stream_prefix}{t}`.
+    pub stream_prefix: String,
+    /// Approximate cap on each stream (`XADD … MAXLEN ~`).
+    pub stream_maxlen: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            idle_poll: Duration::from_millis(200),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            publish_timeout: Duration::from_secs(5),
+            notify_budget: Duration::from_secs(5),
+            stream_prefix: crate::cache::DEFAULT_PREFIX.to_owned(),
+            stream_maxlen: 1_000_000,
+        }
+    }
+}
+
+/// One outbox row, as the relay reads it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct OutboxRow {
+    /// The dedupe id consumers see as `outbox_id`.
+    pub id: i64,
+    pub topic: String,
+    pub aggregate_id: Uuid,
+    /// The JSON payload as text, passed through to Redis unparsed.
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The stream a topic is published to.
+pub fn stream_key(prefix: &str, topic: &str) -> String {
+    format!("{prefix}{topic}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("Redis did not accept the batch within {0:?}")]
+    RedisTimeout(Duration),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+}
+
+impl RelayError {
+    /// Which dependency failed, for logs and metrics.
+    pub fn sink(&self) -> &'static str {
+        match self {
+            RelayError::Database(_) => "database",
+            RelayError::Redis(_) | RelayError::RedisTimeout(_) => "redis",
+            RelayError::Mail(_) => "mail",
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Rows locked.
+    pub fetched: usize,
+    /// Rows delivered and marked published.
+    pub published: usize,
+}
+
+pub struct OutboxRelay {
+    pool: PgPool,
+    /// `None` when Redis is not configured.
+    redis: Option<ConnectionManager>,
+    notifier: Notifier,
+    config: RelayConfig,
+    /// Set by a mail outage: probe the mail server before the next pass.
+    mail_down: bool,
+}
+
+impl OutboxRelay {
+    pub fn new(pool: PgPool, redis: Option<&RedisLink>, notifier: Notifier) -> Self {
+        Self {
+            pool,
+            redis: redis.map(RedisLink::connection),
+            notifier,
+            config: RelayConfig::default(),
+            mail_down: false,
+        }
+    }
+
+    pub fn with_config(mut self, config: RelayConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Relays until `shutdown` completes. A pass in progress is finished first
+    /// (it is bounded by `publish_timeout` and `notify_budget`); waiting and
+    /// backing off are cut short.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        metrics::describe_gauge!(
+            "boxoffice_outbox_lag",
+            metrics::Unit::Seconds,
+            "age of the oldest outbox row not yet published, as of the last relay pass"
+        );
+        metrics::describe_counter!("boxoffice_outbox_published_total", "outbox rows delivered to every sink");
+        tracing::info!(redis = self.redis.is_some(), mail = self.notifier.mailer_name(), "outbox relay started");
+        tokio::pin!(shutdown);
+        let mut backoff = self.config.min_backoff;
+        // The failing dependency and since when, to log an outage once.
+        let mut outage: Option<(&'static str, Instant)> = None;
+        loop {
+            let pause = match self.relay_once().await {
+                Ok(pass) => {
+                    if let Some((sink, since)) = outage.take() {
+                        tracing::info!(sink, down_for = ?since.elapsed(), "outbox relay resumed");
+                    }
+                    backoff = self.config.min_backoff;
+                    let more = pass.fetched == self.config.batch_size || pass.published < pass.fetched;
+                    if more { Duration::ZERO } else { self.config.idle_poll }
+                }
+                Err(e) => {
+                    let sink = e.sink();
+                    metrics::counter!("boxoffice_outbox_relay_errors_total", "sink" => sink).increment(1);
+                    match outage {
+                        Some((current, _)) if current == sink => {
+                            tracing::debug!(sink, error = %e, "outbox relay still paused");
+                        }
+                        _ => {
+                            tracing::warn!(sink, error = %e, "outbox relay paused; retrying with backoff");
+                            outage = Some((sink, Instant::now()));
+                        }
+                    }
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    pause
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// One pass over at most one batch (see the module doc). On a mail outage the
+    /// rows handled before it are committed and the error is returned.
+    pub async fn relay_once(&mut self) -> Result<Pass, RelayError> {
+        if self.mail_down {
+            self.notifier.probe().await?;
+        }
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT id, topic, aggregate_id, payload::text AS payload, created_at FROM outbox
+             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(i64::try_from(self.config.batch_size).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        let lag = rows.first().map_or(0.0, |r| (Utc::now() - r.created_at).as_seconds_f64().max(0.0));
+        metrics::gauge!("boxoffice_outbox_lag").set(lag);
+        if rows.is_empty() {
+            return Ok(Pass::default());
+        }
+        // Dropping `tx` on any error below rolls back: the rows stay unpublished.
+        if let Some(redis) = &self.redis {
+            self.publish(redis.clone(), &rows).await?;
+        }
+        let (handled, mail_error) = self.notify(&mut tx, &rows).await?;
+        if handled > 0 {
+            let ids: Vec<i64> = rows[..handled].iter().map(|r| r.id).collect();
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        metrics::counter!("boxoffice_outbox_published_total").increment(handled as u64);
+        self.mail_down = mail_error.is_some();
+        match mail_error {
+            Some(e) => Err(e.into()),
+            None => Ok(Pass { fetched: rows.len(), published: handled }),
+        }
+    }
+
+    /// `XADD`s every row, in one pipeline.
+    async fn publish(&self, mut conn: ConnectionManager, rows: &[OutboxRow]) -> Result<(), RelayError> {
+        let mut pipe = redis::pipe();
+        for row in rows {
+            let fields = [
+                ("outbox_id", row.id.to_string()),
+                ("topic", row.topic.clone()),
+                ("aggregate_id", row.aggregate_id.to_string()),
+                ("payload", row.payload.clone()),
+                ("created_at", row.created_at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            ];
+            pipe.xadd_maxlen(
+                stream_key(&self.config.stream_prefix, &row.topic),
+                StreamMaxlen::Approx(self.config.stream_maxlen),
+                "*",
+                &fields,
+            )
+            .ignore();
+        }
+        match tokio::time::timeout(self.config.publish_timeout, pipe.exec_async(&mut conn)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RelayError::RedisTimeout(self.config.publish_timeout)),
+        }
+    }
+
+    /// Sends the emails `rows` call for, in order. Returns how many rows (a
+    /// prefix) are done, and the outage that stopped it early, if one did.
+    async fn notify(
+        &self,
+        db: &mut PgConnection,
+        rows: &[OutboxRow],
+    ) -> Result<(usize, Option<MailError>), sqlx::Error> {
+        let emails = self.notifier.compose(db, rows).await?;
+        let started = Instant::now();
+        for (index, email) in emails {
+            if started.elapsed() >= self.config.notify_budget {
+                return Ok((index, None));
+            }
+            match self.notifier.deliver(&email).await {
+                // Rejected for good: logged by `deliver`, and passed over.
+                Ok(()) | Err(MailError::Rejected(_)) => {}
+                Err(e @ MailError::Unavailable(_)) => return Ok((index, Some(e))),
+            }
+        }
+        Ok((rows.len(), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_named_after_topics() {
+        assert_eq!(stream_key(crate::cache::DEFAULT_PREFIX, "ticket:issued"), "boxoffice:ticket:issued");
+        assert_eq!(stream_key("t1:", "hold:created"), "t1:hold:created");
+    }
+
+    #[test]
+    fn the_defaults_match_the_documentation() {
+        let c = RelayConfig::default();
+        assert_eq!(c.batch_size, 500);
+        assert_eq!(c.max_backoff, Duration::from_secs(5));
+        assert_eq!(c.stream_maxlen, 1_000_000);
+    }
+}
