@@ -7,4 +7,5 @@ mod events;
 mod helpers;
 mod holds;
 mod purchases;
+mod stripe;
 mod system;
