@@ -319,6 +319,17 @@ impl EventState {
     fn settle(&mut self, hold: HoldId, ok: bool, now: UnixMs) {
         let settled = self.inventory.settle(hold, ok, now);
         let waiter = self.waiting.remove(&hold);
+        if let Some(settled) = &settled {
+            let kind = match settled {
+                Settled::Created(_) => "hold_created",
+                Settled::Purchased(_) => "purchased",
+                Settled::Released(_) => "hold_released",
+                Settled::Expired(_) => "hold_expired",
+                Settled::Cancelled { .. } => "tickets_cancelled",
+                Settled::Undone => "undone",
+            };
+            metrics::counter!("boxoffice_engine_changes_total", "kind" => kind).increment(1);
+        }
         let (Some(settled), Some(waiter)) = (settled, waiter) else { return };
         match (waiter, settled) {
             (Waiter::Hold(r), Settled::Created(v)) => drop(r.send(Ok(v))),
