@@ -514,7 +514,13 @@ async fn delete_event(
             "seats were held or sold: close or cancel the event instead",
         ));
     }
-    sqlx::query("DELETE FROM events WHERE event_id = $1").bind(event_id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM events WHERE event_id = $1").bind(event_id).execute(&mut *tx).await.map_err(|e| match &e {
+        // A hold made between the check and the delete (the actor woke up again).
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+            ApiError::conflict("event_has_sales", "seats were held or sold: close or cancel the event instead")
+        }
+        _ => e.into(),
+    })?;
     crate::outbox::record(&mut *tx, "event:deleted", event_id, serde_json::json!({"event_id": event_id})).await?;
     tx.commit().await?;
     state.invalidate_event(event_id);
