@@ -5,15 +5,18 @@
 
 use crate::auth::rate_limit::RateLimiter;
 use crate::auth::tokens::TokenKeys;
+use crate::cache::{Cache, RedisLink};
 use crate::config::Settings;
 use crate::embedded_pg::EmbeddedPostgres;
 use crate::error::{ApiError, ApiResult};
 use crate::journal::{JournalConfig, PgJournal};
 use crate::loader::PgLoader;
+use crate::notify::Notifier;
 use crate::payments::PaymentProvider;
 use crate::payments::stripe::StripeProvider;
 use crate::payments::test_provider::TestProvider;
 use crate::qr::QrSigner;
+use crate::relay::OutboxRelay;
 use crate::{auth, db, events, holds, purchases, system, tickets};
 use anyhow::Context;
 use axum::extract::{MatchedPath, Request};
@@ -30,6 +33,7 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
@@ -53,6 +57,8 @@ pub struct Shared {
     pub qr: QrSigner,
     pub settings: Settings,
     pub metrics: Option<PrometheusHandle>,
+    /// Best-effort Redis cache; a miss or no-op whenever Redis is absent or down.
+    pub cache: Cache,
     /// Event currency by id, so the hold path does not ask the database each time.
     currencies: DashMap<Uuid, String>,
 }
@@ -79,9 +85,12 @@ impl AppState {
         Ok(currency)
     }
 
-    /// Forgets cached facts about an event after it changed.
-    pub fn invalidate_event(&self, event: Uuid) {
+    /// Forgets cached facts about an event after it changed: its currency here,
+    /// and event details and search results in Redis.
+    pub async fn invalidate_event(&self, event: Uuid) {
         self.currencies.remove(&event);
+        self.cache.invalidate_prefix("event").await;
+        self.cache.invalidate_prefix("search").await;
     }
 }
 
@@ -136,6 +145,8 @@ pub struct Application {
     journal_writers: Vec<tokio::task::JoinHandle<()>>,
     embedded: Option<EmbeddedPostgres>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Stops the outbox relay, and its task.
+    relay: (oneshot::Sender<()>, tokio::task::JoinHandle<()>),
 }
 
 impl Application {
@@ -208,6 +219,24 @@ impl Application {
                 retry_after: Duration::from_millis(200),
             },
         );
+        let redis = match &settings.redis_url {
+            Some(url) => Some(RedisLink::open(url).context("REDIS_URL is not a valid Redis URL")?),
+            None => None,
+        };
+        let notifier = Notifier::from_settings(
+            settings.smtp_url.as_ref(),
+            settings.smtp_from.as_deref(),
+            settings.public_url.as_deref(),
+        )?;
+        if settings.smtp_url.is_none() {
+            tracing::info!(
+                "no SMTP_URL: notification emails are written to the log (masked recipient and subject only)"
+            );
+        }
+        let (relay_stop, relay_stopped) = oneshot::channel::<()>();
+        let relay_task = tokio::spawn(OutboxRelay::new(pool.clone(), redis.as_ref(), notifier).run(async move {
+            let _ = relay_stopped.await;
+        }));
         let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
         let state = AppState(Arc::new(Shared {
             db: pool,
@@ -217,12 +246,13 @@ impl Application {
             payments,
             qr,
             metrics: metrics_handle(),
+            cache: Cache::new(redis.as_ref()),
             settings,
             currencies: DashMap::new(),
         }));
         let router = router(state.clone());
         let background = vec![tokio::spawn(system::report_availability(state.clone()))];
-        Ok(Self { listener, router, state, journal_writers, embedded, background })
+        Ok(Self { listener, router, state, journal_writers, embedded, background, relay: (relay_stop, relay_task) })
     }
 
     pub fn port(&self) -> u16 {
@@ -235,7 +265,7 @@ impl Application {
 
     /// Serves until `shutdown` completes, then drains everything in order.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, state, journal_writers, embedded, background } = self;
+        let Self { listener, router, state, journal_writers, embedded, background, relay } = self;
         tracing::info!(addr = %listener.local_addr()?, "boxoffice listening");
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
@@ -252,6 +282,12 @@ impl Application {
         drop(state);
         for writer in journal_writers {
             let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+        }
+        // A relay pass in progress finishes; unmarked rows go out at the next start.
+        let (relay_stop, mut relay_task) = relay;
+        let _ = relay_stop.send(());
+        if tokio::time::timeout(Duration::from_secs(15), &mut relay_task).await.is_err() {
+            relay_task.abort();
         }
         pool.close().await;
         if let Some(pg) = embedded {

@@ -96,7 +96,7 @@ pub struct UpdateEvent {
     pub sales_window: Option<SalesWindowIn>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SalesWindowOut {
     pub opens_at: Option<DateTime<Utc>>,
     pub closes_at: Option<DateTime<Utc>>,
@@ -104,7 +104,7 @@ pub struct SalesWindowOut {
     pub hold_ttl_secs: i32,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EventOut {
     pub event_id: Uuid,
     pub organizer_id: Uuid,
@@ -139,6 +139,18 @@ pub struct EventDetails {
     #[schema(value_type = Option<Object>)]
     pub availability: Option<Availability>,
 }
+
+/// The part of an event's details that changes only when the event does.
+#[derive(Serialize, Deserialize)]
+struct CachedEvent {
+    event: EventOut,
+    seat_map: Option<serde_json::Value>,
+}
+
+/// How long cached details live (they are also invalidated on every change).
+const DETAILS_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Search results carry an availability snapshot, so they live briefly.
+const SEARCH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct EventRow {
@@ -369,6 +381,7 @@ async fn create_event(
     .execute(&state.db)
     .await?;
     crate::outbox::record(&state.db, "event:created", id, serde_json::json!({"event_id": id})).await?;
+    state.invalidate_event(id).await;
     let row = fetch_event(&state, id).await?.ok_or_else(|| ApiError::internal("created event vanished"))?;
     Ok((StatusCode::CREATED, axum::Json(row.into())))
 }
@@ -478,7 +491,7 @@ async fn update_event(
         let sw = sales_window(&current.status, w.opens_at, w.closes_at, w.per_buyer_limit, w.hold_ttl_secs);
         handle.set_window(sw).await?;
     }
-    state.invalidate_event(event_id);
+    state.invalidate_event(event_id).await;
     let row = fetch_event(&state, event_id).await?.ok_or_else(|| ApiError::not_found("event"))?;
     Ok(axum::Json(row.into()))
 }
@@ -514,16 +527,18 @@ async fn delete_event(
             "seats were held or sold: close or cancel the event instead",
         ));
     }
-    sqlx::query("DELETE FROM events WHERE event_id = $1").bind(event_id).execute(&mut *tx).await.map_err(|e| match &e {
-        // A hold made between the check and the delete (the actor woke up again).
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
-            ApiError::conflict("event_has_sales", "seats were held or sold: close or cancel the event instead")
-        }
-        _ => e.into(),
-    })?;
+    sqlx::query("DELETE FROM events WHERE event_id = $1").bind(event_id).execute(&mut *tx).await.map_err(
+        |e| match &e {
+            // A hold made between the check and the delete (the actor woke up again).
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+                ApiError::conflict("event_has_sales", "seats were held or sold: close or cancel the event instead")
+            }
+            _ => e.into(),
+        },
+    )?;
     crate::outbox::record(&mut *tx, "event:deleted", event_id, serde_json::json!({"event_id": event_id})).await?;
     tx.commit().await?;
-    state.invalidate_event(event_id);
+    state.invalidate_event(event_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -553,7 +568,7 @@ async fn transition(
     tx.commit().await?;
     // The actor reloads with the new status (closed and cancelled events do not sell).
     state.registry.evict(EventId(event_id)).await;
-    state.invalidate_event(event_id);
+    state.invalidate_event(event_id).await;
     let row = fetch_event(state, event_id).await?.ok_or_else(|| ApiError::not_found("event"))?;
     Ok(axum::Json(row.into()))
 }
@@ -652,21 +667,37 @@ async fn event_details(
     MaybeAuthUser(user): MaybeAuthUser,
     Path(event_id): Path<Uuid>,
 ) -> ApiResult<axum::Json<EventDetails>> {
-    let row = visible_event(&state, user.as_ref(), event_id).await?;
-    let status = row.status.clone();
-    let has_map = row.has_seat_map;
-    let mut event: EventOut = row.into();
-    let availability = if has_map && status != "draft" {
+    // Published events' static part is cached (Redis, when configured); drafts are
+    // private and always read fresh.
+    let cache_key = state.cache.namespace_key("event", &event_id.to_string()).await;
+    let cached: Option<CachedEvent> = match &cache_key {
+        Some(key) => state.cache.get_json(key).await,
+        None => None,
+    };
+    let CachedEvent { mut event, seat_map } = match cached {
+        Some(c) => c,
+        None => {
+            let row = visible_event(&state, user.as_ref(), event_id).await?;
+            let public = row.status == "published" || row.status == "closed";
+            let seat_map: Option<serde_json::Value> =
+                sqlx::query_scalar("SELECT seat_map FROM events WHERE event_id = $1")
+                    .bind(event_id)
+                    .fetch_one(&state.db)
+                    .await?;
+            let fresh = CachedEvent { event: row.into(), seat_map };
+            if let (true, Some(key)) = (public, &cache_key) {
+                state.cache.set_json(key, &fresh, DETAILS_CACHE_TTL).await;
+            }
+            fresh
+        }
+    };
+    let availability = if event.has_seat_map && event.status != "draft" {
         let a = state.registry.with(EventId(event_id), |h| async move { h.availability().await }).await?;
         event.available_seats = a.total.available as i64;
         Some(a)
     } else {
         None
     };
-    let seat_map: Option<serde_json::Value> = sqlx::query_scalar("SELECT seat_map FROM events WHERE event_id = $1")
-        .bind(event_id)
-        .fetch_one(&state.db)
-        .await?;
     Ok(axum::Json(EventDetails { event, seat_map, availability }))
 }
 
@@ -694,7 +725,7 @@ pub struct SearchParams {
     pub per_page: Option<u32>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SearchResult {
     pub events: Vec<EventOut>,
     pub page: u32,
@@ -740,6 +771,15 @@ async fn search_events(
         other => return Err(ApiError::bad_request("invalid_query", format!("unknown sort {other:?}"))),
     };
 
+    let canonical =
+        serde_json::json!([q, p.category, p.from, p.to, p.max_price, p.min_price, p.available, sort, page, per_page])
+            .to_string();
+    let cache_key = state.cache.namespace_key("search", &canonical).await;
+    if let Some(key) = &cache_key
+        && let Some(hit) = state.cache.get_json::<SearchResult>(key).await
+    {
+        return Ok(axum::Json(hit));
+    }
     let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
         "SELECT {EVENT_COLUMNS}, count(*) OVER () AS total FROM events e JOIN users u ON u.user_id = e.organizer_id
          WHERE e.status = 'published'"
@@ -784,5 +824,9 @@ async fn search_events(
     }
     let hits: Vec<Hit> = qb.build_query_as().fetch_all(&state.db).await?;
     let total = hits.first().map_or(0, |h| h.total);
-    Ok(axum::Json(SearchResult { events: hits.into_iter().map(|h| h.event.into()).collect(), page, per_page, total }))
+    let result = SearchResult { events: hits.into_iter().map(|h| h.event.into()).collect(), page, per_page, total };
+    if let Some(key) = &cache_key {
+        state.cache.set_json(key, &result, SEARCH_CACHE_TTL).await;
+    }
+    Ok(axum::Json(result))
 }

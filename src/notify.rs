@@ -94,7 +94,8 @@ pub struct SmtpMailer {
 
 impl SmtpMailer {
     /// Reads `SMTP_URL` and `SMTP_FROM` (like `boxoffice <tickets@example.com>`).
-    /// Connects lazily: an unreachable server is not an error here.
+    /// Connects lazily: an unreachable server is not an error here. Must be
+    /// called inside a Tokio runtime (the connection pool starts a task).
     pub fn new(url: &SecretString, from: &str) -> Result<Self, ConfigError> {
         // The URL holds the password: the error never repeats it.
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
@@ -200,7 +201,8 @@ impl Notifier {
     }
 
     /// The notifier the settings ask for: SMTP when `smtp_url` is set (then
-    /// `smtp_from` is required), the log otherwise.
+    /// `smtp_from` is required), the log otherwise. Must be called inside a
+    /// Tokio runtime.
     pub fn from_settings(
         smtp_url: Option<&SecretString>,
         smtp_from: Option<&str>,
@@ -524,8 +526,9 @@ mod tests {
         assert!(notifier.refunded(&context(), &pending).is_none());
     }
 
-    #[test]
-    fn settings_choose_the_mailer_and_explain_mistakes() {
+    // The SMTP connection pool spawns its reaper task: it needs a runtime.
+    #[tokio::test]
+    async fn settings_choose_the_mailer_and_explain_mistakes() {
         let log = Notifier::from_settings(None, None, None).unwrap();
         assert_eq!(log.mailer_name(), "log");
         let url = SecretString::from("smtp://user:secret@127.0.0.1:2525".to_owned());

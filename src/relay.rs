@@ -11,12 +11,14 @@
 //! 1. lock the oldest unpublished rows, `ORDER BY id LIMIT n FOR UPDATE SKIP
 //!    LOCKED`, so relays in several server processes share the work and never
 //!    deliver the same row concurrently;
-//! 2. `XADD` each to the stream `boxoffice:{topic}` (capped at about a million
-//!    entries), all in one pipeline, with the fields `outbox_id`, `topic`,
-//!    `aggregate_id`, `payload` (JSON text) and `created_at` (RFC 3339);
-//! 3. compose and send the emails the rows call for, in row order, within a
-//!    time budget;
-//! 4. set `published_at` on the rows handled and commit.
+//! 2. compose the emails they call for, and cut the batch short after
+//!    [`RelayConfig::max_emails_per_pass`] of them, so a pass stays short however
+//!    slow the mail server is (the rest is left for the next pass, untouched);
+//! 3. `XADD` each row to the stream `boxoffice:{topic}` (capped at about a
+//!    million entries), all in one pipeline, with the fields `outbox_id`,
+//!    `topic`, `aggregate_id`, `payload` (JSON text) and `created_at` (RFC 3339);
+//! 4. send the emails, in row order;
+//! 5. set `published_at` on the rows handled and commit.
 //!
 //! **Delivery is at least once.** Publishing comes before marking, so a crash,
 //! a lost connection or a failure in between leaves rows unmarked, and the next
@@ -26,8 +28,14 @@
 //! commits the rows handled before it, and afterwards the relay probes the mail
 //! server before re-running a pass. A message the mail server refuses for good
 //! (a bad address) is logged and passed over, so it cannot block the rows after
-//! it. The cost of one marker is that an outage of either sink pauses both;
-//! nothing is lost, and `boxoffice_outbox_lag` shows it.
+//! it.
+//!
+//! **The cost of one marker:** the sinks share one pace. An outage of either
+//! pauses both (nothing is lost; `boxoffice_outbox_lag` shows it), and with a
+//! real SMTP server the stream advances only as fast as the emails go out —
+//! fine for development (the log mailer is instant) and ordinary traffic, not
+//! for a flash sale's thousands of purchases a second. Decoupling them takes a
+//! second marker (`outbox.notified_at`) and a second loop over the same code.
 //!
 //! **Outages:** the relay logs once when a sink (or the database) becomes
 //! unavailable and once when it is back, backs off exponentially up to
@@ -40,11 +48,11 @@
 //! `boxoffice_outbox_relay_errors_total{sink}` (failed passes).
 
 use crate::cache::RedisLink;
-use crate::notify::{MailError, Notifier};
+use crate::notify::{Email, MailError, Notifier};
 use chrono::{DateTime, SecondsFormat, Utc};
 use redis::aio::ConnectionManager;
 use redis::streams::StreamMaxlen;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -62,10 +70,10 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// How long Redis may take to accept one batch before the pass is abandoned.
     pub publish_timeout: Duration,
-    /// Emails are sent while the pass is younger than this; the rest of the
-    /// batch waits for the next pass, so a slow mail server cannot keep a
-    /// transaction open for long.
-    pub notify_budget: Duration,
+    /// Most emails in one pass: the batch is cut before the row of the first
+    /// email over the limit, so a slow mail server cannot keep a transaction
+    /// open for long.
+    pub max_emails_per_pass: usize,
     /// Stream key prefix: a row of topic `t` goes to `{stream_prefix}{t}`.
     pub stream_prefix: String,
     /// Approximate cap on each stream (`XADD … MAXLEN ~`).
@@ -80,7 +88,7 @@ impl Default for RelayConfig {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             publish_timeout: Duration::from_secs(5),
-            notify_budget: Duration::from_secs(5),
+            max_emails_per_pass: 50,
             stream_prefix: crate::cache::DEFAULT_PREFIX.to_owned(),
             stream_maxlen: 1_000_000,
         }
@@ -163,8 +171,8 @@ impl OutboxRelay {
     }
 
     /// Relays until `shutdown` completes. A pass in progress is finished first
-    /// (it is bounded by `publish_timeout` and `notify_budget`); waiting and
-    /// backing off are cut short.
+    /// (it is bounded by `publish_timeout` and `max_emails_per_pass` emails);
+    /// waiting and backing off are cut short.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         metrics::describe_gauge!(
             "boxoffice_outbox_lag",
@@ -220,7 +228,7 @@ impl OutboxRelay {
             self.notifier.probe().await?;
         }
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<OutboxRow> = sqlx::query_as(
+        let mut rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT id, topic, aggregate_id, payload::text AS payload, created_at FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
@@ -232,11 +240,18 @@ impl OutboxRelay {
         if rows.is_empty() {
             return Ok(Pass::default());
         }
+        let fetched = rows.len();
         // Dropping `tx` on any error below rolls back: the rows stay unpublished.
+        let mut emails = self.notifier.compose(&mut tx, &rows).await?;
+        let max_emails = self.config.max_emails_per_pass.max(1);
+        if let Some(&(cut, _)) = emails.get(max_emails) {
+            emails.truncate(max_emails);
+            rows.truncate(cut);
+        }
         if let Some(redis) = &self.redis {
             self.publish(redis.clone(), &rows).await?;
         }
-        let (handled, mail_error) = self.notify(&mut tx, &rows).await?;
+        let (handled, mail_error) = self.send(emails, rows.len()).await;
         if handled > 0 {
             let ids: Vec<i64> = rows[..handled].iter().map(|r| r.id).collect();
             sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
@@ -249,7 +264,7 @@ impl OutboxRelay {
         self.mail_down = mail_error.is_some();
         match mail_error {
             Some(e) => Err(e.into()),
-            None => Ok(Pass { fetched: rows.len(), published: handled }),
+            None => Ok(Pass { fetched, published: handled }),
         }
     }
 
@@ -278,26 +293,17 @@ impl OutboxRelay {
         }
     }
 
-    /// Sends the emails `rows` call for, in order. Returns how many rows (a
-    /// prefix) are done, and the outage that stopped it early, if one did.
-    async fn notify(
-        &self,
-        db: &mut PgConnection,
-        rows: &[OutboxRow],
-    ) -> Result<(usize, Option<MailError>), sqlx::Error> {
-        let emails = self.notifier.compose(db, rows).await?;
-        let started = Instant::now();
+    /// Sends `emails` (row index, email) in order. Returns how many of the
+    /// `rows` rows (a prefix) are done, and the outage that stopped it early.
+    async fn send(&self, emails: Vec<(usize, Email)>, rows: usize) -> (usize, Option<MailError>) {
         for (index, email) in emails {
-            if started.elapsed() >= self.config.notify_budget {
-                return Ok((index, None));
-            }
             match self.notifier.deliver(&email).await {
                 // Rejected for good: logged by `deliver`, and passed over.
                 Ok(()) | Err(MailError::Rejected(_)) => {}
-                Err(e @ MailError::Unavailable(_)) => return Ok((index, Some(e))),
+                Err(e @ MailError::Unavailable(_)) => return (index, Some(e)),
             }
         }
-        Ok((rows.len(), None))
+        (rows, None)
     }
 }
 

@@ -126,6 +126,14 @@ pub struct EventArgs {
     pub on_passivate: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
+/// Where a journal acknowledgement goes: settled inline if it arrives while
+/// `append` is still running, else sent back as a `Durable` message.
+enum Ack {
+    Waiting,
+    Inline(bool),
+    Later,
+}
+
 /// A caller waiting for its change to become durable.
 enum Waiter {
     Hold(Reply<HoldView>),
@@ -300,20 +308,39 @@ impl EventState {
         }
     }
 
-    fn journal_change(&self, myself: &ActorRef<EventMsg>, change: Change) {
+    /// Hands `change` to the journal. A journal that acknowledges inside `append`
+    /// (the in-memory one) is settled right here; otherwise the acknowledgement
+    /// comes back later as a `Durable` message.
+    fn journal_change(&mut self, myself: &ActorRef<EventMsg>, change: Change) {
         let hold = change.hold_id();
         let me = myself.clone();
+        let slot = Arc::new(std::sync::Mutex::new(Ack::Waiting));
+        let slot_in_ack = Arc::clone(&slot);
         self.journal.append(
             Record { event: self.event, change },
             Box::new(move |result| {
                 if let Err(e) = &result {
                     tracing::warn!(%hold, error = %e, "journal write failed; change undone");
                 }
+                let mut ack = slot_in_ack.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if matches!(*ack, Ack::Waiting) {
+                    *ack = Ack::Inline(result.is_ok());
+                    return;
+                }
+                drop(ack);
                 // If the actor is gone the change was settled by nobody; a restart
                 // reloads whatever became durable.
                 let _ = me.send_message(EventMsg::Durable { hold, ok: result.is_ok() });
             }),
         );
+        let inline = {
+            let mut ack = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::mem::replace(&mut *ack, Ack::Later)
+        };
+        if let Ack::Inline(ok) = inline {
+            let now = self.clock.now();
+            self.settle(hold, ok, now);
+        }
     }
 
     fn settle(&mut self, hold: HoldId, ok: bool, now: UnixMs) {

@@ -76,9 +76,17 @@ pub struct AuthResponse {
     pub refresh_token: String,
 }
 
-fn limit(state: &AppState, keys: &[String]) -> ApiResult<()> {
+/// Counts an attempt under each key: in Redis when configured (shared by every
+/// server process), else in this process.
+async fn limit(state: &AppState, keys: &[String]) -> ApiResult<()> {
+    let window = std::time::Duration::from_secs(60);
     for key in keys {
-        if let Err(wait) = state.auth_limiter.check(key) {
+        let verdict = match state.cache.incr_window(&format!("ratelimit:auth:{key}"), window).await {
+            Some(count) if count > u64::from(state.settings.auth_rate_limit_per_minute) => Err(window),
+            Some(_) => Ok(()),
+            None => state.auth_limiter.check(key),
+        };
+        if let Err(wait) = verdict {
             return Err(ApiError::too_many("too many attempts; wait and try again", wait));
         }
     }
@@ -139,7 +147,7 @@ async fn register(
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<Response> {
     let email = Email::parse(&req.email)?;
-    limit(&state, &[format!("ip:{}", peer.ip()), format!("email:{}", email.as_str().to_lowercase())])?;
+    limit(&state, &[format!("ip:{}", peer.ip()), format!("email:{}", email.as_str().to_lowercase())]).await?;
     check_password(&req.password)?;
     let name = parse_name(&req.name)?;
     let role = req.user_type.unwrap_or(Role::Customer);
@@ -179,7 +187,7 @@ async fn login(
 ) -> ApiResult<Response> {
     let email = Email::parse(&req.email)
         .map_err(|_| ApiError::unauthorized("invalid_credentials", "wrong email or password"))?;
-    limit(&state, &[format!("ip:{}", peer.ip()), format!("email:{}", email.as_str().to_lowercase())])?;
+    limit(&state, &[format!("ip:{}", peer.ip()), format!("email:{}", email.as_str().to_lowercase())]).await?;
     #[derive(sqlx::FromRow)]
     struct Row {
         user_id: Uuid,

@@ -7,5 +7,6 @@ mod events;
 mod helpers;
 mod holds;
 mod purchases;
+mod redis;
 mod stripe;
 mod system;

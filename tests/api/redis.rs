@@ -1,0 +1,181 @@
+//! The service with Redis: outbox relayed to streams, caches invalidated on
+//! change, and sales unaffected when Redis goes away.
+//! Needs BOXOFFICE_TEST_REDIS_SERVER (a redis-server binary; ./scripts/test.sh exports it).
+
+use crate::helpers::*;
+use redis::AsyncCommands;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts redis-server on `port` and waits until it accepts connections;
+    /// `None` if it could not (e.g. the port was taken meanwhile).
+    fn try_start_on(port: u16) -> Option<Self> {
+        let bin = std::env::var("BOXOFFICE_TEST_REDIS_SERVER").expect(
+            "BOXOFFICE_TEST_REDIS_SERVER is not set: run the tests with ./scripts/test.sh, which provides redis-server",
+        );
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let mut server = Self { child, port };
+        for _ in 0..50 {
+            if server.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.stop();
+        None
+    }
+
+    fn start_on(port: u16) -> Self {
+        for _ in 0..20 {
+            if let Some(server) = Self::try_start_on(port) {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    fn start() -> Self {
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            if let Some(server) = Self::try_start_on(port) {
+                return server;
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn stream_aggregates(url: &str, stream: &str) -> Vec<String> {
+    let client = redis::Client::open(url).unwrap();
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return vec![] };
+    let entries: redis::streams::StreamRangeReply = conn.xrange_all(stream).await.unwrap_or_default();
+    entries.ids.iter().filter_map(|e| e.get::<String>("aggregate_id")).collect()
+}
+
+async fn wait_for_stream_entry(url: &str, stream: &str, aggregate: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !stream_aggregates(url, stream).await.iter().any(|a| a == aggregate) {
+        assert!(
+            Instant::now() < deadline,
+            "{aggregate} never reached {stream}; it has {:?}",
+            stream_aggregates(url, stream).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn purchases_reach_redis_streams_and_caches_follow_changes() {
+    let redis = RedisServer::start();
+    let app = spawn_app_on(fresh_database().await, &[("REDIS_URL", &redis.url())]).await;
+    let (_, org, _) = app.user("organizer").await;
+    let (_, buyer, _) = app.user("customer").await;
+    let id = app.published_event(&org, None, None).await;
+
+    let sale: Value = app
+        .post(
+            "/tickets/purchase",
+            Some(&buyer),
+            json!({"event_id": id, "seat_number": "A-1", "payment_method": "pm_card_visa"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let order = sale["order_id"].as_str().unwrap();
+    wait_for_stream_entry(&redis.url(), "boxoffice:ticket:issued", order).await;
+    wait_for_stream_entry(&redis.url(), "boxoffice:hold:created", order).await;
+    wait_for_stream_entry(&redis.url(), "boxoffice:event:created", &id.to_string()).await;
+
+    // Details and search are cached, and an update is visible at once.
+    let before: Value = app.get(&format!("/events/{id}/details"), None).await.json().await.unwrap();
+    assert_eq!(before["title"], "Test concert");
+    let found: Value = app.get("/events/search?q=concert", None).await.json().await.unwrap();
+    assert_eq!(found["total"], 1);
+    let r = app
+        .request(Method::PUT, &format!("/events/{id}/update"), Some(&org), Some(json!({"title": "Renamed gala"})))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let after: Value = app.get(&format!("/events/{id}/details"), None).await.json().await.unwrap();
+    assert_eq!(after["title"], "Renamed gala");
+    let found: Value = app.get("/events/search?q=gala", None).await.json().await.unwrap();
+    assert_eq!(found["total"], 1);
+    let stale: Value = app.get("/events/search?q=concert", None).await.json().await.unwrap();
+    assert_eq!(stale["total"], 0, "the cached search result was invalidated");
+    // Live availability is never served from the cache.
+    assert_eq!(after["availability"]["total"]["sold"], 1);
+}
+
+#[tokio::test]
+async fn sales_go_on_when_redis_dies_and_the_backlog_drains_when_it_returns() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let app = spawn_app_on(fresh_database().await, &[("REDIS_URL", &redis.url())]).await;
+    let (_, org, _) = app.user("organizer").await;
+    let (_, buyer, _) = app.user("customer").await;
+    let id = app.published_event(&org, None, None).await;
+    app.get(&format!("/events/{id}/details"), None).await;
+
+    redis.stop();
+    let mut orders = Vec::new();
+    for seat in ["B-1", "B-2", "B-3"] {
+        let r = app
+            .post(
+                "/tickets/purchase",
+                Some(&buyer),
+                json!({"event_id": id, "seat_number": seat, "payment_method": "pm_card_visa"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "sales continue without Redis");
+        orders.push(r.json::<Value>().await.unwrap()["order_id"].as_str().unwrap().to_owned());
+    }
+    let details = app.get(&format!("/events/{id}/details"), None).await;
+    assert_eq!(details.status(), StatusCode::OK, "the cache is bypassed");
+    assert_eq!(app.get("/events/search", None).await.status(), StatusCode::OK);
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL AND topic = 'ticket:issued'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(unpublished, 3, "rows wait in the outbox");
+
+    let redis = RedisServer::start_on(port);
+    for order in &orders {
+        wait_for_stream_entry(&redis.url(), "boxoffice:ticket:issued", order).await;
+    }
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len: usize = conn.xlen("boxoffice:ticket:issued").await.unwrap();
+    assert_eq!(len, 3, "each row published once");
+}
