@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -60,7 +59,7 @@ pub struct Shared {
     /// Best-effort Redis cache; a miss or no-op whenever Redis is absent or down.
     pub cache: Cache,
     /// Event currency by id, so the hold path does not ask the database each time.
-    currencies: DashMap<Uuid, String>,
+    currencies: DashMap<Uuid, Arc<tokio::sync::OnceCell<String>>>,
 }
 
 impl Deref for AppState {
@@ -71,18 +70,25 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// The currency of an event that exists (404 otherwise).
+    /// The currency of an event that exists (404 otherwise). Single-flight: when
+    /// thousands of requests hit a cold event at once, one of them asks the database.
     pub async fn event_currency(&self, event: Uuid) -> ApiResult<String> {
-        if let Some(c) = self.currencies.get(&event) {
-            return Ok(c.clone());
+        let cell = self.currencies.entry(event).or_default().clone();
+        let result = cell
+            .get_or_try_init(|| async {
+                let currency: Option<String> = sqlx::query_scalar("SELECT currency FROM events WHERE event_id = $1")
+                    .bind(event)
+                    .fetch_optional(&self.db)
+                    .await?;
+                currency.ok_or_else(|| ApiError::not_found("event"))
+            })
+            .await
+            .cloned();
+        if result.is_err() {
+            // Unknown ids are not remembered.
+            self.currencies.remove_if(&event, |_, c| Arc::ptr_eq(c, &cell));
         }
-        let currency: Option<String> = sqlx::query_scalar("SELECT currency FROM events WHERE event_id = $1")
-            .bind(event)
-            .fetch_optional(&self.db)
-            .await?;
-        let currency = currency.ok_or_else(|| ApiError::not_found("event"))?;
-        self.currencies.insert(event, currency.clone());
-        Ok(currency)
+        result
     }
 
     /// Forgets cached facts about an event after it changed: its currency here,
@@ -200,8 +206,13 @@ impl Application {
             tracing::info!("no REDIS_URL: running without Redis (outbox kept in PostgreSQL)");
         }
 
+        // The journal has its own connections, so request-path reads can never
+        // starve the writes every acknowledgement waits for.
+        let journal_pool = db::connect(url.expose_secret(), settings.journal_writers as u32 + 1)
+            .await
+            .context("connecting the journal to PostgreSQL")?;
         let (journal, journal_writers) = PgJournal::start(
-            pool.clone(),
+            journal_pool,
             JournalConfig {
                 max_batch: settings.journal_max_batch,
                 max_wait: settings.journal_max_wait,
@@ -332,10 +343,7 @@ pub fn router(state: AppState) -> axum::Router {
     let openapi = Arc::new(openapi);
     api.merge(system::docs_router(openapi))
         .layer(middleware::from_fn(record_request))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            state.settings.request_timeout,
-        ))
+        .layer(middleware::from_fn_with_state(state.settings.request_timeout, request_timeout))
         .layer(RequestBodyLimitLayer::new(state.settings.max_body_bytes))
         .fallback(system::not_found)
         .with_state(state)
@@ -354,4 +362,24 @@ async fn record_request(request: Request, next: Next) -> Response {
     metrics::counter!("boxoffice_http_requests_total", "route" => route, "method" => method, "status" => status)
         .increment(1);
     response
+}
+
+/// Cuts a request off after REQUEST_TIMEOUT_MS with a problem document (503 `timeout`,
+/// Retry-After), like every other error.
+async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut e = ApiError::unavailable(
+                "the request took too long; retry (with the same Idempotency-Key) to learn the outcome",
+                Duration::from_secs(1),
+            );
+            e.code = "timeout";
+            axum::response::IntoResponse::into_response(e)
+        }
+    }
 }

@@ -41,3 +41,15 @@ pub async fn migrations_applied(pool: &PgPool) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(pool).await?;
     Ok(applied == Some(latest))
 }
+
+/// Errors that say the database is unreachable, shutting down, starting up or out of
+/// resources (not that the query is wrong): I/O, pool, protocol, and SQLSTATE classes 08
+/// (connection), 53 (insufficient resources), 57 (operator intervention: 57P01 admin
+/// shutdown, 57P02 crash shutdown, 57P03 cannot connect now).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| ["08", "53", "57"].iter().any(|p| c.starts_with(p))),
+        _ => false,
+    }
+}

@@ -117,13 +117,11 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error = %e, "database unavailable");
-                ApiError::unavailable("the database is unavailable; retry shortly", Duration::from_secs(1))
-            }
-            other => ApiError::internal(other),
+        if crate::db::is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            return ApiError::unavailable("the database is unavailable; retry shortly", Duration::from_secs(1));
         }
+        ApiError::internal(e)
     }
 }
 

@@ -146,16 +146,11 @@ async fn commit(pool: &PgPool, batch: Vec<(Record, Ack)>) {
     }
 }
 
-/// Errors that say nothing about the records themselves.
+/// Errors that say nothing about the records themselves: the database is
+/// unavailable, or the transaction lost a serialization/deadlock race (class 40).
 fn is_transient(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => {
-            // Class 08 (connection), 40 (rollback: serialization/deadlock), 53 (resources), 57 (shutdown).
-            db.code().is_some_and(|c| ["08", "40", "53", "57"].iter().any(|p| c.starts_with(p)))
-        }
-        _ => false,
-    }
+    crate::db::is_unavailable(e)
+        || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("40")))
 }
 
 pub(crate) fn ts(ms: UnixMs) -> DateTime<Utc> {
