@@ -275,14 +275,16 @@ struct CheckedMap {
 }
 
 fn check_seat_map(raw: serde_json::Value) -> ApiResult<CheckedMap> {
-    let map: SeatMap =
-        serde_json::from_value(raw.clone()).map_err(|e| ApiError::invalid("invalid_seat_map", e.to_string()))?;
+    let map: SeatMap = serde_json::from_value(raw).map_err(|e| ApiError::invalid("invalid_seat_map", e.to_string()))?;
     let layout = Layout::compile(&map).map_err(|e| ApiError::invalid("invalid_seat_map", e.to_string()))?;
     let total =
         i32::try_from(layout.capacity()).map_err(|_| ApiError::invalid("invalid_seat_map", "too many seats"))?;
     let min_price = map.tiers.iter().map(|t| t.price).min().unwrap_or(0);
     let max_price = map.tiers.iter().map(|t| t.price).max().unwrap_or(0);
-    Ok(CheckedMap { json: raw, layout, total, min_price, max_price })
+    // Store the map as parsed: members the map does not define (which could carry
+    // anything, a NUL that jsonb refuses included) are dropped.
+    let json = serde_json::to_value(&map).map_err(ApiError::internal)?;
+    Ok(CheckedMap { json, layout, total, min_price, max_price })
 }
 
 /// The seed's `total_seats` + `base_price`: one general-admission section.
@@ -300,7 +302,17 @@ struct CheckedWindow {
     hold_ttl_secs: i32,
 }
 
+/// Timestamps are years 1 to 9999: PostgreSQL cannot store all that chrono parses
+/// (its range starts at 4713 BC), and no sale is planned outside it.
+pub(crate) fn in_range(t: DateTime<Utc>) -> bool {
+    use chrono::Datelike;
+    (1..=9999).contains(&t.year())
+}
+
 fn check_window(w: &SalesWindowIn, current: Option<&EventRow>) -> ApiResult<CheckedWindow> {
+    if w.opens_at.into_iter().chain(w.closes_at).any(|t| !in_range(t)) {
+        return Err(ApiError::invalid("invalid_sales_window", "opens_at and closes_at are in years 1 to 9999"));
+    }
     let per_buyer_limit = match w.per_buyer_limit {
         Some(n) if (1..=50).contains(&n) => n as i32,
         Some(_) => return Err(ApiError::invalid("invalid_sales_window", "per_buyer_limit is 1 to 50")),
@@ -338,6 +350,9 @@ async fn create_event(
     let category = text("category", req.category.as_deref().unwrap_or(""), 50, false)?;
     let venue_address = text("venue_address", req.venue_address.as_deref().unwrap_or(""), 500, false)?;
     let currency = currency(req.currency.as_deref().unwrap_or("JPY"))?;
+    if !in_range(req.event_date) {
+        return Err(ApiError::invalid("invalid_field", "event_date is in years 1 to 9999").with("field", "event_date"));
+    }
     if req.event_date <= Utc::now() {
         return Err(ApiError::invalid("invalid_field", "event_date must be in the future").with("field", "event_date"));
     }
@@ -408,6 +423,9 @@ async fn update_event(
     let new_currency = req.currency.as_deref().map(currency).transpose()?;
     let map = req.seat_map.map(check_seat_map).transpose()?;
     let window = req.sales_window.as_ref().map(|w| check_window(w, Some(&current))).transpose()?;
+    if req.event_date.is_some_and(|d| !in_range(d)) {
+        return Err(ApiError::invalid("invalid_field", "event_date is in years 1 to 9999").with("field", "event_date"));
+    }
 
     let mut tx = state.db.begin().await?;
     if new_currency.as_ref().is_some_and(|c| *c != current.currency) {
@@ -702,6 +720,7 @@ async fn event_details(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// Words to find in title, venue, category or description.
@@ -755,6 +774,9 @@ async fn search_events(
             "invalid_query",
             format!("page is 1 or more, and at most {MAX_OFFSET} results deep"),
         ));
+    }
+    if p.from.into_iter().chain(p.to).any(|t| !in_range(t)) {
+        return Err(ApiError::bad_request("invalid_query", "from and to are in years 1 to 9999"));
     }
     let q = p.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     if q.is_some_and(|q| q.len() > 200) {

@@ -534,6 +534,7 @@ async fn handle_webhook(state: &AppState, kind: WebhookKind) -> ApiResult<()> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
     pub page: Option<u32>,

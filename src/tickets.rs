@@ -120,6 +120,7 @@ async fn owned_ticket(state: &AppState, user: &AuthUser, ticket_id: Uuid) -> Api
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QrParams {
     /// `png` (default) or `svg`.
