@@ -1,0 +1,197 @@
+//! Command-line interface. Connection, time-cap and output flags are global (they
+//! work before or after `seed-search`); the sale flags belong to the default
+//! command, the flash sale and its sibling scenarios.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadtest",
+    version,
+    about = "Load generator for boxoffice: a flash sale (default), a hold storm, a browse mix, and search figures",
+    long_about = "Load generator for boxoffice.\n\n\
+        Without a subcommand it runs a sale scenario (--scenario, default flash-sale) against --url, or \
+        against a server it starts itself with --spawn. `seed-search` inserts published events straight \
+        into PostgreSQL and measures GET /events/search.\n\n\
+        Traffic goes only to loopback addresses. The sale stops when sold out or after --duration seconds. \
+        Writes report.json and report.html to --out-dir and exits non-zero when a check fails."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub sale: SaleArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Insert published events straight into PostgreSQL, then measure GET /events/search.
+    SeedSearch(SearchArgs),
+}
+
+/// Which server, and how long anything may take.
+#[derive(Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// Base URL of a running server (loopback only).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Start the server binary on embedded defaults (fresh data directory under the system temp
+    /// directory, a free port, AUTH_RATE_LIMIT_PER_MINUTE=1000000) and stop it (SIGTERM) at the end.
+    #[arg(long, global = true)]
+    pub spawn: bool,
+    /// The server binary for --spawn (default: `boxoffice` beside this binary, else target/release/boxoffice).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+    /// PostgreSQL the server uses (loopback only): enables the SQL checks and is required by seed-search.
+    /// With --spawn it is also handed to the server as DATABASE_URL; without it, --spawn reads the
+    /// embedded cluster's address from the data directory it created.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Keep the spawned server's data directory (and its PostgreSQL cluster files).
+    #[arg(long, global = true)]
+    pub keep_server_data: bool,
+    /// Server process id, to report its CPU time (found automatically with --spawn).
+    #[arg(long, global = true, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// PostgreSQL postmaster process id, to report its CPU time (found automatically with --spawn).
+    #[arg(long, global = true, value_name = "PID")]
+    pub postgres_pid: Option<u32>,
+    /// Cap on the measured phase, in seconds (the sale also ends when sold out).
+    #[arg(long, global = true, default_value_t = 120)]
+    pub duration: u64,
+    /// Per-request timeout, in milliseconds.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// Tokio worker threads of the generator (default: one per core).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+}
+
+/// Where results go.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Directory for report.json and report.html.
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// No live progress bar (a line every 5 s instead).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Every buyer rushes at the opening moment: hold 1-4 seats, pay, repeat until sold out.
+    FlashSale,
+    /// Holds and releases as fast as possible; nothing is bought.
+    HoldStorm,
+    /// Searches and event details mixed with purchases.
+    Browse,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::FlashSale => "flash-sale",
+            Scenario::HoldStorm => "hold-storm",
+            Scenario::Browse => "browse",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SaleArgs {
+    #[arg(long, value_enum, default_value_t = Scenario::FlashSale)]
+    pub scenario: Scenario,
+    /// Seats of the event.
+    #[arg(long, default_value_t = 20_000)]
+    pub seats: u32,
+    /// Sections the seats are spread over.
+    #[arg(long, default_value_t = 10)]
+    pub sections: u32,
+    /// Seats per row.
+    #[arg(long, default_value_t = 50)]
+    pub seats_per_row: u32,
+    /// Buyers registered before the sale.
+    #[arg(long, default_value_t = 5_000)]
+    pub buyers: u32,
+    /// The sales window's per-buyer ticket limit (held + bought).
+    #[arg(long, default_value_t = 4)]
+    pub per_buyer_limit: u32,
+    /// Most seats in one hold (each basket takes 1 to this many, within the buyer's limit).
+    #[arg(long, default_value_t = 4)]
+    pub max_per_hold: u32,
+    /// Closed loop: baskets in flight at once (the default mode).
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Open loop: start this many baskets per second on a fixed schedule, whatever the responses;
+    /// latency is measured from each basket's intended start (coordinated omission corrected).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
+    /// Open loop: most baskets in flight before new arrivals wait (their latency still counts from
+    /// the schedule).
+    #[arg(long, default_value_t = 20_000)]
+    pub max_in_flight: usize,
+    /// Buy through the one-shot POST /tickets/purchase instead of hold + pay.
+    #[arg(long)]
+    pub one_shot: bool,
+    /// Share of baskets that name explicit seats (the rest ask for best available).
+    #[arg(long, default_value_t = 0.5)]
+    pub explicit_ratio: f64,
+    /// browse: share of operations that are searches or event details.
+    #[arg(long, default_value_t = 0.7)]
+    pub browse_ratio: f64,
+    /// Seat picks per basket after lost races (seats_taken, no_adjacent_seats).
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Retries of one request on 503/429 (honouring Retry-After), timeouts and transport errors.
+    #[arg(long, default_value_t = 5)]
+    pub max_retries: u32,
+    /// Longest wait before a retry, in milliseconds (Retry-After is honoured up to this, with jitter).
+    #[arg(long, default_value_t = 2_000)]
+    pub retry_cap_ms: u64,
+    /// The sale opens this many seconds after setup.
+    #[arg(long, default_value_t = 3)]
+    pub lead_secs: u64,
+    /// The sales window's hold time to live.
+    #[arg(long, default_value_t = 600)]
+    pub hold_ttl_secs: u32,
+    /// Registrations in flight during setup (each costs the server an argon2id hash).
+    #[arg(long, default_value_t = 16)]
+    pub register_concurrency: usize,
+    /// Cap on setup (registration), in seconds.
+    #[arg(long, default_value_t = 900)]
+    pub setup_timeout_secs: u64,
+    /// hold-storm: stop after this many successful holds.
+    #[arg(long, default_value_t = 500_000)]
+    pub storm_holds: u64,
+    /// Random seed (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SearchArgs {
+    /// Published events to insert.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u32,
+    /// Measure only: do not insert (reuse events seeded earlier).
+    #[arg(long)]
+    pub skip_seed: bool,
+    /// Search requests measured.
+    #[arg(long, default_value_t = 5_000)]
+    pub requests: u32,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Requests sent first and not measured.
+    #[arg(long, default_value_t = 200)]
+    pub warmup: u32,
+    /// Random seed of the query mix.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}

@@ -1,0 +1,161 @@
+//! CPU accounting, so a report says whether the generator, the server or
+//! PostgreSQL used the machine: this process through `getrusage`, other processes
+//! through `/proc/<pid>/stat`, and the whole machine (busy and I/O wait) through
+//! `/proc/stat`.
+
+use serde::Serialize;
+use std::time::Instant;
+
+/// Clock ticks per second of `/proc` times.
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// (user, system) CPU seconds of this process.
+pub fn own_cpu() -> (f64, f64) {
+    // SAFETY: getrusage writes into the struct we pass; a zeroed rusage is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
+}
+
+/// Fields of `/proc/<pid>/stat` after the command name: [state, ppid, …].
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// utime + stime + cutime + cstime of `pid`, in seconds.
+pub fn process_cpu(pid: u32) -> Option<f64> {
+    let f = stat_fields(pid)?;
+    // Fields 14-17 of stat(5), counted from `state` as field 3.
+    let ticks: u64 = f.get(11..15)?.iter().filter_map(|v| v.parse::<u64>().ok()).sum();
+    Some(ticks as f64 / ticks_per_second())
+}
+
+/// CPU seconds of `pid` and its live children (PostgreSQL: the postmaster and its backends).
+pub fn process_tree_cpu(pid: u32) -> Option<f64> {
+    let own = process_cpu(pid)?;
+    let children: f64 = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| stat_fields(child).and_then(|f| f.get(1)?.parse::<u32>().ok()) == Some(pid))
+        .filter_map(process_cpu)
+        .sum();
+    Some(own + children)
+}
+
+/// (busy, iowait, total) ticks of the whole machine since boot.
+fn machine_ticks() -> Option<(u64, u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal
+    let total: u64 = v.iter().take(8).sum();
+    let idle = *v.get(3)?;
+    let iowait = *v.get(4)?;
+    Some((total - idle - iowait, iowait, total))
+}
+
+/// CPU counters at one moment.
+pub struct Snapshot {
+    at: Instant,
+    own: (f64, f64),
+    server: Option<f64>,
+    postgres: Option<f64>,
+    machine: Option<(u64, u64, u64)>,
+}
+
+impl Snapshot {
+    pub fn take(server_pid: Option<u32>, postgres_pid: Option<u32>) -> Self {
+        Self {
+            at: Instant::now(),
+            own: own_cpu(),
+            server: server_pid.and_then(process_cpu),
+            postgres: postgres_pid.and_then(process_tree_cpu),
+            machine: machine_ticks(),
+        }
+    }
+}
+
+/// CPU used between two snapshots.
+#[derive(Serialize, Clone, Debug)]
+pub struct CpuUse {
+    pub wall_secs: f64,
+    pub cores: usize,
+    pub loadtest_user_secs: f64,
+    pub loadtest_system_secs: f64,
+    /// Of one core.
+    pub loadtest_percent: f64,
+    pub server_secs: Option<f64>,
+    pub server_percent: Option<f64>,
+    pub postgres_secs: Option<f64>,
+    pub postgres_percent: Option<f64>,
+    /// Of all cores.
+    pub machine_busy_percent: Option<f64>,
+    pub machine_iowait_percent: Option<f64>,
+    /// CPU seconds of every other process on the machine (other builds, tests…): they
+    /// compete with the run and make its figures a lower bound.
+    pub other_processes_secs: Option<f64>,
+}
+
+pub fn between(a: &Snapshot, b: &Snapshot) -> CpuUse {
+    let wall = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
+    let user = b.own.0 - a.own.0;
+    let system = b.own.1 - a.own.1;
+    let diff = |x: Option<f64>, y: Option<f64>| Some(y? - x?);
+    let server = diff(a.server, b.server);
+    let postgres = diff(a.postgres, b.postgres);
+    let (busy, iowait, busy_secs) = match (a.machine, b.machine) {
+        (Some((b0, w0, t0)), Some((b1, w1, t1))) if t1 > t0 => {
+            let total = (t1 - t0) as f64;
+            let busy_secs = (b1 - b0) as f64 / ticks_per_second();
+            (Some(100.0 * (b1 - b0) as f64 / total), Some(100.0 * (w1 - w0) as f64 / total), Some(busy_secs))
+        }
+        _ => (None, None, None),
+    };
+    let ours = user + system + server.unwrap_or(0.0) + postgres.unwrap_or(0.0);
+    let other = busy_secs.map(|b| (b - ours).max(0.0));
+    CpuUse {
+        wall_secs: wall,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        loadtest_user_secs: user,
+        loadtest_system_secs: system,
+        loadtest_percent: 100.0 * (user + system) / wall,
+        server_secs: server,
+        server_percent: server.map(|s| 100.0 * s / wall),
+        postgres_secs: postgres,
+        postgres_percent: postgres.map(|s| 100.0 * s / wall),
+        machine_busy_percent: busy,
+        machine_iowait_percent: iowait,
+        other_processes_secs: other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_measured() {
+        let pid = std::process::id();
+        let a = Snapshot::take(Some(pid), None);
+        let mut x = 0u64;
+        for i in 0..3_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let b = Snapshot::take(Some(pid), None);
+        let used = between(&a, &b);
+        assert!(used.loadtest_user_secs >= 0.0);
+        assert!(used.server_secs.is_some());
+        assert!(process_tree_cpu(pid).is_some());
+    }
+}

@@ -1,0 +1,222 @@
+//! The HTTP client: hyper 1 over plain HTTP/1.1 with a keep-alive pool (one
+//! connection per request in flight, reused afterwards), aimed only at loopback.
+//!
+//! Every exchange is bounded by a timeout. Problem documents (RFC 9457) are parsed
+//! once here, so callers and the statistics see the `code` without parsing again.
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Idle pooled connections are closed after this long.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Connecting to loopback takes microseconds; anything slower is a refused or dead server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Api {
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// `http://host:port`, no trailing slash.
+    base: Arc<str>,
+    timeout: Duration,
+}
+
+/// The members of a problem document the generator acts on.
+#[derive(Debug, Default, Deserialize)]
+pub struct Problem {
+    #[serde(default)]
+    pub code: String,
+    /// `seats_taken`: which seats were taken.
+    #[serde(default)]
+    pub seats: Vec<String>,
+}
+
+/// A response, read in full.
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Bytes,
+    /// Parsed for 4xx and 5xx responses.
+    pub problem: Option<Problem>,
+}
+
+impl Reply {
+    pub(crate) fn new(status: u16, retry_after: Option<Duration>, body: Bytes) -> Self {
+        let problem = (status >= 400).then(|| serde_json::from_slice(&body).unwrap_or_default());
+        Self { status, retry_after, body, problem }
+    }
+
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The problem `code`, or "" for a success or a body that is not a problem document.
+    pub fn code(&self) -> &str {
+        self.problem.as_ref().map_or("", |p| p.code.as_str())
+    }
+
+    pub fn json<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "unexpected response body ({} {})",
+                self.status,
+                String::from_utf8_lossy(&self.body[..self.body.len().min(300)])
+            )
+        })
+    }
+}
+
+/// No response at all.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    Timeout,
+    Transport(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout => f.write_str("timed out"),
+            Failure::Transport(e) => write!(f, "transport error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+pub type Exchange = Result<Reply, Failure>;
+
+impl Api {
+    pub fn new(base_url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let base = loopback_base(base_url)?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(usize::MAX)
+            .build(connector);
+        Ok(Self { client, base: base.into(), timeout })
+    }
+
+    /// One request and its whole response, within the timeout.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&HeaderValue>,
+        body: Option<Bytes>,
+        idempotency_key: Option<&str>,
+    ) -> Exchange {
+        let mut builder = Request::builder().method(method).uri(format!("{}{}", self.base, path));
+        if let Some(auth) = auth {
+            builder = builder.header(AUTHORIZATION, auth);
+        }
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        if let Some(key) = idempotency_key {
+            builder = builder.header("idempotency-key", key);
+        }
+        let request =
+            builder.body(Full::new(body.unwrap_or_default())).map_err(|e| Failure::Transport(e.to_string()))?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| Failure::Transport(error_chain(&e)))?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let body =
+                response.into_body().collect().await.map_err(|e| Failure::Transport(error_chain(&e)))?.to_bytes();
+            Ok(Reply::new(status, retry_after, body))
+        };
+        tokio::time::timeout(self.timeout, exchange).await.unwrap_or(Err(Failure::Timeout))
+    }
+
+    pub async fn get(&self, path: &str, auth: Option<&HeaderValue>) -> Exchange {
+        self.send(Method::GET, path, auth, None, None).await
+    }
+
+    pub async fn post_json<T: serde::Serialize>(&self, path: &str, auth: Option<&HeaderValue>, body: &T) -> Exchange {
+        let body = serde_json::to_vec(body).map_err(|e| Failure::Transport(e.to_string()))?;
+        self.send(Method::POST, path, auth, Some(body.into()), None).await
+    }
+}
+
+/// `Bearer <token>` as a header value.
+pub fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
+    HeaderValue::from_str(&format!("Bearer {token}")).context("the server returned an access token that is not ASCII")
+}
+
+/// `http://host:port` of `url`, refusing anything but plain HTTP to a loopback address.
+pub fn loopback_base(url: &str) -> anyhow::Result<String> {
+    let uri: Uri = url.parse().with_context(|| format!("{url:?} is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("{url}: only http:// is supported (the generator talks to a local server)");
+    }
+    let host = uri.host().context("the URL has no host")?;
+    if !is_loopback_host(host) {
+        bail!("{url}: refusing a target that is not loopback (127.0.0.0/8, ::1 or localhost)");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        bail!("{url}: give the server's base URL (no path or query)");
+    }
+    let port = uri.port_u16().unwrap_or(80);
+    Ok(format!("http://{host}:{port}"))
+}
+
+/// Whether `host` (a name or an address, IPv6 possibly in brackets) is loopback.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An error with its sources, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        assert_eq!(loopback_base("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(loopback_base("http://localhost:9000/").unwrap(), "http://localhost:9000");
+        assert_eq!(loopback_base("http://[::1]:81").unwrap(), "http://[::1]:81");
+        assert_eq!(loopback_base("http://127.3.4.5").unwrap(), "http://127.3.4.5:80");
+        for bad in ["http://10.0.0.1:8080", "http://example.com", "https://127.0.0.1", "http://127.0.0.1/x", "x"] {
+            assert!(loopback_base(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn problems_are_parsed_for_errors_only() {
+        let r = Reply::new(409, None, Bytes::from_static(br#"{"code":"seats_taken","seats":["A-1"]}"#));
+        assert_eq!(r.code(), "seats_taken");
+        assert_eq!(r.problem.unwrap().seats, vec!["A-1"]);
+        let ok = Reply::new(201, None, Bytes::from_static(br#"{"code":"x"}"#));
+        assert_eq!(ok.code(), "");
+    }
+}

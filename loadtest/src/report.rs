@@ -1,0 +1,600 @@
+//! The results: printed as tables, written as `report.json` (everything, for
+//! machines) and as a self-contained `report.html` (the same tables plus inline
+//! SVG charts of throughput per second and latency percentile curves; no scripts,
+//! no external resources).
+
+use crate::checks::Check;
+use crate::cpu::CpuUse;
+use crate::prom::ServerMetrics;
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub scenario: String,
+    /// e.g. "closed loop, 256 baskets in flight".
+    pub mode: String,
+    pub target: String,
+    pub started_at: String,
+    pub config: serde_json::Value,
+    /// Headline facts, in order.
+    pub facts: Vec<Fact>,
+    /// Key numbers for machines (time to sell out, rates, …).
+    pub figures: serde_json::Value,
+    pub rates: Vec<RateRow>,
+    pub outcomes: Vec<OutcomeRow>,
+    pub latency: Vec<LatencyRow>,
+    pub timeline: Timeline,
+    pub checks: Vec<Check>,
+    pub cpu: Option<CpuUse>,
+    pub server_metrics: Option<ServerMetrics>,
+    pub passed: bool,
+}
+
+#[derive(Serialize)]
+pub struct Fact {
+    pub name: String,
+    pub value: String,
+}
+
+pub fn fact(name: &str, value: impl Into<String>) -> Fact {
+    Fact { name: name.to_owned(), value: value.into() }
+}
+
+#[derive(Serialize)]
+pub struct RateRow {
+    pub what: String,
+    pub total: u64,
+    /// Best whole second.
+    pub peak_1s: u64,
+    /// Over the measured phase.
+    pub mean_per_s: f64,
+}
+
+#[derive(Serialize)]
+pub struct OutcomeRow {
+    pub op: String,
+    /// 0: no response.
+    pub status: u16,
+    pub code: String,
+    pub count: u64,
+}
+
+#[derive(Serialize)]
+pub struct LatencyRow {
+    pub op: String,
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+    /// [percentile, ms] points of the percentile curve.
+    pub curve: Vec<[f64; 2]>,
+}
+
+impl LatencyRow {
+    /// From a histogram of microseconds.
+    pub fn new(op: &str, h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        // Up to 99.99 %, evenly in "nines", then the maximum.
+        let mut curve: Vec<[f64; 2]> = (0..=40)
+            .map(|i| {
+                let p = 1.0 - 10f64.powf(-(i as f64) / 10.0);
+                [p * 100.0, ms(h.value_at_quantile(p))]
+            })
+            .collect();
+        curve.push([100.0, ms(h.max())]);
+        Self {
+            op: op.to_owned(),
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p90_ms: ms(h.value_at_quantile(0.9)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p999_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            mean_ms: h.mean() / 1000.0,
+            curve,
+        }
+    }
+}
+
+/// Counts per second of the measured phase.
+#[derive(Serialize, Default)]
+pub struct Timeline {
+    pub columns: Vec<String>,
+    /// rows[second][column]
+    pub rows: Vec<Vec<u64>>,
+}
+
+/// Best whole second of `column` and the mean over `secs`.
+pub fn rate_row(what: &str, timeline: &Timeline, column: &str, total: u64, secs: f64) -> RateRow {
+    let i = timeline.columns.iter().position(|c| c == column);
+    let peak = i.map_or(0, |i| timeline.rows.iter().map(|r| r[i]).max().unwrap_or(0));
+    RateRow {
+        what: what.to_owned(),
+        total,
+        peak_1s: peak,
+        mean_per_s: if secs > 0.0 { total as f64 / secs } else { 0.0 },
+    }
+}
+
+// ---- text ------------------------------------------------------------------------
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}{unit}"))
+}
+
+pub fn to_text(r: &Report) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "\n== boxoffice loadtest: {} ({}) ==", r.scenario, r.mode);
+    let _ = writeln!(w, "target: {}", r.target);
+    for f in &r.facts {
+        let _ = writeln!(w, "{:<26} {}", format!("{}:", f.name), f.value);
+    }
+    if !r.rates.is_empty() {
+        let _ = writeln!(w, "\n{:<24} {:>10} {:>12} {:>12}", "throughput", "total", "peak 1 s", "mean /s");
+        for x in &r.rates {
+            let _ = writeln!(w, "  {:<22} {:>10} {:>12} {:>12.0}", x.what, x.total, x.peak_1s, x.mean_per_s);
+        }
+    }
+    let _ = writeln!(w, "\nrequests by outcome\n  {:<20} {:>6}  {:<24} {:>10}", "operation", "status", "code", "count");
+    for o in &r.outcomes {
+        let status = if o.status == 0 { "-".to_owned() } else { o.status.to_string() };
+        let code = if o.code.is_empty() { "ok" } else { &o.code };
+        let _ = writeln!(w, "  {:<20} {:>6}  {:<24} {:>10}", o.op, status, code, o.count);
+    }
+    let _ = writeln!(
+        w,
+        "\nlatency (ms)\n  {:<28} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "operation", "count", "p50", "p90", "p99", "p99.9", "max", "mean"
+    );
+    for l in &r.latency {
+        let _ = writeln!(
+            w,
+            "  {:<28} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>8.2}",
+            l.op, l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms
+        );
+    }
+    if let Some(c) = &r.cpu {
+        let _ = writeln!(w, "\nCPU during the measured phase ({:.2} s wall, {} cores)", c.wall_secs, c.cores);
+        let _ = writeln!(
+            w,
+            "  loadtest   {:.2} s ({:.0}% of a core; user {:.2} s, system {:.2} s)",
+            c.loadtest_user_secs + c.loadtest_system_secs,
+            c.loadtest_percent,
+            c.loadtest_user_secs,
+            c.loadtest_system_secs
+        );
+        let _ = writeln!(w, "  server     {} ({} of a core)", opt(c.server_secs, " s"), opt(c.server_percent, "%"));
+        let _ = writeln!(w, "  postgres   {} ({} of a core)", opt(c.postgres_secs, " s"), opt(c.postgres_percent, "%"));
+        let _ = writeln!(w, "  others     {} (every other process on the machine)", opt(c.other_processes_secs, " s"));
+        let _ = writeln!(
+            w,
+            "  machine    busy {} of all cores, I/O wait {}",
+            opt(c.machine_busy_percent, "%"),
+            opt(c.machine_iowait_percent, "%")
+        );
+    }
+    if let Some(m) = &r.server_metrics {
+        let _ = writeln!(w, "\nserver metrics during the measured phase (/metrics)");
+        let _ = writeln!(
+            w,
+            "  journal: {} commits, {} records, batch mean {:.1} (p50 <= {}, p99 <= {}), commit mean {:.2} ms (p50 <= {}, p99 <= {})",
+            m.journal_commits,
+            m.journal_records,
+            m.journal_batch_mean,
+            opt(m.journal_batch_p50_le, ""),
+            opt(m.journal_batch_p99_le, ""),
+            m.journal_commit_mean_ms,
+            opt(m.journal_commit_p50_le_ms, " ms"),
+            opt(m.journal_commit_p99_le_ms, " ms")
+        );
+        let _ = writeln!(
+            w,
+            "  shed (503 overloaded): {}, actor overload rejections: {}",
+            m.http_shed, m.actor_overload_rejections
+        );
+        let _ = writeln!(
+            w,
+            "  {:<7} {:<34} {:>9} {:>10} {:>12}",
+            "method", "route (server-side latency)", "count", "mean ms", "p99 <= ms"
+        );
+        for rt in &m.routes {
+            let _ = writeln!(
+                w,
+                "  {:<7} {:<34} {:>9} {:>10.2} {:>12}",
+                rt.method,
+                rt.route,
+                rt.count,
+                rt.mean_ms,
+                opt(rt.p99_le_ms, "")
+            );
+        }
+    }
+    let _ = writeln!(w, "\nchecks");
+    for c in &r.checks {
+        let mark = match (c.passed, c.critical) {
+            (true, true) => "PASS",
+            (true, false) => "info",
+            (false, true) => "FAIL",
+            (false, false) => "MISS",
+        };
+        let _ = writeln!(w, "  [{mark}] {}: {}", c.name, c.detail);
+    }
+    let _ = writeln!(w, "\nresult: {}", if r.passed { "PASS" } else { "FAIL" });
+    out
+}
+
+// ---- files -----------------------------------------------------------------------
+
+/// Writes report.json and report.html into `dir`; returns their paths.
+pub fn write(r: &Report, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = dir.join("report.json");
+    let html = dir.join("report.html");
+    std::fs::write(&json, serde_json::to_vec_pretty(r)?).with_context(|| format!("writing {}", json.display()))?;
+    std::fs::write(&html, to_html(r)).with_context(|| format!("writing {}", html.display()))?;
+    Ok((json, html))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+const COLORS: [&str; 8] = ["#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+
+struct Series {
+    name: String,
+    points: Vec<(f64, f64)>,
+}
+
+struct Axis {
+    label: &'static str,
+    min: f64,
+    max: f64,
+    log: bool,
+    ticks: Vec<(f64, String)>,
+}
+
+impl Axis {
+    fn scale(&self, v: f64, from: f64, to: f64) -> f64 {
+        let f = |x: f64| if self.log { x.max(self.min).log10() } else { x };
+        let (lo, hi) = (f(self.min), f(self.max));
+        let t = if hi > lo { (f(v).clamp(lo, hi) - lo) / (hi - lo) } else { 0.0 };
+        from + t * (to - from)
+    }
+}
+
+/// A line chart as inline SVG.
+fn svg_chart(title: &str, series: &[Series], x: &Axis, y: &Axis) -> String {
+    let (width, height) = (820.0, 320.0);
+    let (left, right, top, bottom) = (64.0, 170.0, 28.0, 44.0);
+    let (x0, x1, y0, y1) = (left, width - right, height - bottom, top);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{t}"><text x="{left}" y="18" class="title">{t}</text>"#,
+        t = esc(title)
+    );
+    for (v, label) in &y.ticks {
+        let py = y.scale(*v, y0, y1);
+        let _ = write!(
+            s,
+            r#"<line x1="{x0}" y1="{py:.1}" x2="{x1}" y2="{py:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
+            x0 - 6.0,
+            py + 4.0,
+            esc(label)
+        );
+    }
+    for (v, label) in &x.ticks {
+        let px = x.scale(*v, x0, x1);
+        let _ = write!(
+            s,
+            r#"<line x1="{px:.1}" y1="{y0}" x2="{px:.1}" y2="{:.1}" class="grid"/><text x="{px:.1}" y="{:.1}" class="tick" text-anchor="middle">{}</text>"#,
+            y0 + 4.0,
+            y0 + 18.0,
+            esc(label)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" class="axis"/><line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" class="axis"/><text x="{:.1}" y="{:.1}" class="label" text-anchor="middle">{}</text><text x="14" y="{:.1}" class="label" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
+        (x0 + x1) / 2.0,
+        height - 6.0,
+        esc(x.label),
+        (y0 + y1) / 2.0,
+        (y0 + y1) / 2.0,
+        esc(y.label)
+    );
+    for (i, ser) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points: Vec<String> = ser
+            .points
+            .iter()
+            .map(|(px, py)| format!("{:.1},{:.1}", x.scale(*px, x0, x1), y.scale(*py, y0, y1)))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{}"/><rect x="{:.1}" y="{:.1}" width="12" height="3" fill="{color}"/><text x="{:.1}" y="{:.1}" class="legend">{}</text>"#,
+            points.join(" "),
+            x1 + 14.0,
+            y1 + 10.0 + 18.0 * i as f64,
+            x1 + 30.0,
+            y1 + 14.0 + 18.0 * i as f64,
+            esc(&ser.name)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Round tick values from 0 to at least `max`.
+fn linear_ticks(max: f64) -> (f64, Vec<(f64, String)>) {
+    let max = max.max(1.0);
+    let raw = max / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw).unwrap_or(magnitude * 10.0);
+    let top = (max / step).ceil() * step;
+    let ticks =
+        (0..=((top / step).round() as usize)).map(|i| (i as f64 * step, format!("{}", i as f64 * step))).collect();
+    (top, ticks)
+}
+
+fn throughput_chart(r: &Report) -> Option<String> {
+    if r.timeline.rows.is_empty() {
+        return None;
+    }
+    let wanted = ["holds", "purchases", "tickets", "releases", "browses", "requests", "lost_races", "errors"];
+    let series: Vec<Series> = wanted
+        .iter()
+        .filter_map(|name| {
+            let i = r.timeline.columns.iter().position(|c| c == name)?;
+            let points: Vec<(f64, f64)> =
+                r.timeline.rows.iter().enumerate().map(|(t, row)| (t as f64 + 0.5, row[i] as f64)).collect();
+            points.iter().any(|p| p.1 > 0.0).then(|| Series { name: format!("{name} /s"), points })
+        })
+        .collect();
+    let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
+    let (top, yticks) = linear_ticks(max);
+    let secs = r.timeline.rows.len() as f64;
+    let (_, xticks) = linear_ticks(secs);
+    let x = Axis { label: "seconds since the opening moment", min: 0.0, max: secs.max(1.0), log: false, ticks: xticks };
+    let y = Axis { label: "per second", min: 0.0, max: top, log: false, ticks: yticks };
+    Some(svg_chart("Throughput per second", &series, &x, &y))
+}
+
+fn latency_chart(r: &Report) -> Option<String> {
+    let series: Vec<Series> = r
+        .latency
+        .iter()
+        .filter(|l| l.count > 0)
+        .map(|l| Series {
+            name: l.op.clone(),
+            // x in "nines": 0 = p0, 1 = p90, 2 = p99, 3 = p99.9, 4 = p99.99.
+            points: l
+                .curve
+                .iter()
+                .map(|[p, ms]| ((-(1.0 - p / 100.0).max(1e-5).log10()).min(4.5), ms.max(0.001)))
+                .collect(),
+        })
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.001, f64::max);
+    let min = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(f64::INFINITY, f64::min);
+    let (lo, hi) = (10f64.powf(min.log10().floor()), 10f64.powf(max.log10().ceil()));
+    let yticks = (lo.log10() as i32..=hi.log10() as i32)
+        .map(|e| {
+            let v = 10f64.powi(e);
+            (v, if v < 1.0 { format!("{v}") } else { format!("{v:.0}") })
+        })
+        .collect();
+    let xticks =
+        ["0%", "90%", "99%", "99.9%", "99.99%"].iter().enumerate().map(|(i, l)| (i as f64, l.to_string())).collect();
+    let x = Axis { label: "percentile", min: 0.0, max: 4.5, log: false, ticks: xticks };
+    let y = Axis { label: "latency (ms, log scale)", min: lo, max: hi, log: true, ticks: yticks };
+    Some(svg_chart("Latency by percentile", &series, &x, &y))
+}
+
+pub fn to_html(r: &Report) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>boxoffice loadtest: {s}</title><style>\
+         body{{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:980px;color:#222}}\
+         h1{{font-size:22px}}h2{{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}}\
+         table{{border-collapse:collapse;margin:8px 0}}td,th{{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}}\
+         td:first-child,th:first-child{{text-align:left}}.pass{{color:#1a7f37;font-weight:600}}.fail{{color:#c62828;font-weight:600}}\
+         .info{{color:#666}}.title{{font-weight:600;font-size:14px}}.tick{{font-size:11px;fill:#555}}.label{{font-size:12px;fill:#333}}\
+         .legend{{font-size:12px}}.grid{{stroke:#eee}}.axis{{stroke:#888}}dl{{display:grid;grid-template-columns:max-content auto;gap:2px 16px}}\
+         dt{{color:#555}}dd{{margin:0}}</style></head><body>",
+        s = esc(&r.scenario)
+    );
+    let verdict = if r.passed { "<span class=\"pass\">PASS</span>" } else { "<span class=\"fail\">FAIL</span>" };
+    let _ = write!(
+        h,
+        "<h1>boxoffice loadtest: {} — {verdict}</h1><p>{} · {} · started {}</p><dl>",
+        esc(&r.scenario),
+        esc(&r.mode),
+        esc(&r.target),
+        esc(&r.started_at)
+    );
+    for f in &r.facts {
+        let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(&f.name), esc(&f.value));
+    }
+    h.push_str("</dl>");
+    if !r.rates.is_empty() {
+        h.push_str("<h2>Throughput</h2><table><tr><th></th><th>total</th><th>peak 1 s</th><th>mean /s</th></tr>");
+        for x in &r.rates {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
+                esc(&x.what),
+                x.total,
+                x.peak_1s,
+                x.mean_per_s
+            );
+        }
+        h.push_str("</table>");
+    }
+    if let Some(chart) = throughput_chart(r) {
+        h.push_str(&chart);
+    }
+    h.push_str("<h2>Latency (ms)</h2><table><tr><th>operation</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>");
+    for l in &r.latency {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}</td><td>{:.2}</td></tr>",
+            esc(&l.op),
+            l.count,
+            l.p50_ms,
+            l.p90_ms,
+            l.p99_ms,
+            l.p999_ms,
+            l.max_ms,
+            l.mean_ms
+        );
+    }
+    h.push_str("</table>");
+    if let Some(chart) = latency_chart(r) {
+        h.push_str(&chart);
+    }
+    h.push_str(
+        "<h2>Requests by outcome</h2><table><tr><th>operation</th><th>status</th><th>code</th><th>count</th></tr>",
+    );
+    for o in &r.outcomes {
+        let status = if o.status == 0 { "-".to_owned() } else { o.status.to_string() };
+        let code = if o.code.is_empty() { "ok" } else { &o.code };
+        let _ =
+            write!(h, "<tr><td>{}</td><td>{status}</td><td>{}</td><td>{}</td></tr>", esc(&o.op), esc(code), o.count);
+    }
+    h.push_str("</table><h2>Checks</h2><table>");
+    for c in &r.checks {
+        let (class, mark) = match (c.passed, c.critical) {
+            (true, true) => ("pass", "PASS"),
+            (true, false) => ("info", "info"),
+            (false, true) => ("fail", "FAIL"),
+            (false, false) => ("fail", "MISS (target, not a failure)"),
+        };
+        let _ = write!(
+            h,
+            "<tr><td class=\"{class}\">{mark}</td><td style=\"text-align:left\">{}</td><td style=\"text-align:left\">{}</td></tr>",
+            esc(&c.name),
+            esc(&c.detail)
+        );
+    }
+    h.push_str("</table>");
+    if let Some(c) = &r.cpu {
+        let _ = write!(
+            h,
+            "<h2>CPU during the measured phase</h2><table><tr><th>process</th><th>CPU s</th><th>% of a core</th></tr>\
+             <tr><td>loadtest</td><td>{:.2}</td><td>{:.0}</td></tr><tr><td>server</td><td>{}</td><td>{}</td></tr>\
+             <tr><td>postgres</td><td>{}</td><td>{}</td></tr><tr><td>every other process</td><td>{}</td><td></td></tr></table>\
+             <p>{:.2} s wall on {} cores; machine busy {} of all cores, I/O wait {}.</p>",
+            c.loadtest_user_secs + c.loadtest_system_secs,
+            c.loadtest_percent,
+            opt(c.server_secs, ""),
+            opt(c.server_percent, ""),
+            opt(c.postgres_secs, ""),
+            opt(c.postgres_percent, ""),
+            opt(c.other_processes_secs, ""),
+            c.wall_secs,
+            c.cores,
+            opt(c.machine_busy_percent, "%"),
+            opt(c.machine_iowait_percent, "%")
+        );
+    }
+    if let Some(m) = &r.server_metrics {
+        let _ = write!(
+            h,
+            "<h2>Server metrics during the measured phase</h2><p>Journal: {} commits of {} records; batch mean {:.1} (p50 ≤ {}, p99 ≤ {}); commit mean {:.2} ms (p50 ≤ {}, p99 ≤ {}). Shed: {}; actor overload rejections: {}.</p>\
+             <table><tr><th>method</th><th>route</th><th>count</th><th>mean ms</th><th>p99 ≤ ms</th></tr>",
+            m.journal_commits,
+            m.journal_records,
+            m.journal_batch_mean,
+            opt(m.journal_batch_p50_le, ""),
+            opt(m.journal_batch_p99_le, ""),
+            m.journal_commit_mean_ms,
+            opt(m.journal_commit_p50_le_ms, " ms"),
+            opt(m.journal_commit_p99_le_ms, " ms"),
+            m.http_shed,
+            m.actor_overload_rejections
+        );
+        for rt in &m.routes {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{:.2}</td><td>{}</td></tr>",
+                esc(&rt.method),
+                esc(&rt.route),
+                rt.count,
+                rt.mean_ms,
+                opt(rt.p99_le_ms, "")
+            );
+        }
+        h.push_str("</table>");
+    }
+    let _ = write!(
+        h,
+        "<h2>Configuration</h2><pre>{}</pre></body></html>",
+        esc(&serde_json::to_string_pretty(&r.config).unwrap_or_default())
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::new_histogram;
+
+    fn sample() -> Report {
+        let mut h = new_histogram();
+        for v in 1..=10_000u64 {
+            h.record(v * 3).unwrap();
+        }
+        Report {
+            tool: "boxoffice-loadtest",
+            scenario: "flash-sale".into(),
+            mode: "closed loop".into(),
+            target: "http://127.0.0.1:1".into(),
+            started_at: "now".into(),
+            config: serde_json::json!({"seats": 10}),
+            facts: vec![fact("sold", "10 <b>")],
+            figures: serde_json::json!({}),
+            rates: vec![],
+            outcomes: vec![OutcomeRow { op: "hold".into(), status: 201, code: String::new(), count: 3 }],
+            latency: vec![LatencyRow::new("hold", &h)],
+            timeline: Timeline { columns: vec!["holds".into()], rows: vec![vec![3], vec![5]] },
+            checks: vec![],
+            cpu: None,
+            server_metrics: None,
+            passed: true,
+        }
+    }
+
+    #[test]
+    fn html_is_self_contained_and_escaped() {
+        let html = to_html(&sample());
+        assert!(html.contains("<svg"));
+        assert!(html.contains("polyline"));
+        assert!(html.contains("10 &lt;b&gt;"));
+        assert!(!html.contains("http://www") && !html.contains("https://") && !html.contains("<script"));
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let r = sample();
+        let l = &r.latency[0];
+        assert!((l.p50_ms - 15.0).abs() < 0.1, "{}", l.p50_ms);
+        assert!((l.max_ms - 30.0).abs() < 0.1);
+        assert!(to_text(&r).contains("requests by outcome"));
+        assert_eq!(rate_row("holds", &r.timeline, "holds", 8, 2.0).peak_1s, 5);
+    }
+}

@@ -1,0 +1,272 @@
+//! The server under test: one already running at `--url`, or one this process
+//! starts (`--spawn`) on embedded defaults — a fresh data directory under the
+//! system temp directory (so its own PostgreSQL cluster, fsync on), a free
+//! loopback port, and a login/registration rate limit high enough to register
+//! thousands of buyers — and stops with SIGTERM at the end.
+//!
+//! With `--spawn` and no `--database-url`, the checks reach the embedded cluster
+//! through the address and password the server wrote into that data directory
+//! (`postgres/boxoffice.conf`, `postgres/boxoffice.password`).
+
+use crate::cli::TargetArgs;
+use crate::http::{Api, is_loopback_host};
+use anyhow::{Context, bail};
+use sqlx::postgres::PgConnectOptions;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// How long a spawned server may take to become ready (initdb included).
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a graceful stop may take (drain actors, flush the journal, stop PostgreSQL).
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The registration rate limit given to a spawned server.
+const SPAWN_AUTH_RATE_LIMIT: &str = "1000000";
+
+pub struct Target {
+    pub base_url: String,
+    pub database: Option<PgConnectOptions>,
+    pub server_pid: Option<u32>,
+    pub postgres_pid: Option<u32>,
+    /// Human description for the report.
+    pub description: String,
+    spawned: Option<SpawnedServer>,
+}
+
+impl Target {
+    pub async fn prepare(args: &TargetArgs) -> anyhow::Result<Self> {
+        let given_db = args.database_url.as_deref().map(parse_database_url).transpose()?;
+        if !args.spawn {
+            crate::http::loopback_base(&args.url)?;
+            return Ok(Self {
+                base_url: args.url.clone(),
+                database: given_db,
+                server_pid: args.server_pid,
+                postgres_pid: args.postgres_pid,
+                description: format!("running server at {}", args.url),
+                spawned: None,
+            });
+        }
+        let server = SpawnedServer::start(args).await?;
+        let database = match given_db {
+            Some(db) => Some(db),
+            None => Some(server.embedded_database()?),
+        };
+        let description = format!(
+            "spawned {} at {} ({}; data dir {})",
+            server.bin.display(),
+            server.base_url,
+            if args.database_url.is_some() { "DATABASE_URL given" } else { "embedded PostgreSQL, fsync on" },
+            server.data_dir.display()
+        );
+        Ok(Self {
+            base_url: server.base_url.clone(),
+            database,
+            server_pid: args.server_pid.or(server.child.id()),
+            postgres_pid: args.postgres_pid.or_else(|| server.postmaster_pid()),
+            description,
+            spawned: Some(server),
+        })
+    }
+
+    pub fn spawned(&self) -> bool {
+        self.spawned.is_some()
+    }
+
+    /// Stops the spawned server, if any.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        match self.spawned {
+            Some(server) => server.stop().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// `--database-url`, refusing anything but a loopback host or a local socket.
+fn parse_database_url(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url).context("--database-url is not a PostgreSQL URL")?;
+    let host = options.get_host();
+    if !(host.starts_with('/') || is_loopback_host(host)) {
+        bail!("--database-url: refusing a database that is not on this machine (host {host:?})");
+    }
+    Ok(options)
+}
+
+struct SpawnedServer {
+    child: tokio::process::Child,
+    bin: PathBuf,
+    base_url: String,
+    data_dir: PathBuf,
+    keep_data: bool,
+}
+
+impl SpawnedServer {
+    async fn start(args: &TargetArgs) -> anyhow::Result<Self> {
+        let bin = locate_server(args.server_bin.as_deref())?;
+        let port = free_port()?;
+        let data_dir = std::env::temp_dir().join(format!(
+            "boxoffice-loadtest-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().format("%Y%m%d%H%M%S%3f")
+        ));
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let log = std::fs::File::create(data_dir.join("server.log")).context("creating the server log")?;
+        let mut cmd = tokio::process::Command::new(&bin);
+        cmd.env("BIND", format!("127.0.0.1:{port}"))
+            .env("BOXOFFICE_DATA_DIR", &data_dir)
+            .env("AUTH_RATE_LIMIT_PER_MINUTE", SPAWN_AUTH_RATE_LIMIT)
+            .env("COOKIE_SECURE", "false")
+            // Embedded defaults: nothing inherited may point the server elsewhere.
+            .env_remove("REDIS_URL")
+            .env_remove("STRIPE_SECRET_KEY")
+            .env_remove("STRIPE_WEBHOOK_SECRET")
+            .env_remove("STRIPE_API_BASE")
+            .current_dir(&data_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        match &args.database_url {
+            Some(url) => cmd.env("DATABASE_URL", url),
+            None => cmd.env_remove("DATABASE_URL"),
+        };
+        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let mut server = Self {
+            child,
+            bin,
+            base_url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            keep_data: args.keep_server_data,
+        };
+        eprintln!("loadtest: started {} on {} (log {})", server.bin.display(), server.base_url, server.log().display());
+        if let Err(e) = server.wait_ready().await {
+            let tail = server.log_tail();
+            let _ = server.stop().await;
+            return Err(e.context(format!("the spawned server did not become ready; its log ends:\n{tail}")));
+        }
+        Ok(server)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.data_dir.join("server.log")
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let api = Api::new(&self.base_url, Duration::from_secs(5))?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the server exited ({status})");
+            }
+            if let Ok(r) = api.get("/readyz", None).await
+                && r.ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        bail!("not ready after {} s", READY_TIMEOUT.as_secs())
+    }
+
+    fn cluster_dir(&self) -> PathBuf {
+        self.data_dir.join("postgres")
+    }
+
+    /// The embedded cluster's address, from the files the server keeps in its data directory.
+    fn embedded_database(&self) -> anyhow::Result<PgConnectOptions> {
+        let dir = self.cluster_dir();
+        let conf =
+            std::fs::read_to_string(dir.join("boxoffice.conf")).context("reading the embedded cluster's port")?;
+        let port: u16 = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("port = "))
+            .and_then(|p| p.trim().parse().ok())
+            .context("no port in boxoffice.conf")?;
+        let password = std::fs::read_to_string(dir.join("boxoffice.password"))
+            .context("reading the embedded cluster's password")?;
+        Ok(PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username("boxoffice")
+            .password(password.trim())
+            .database("boxoffice"))
+    }
+
+    fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.cluster_dir().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        let postmaster = self.postmaster_pid();
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+        let graceful = tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await;
+        let outcome = match graceful {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(anyhow::anyhow!("the server exited with {status}; see {}", self.log().display())),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                // The server could not stop its PostgreSQL: stop the one it started.
+                if let Some(pid) = postmaster.filter(|p| Path::new(&format!("/proc/{p}")).exists()) {
+                    // SAFETY: kill(2) on the postmaster of the cluster in our own temp data directory.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                Err(anyhow::anyhow!("the server did not stop within {} s and was killed", STOP_TIMEOUT.as_secs()))
+            }
+        };
+        if self.keep_data || outcome.is_err() {
+            eprintln!("loadtest: server data kept in {}", self.data_dir.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&self.data_dir) {
+            // The cluster (and its socket directory) live inside the data directory.
+            eprintln!("loadtest: could not remove {}: {e}", self.data_dir.display());
+        }
+        outcome
+    }
+}
+
+/// `--server-bin`, else `boxoffice` beside this binary, else the workspace's target/release.
+fn locate_server(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(path.to_owned())
+        } else {
+            bail!("--server-bin {}: no such file", path.display())
+        };
+    }
+    let beside = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("boxoffice")));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/boxoffice");
+    [beside, Some(workspace)].into_iter().flatten().find(|p| p.is_file()).context(
+        "no server binary found beside loadtest or in target/release: build it with \
+         `cargo build --release -p boxoffice`, or pass --server-bin",
+    )
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_must_be_local() {
+        assert!(parse_database_url("postgres://postgres@127.0.0.1:55432/postgres").is_ok());
+        assert!(parse_database_url("postgres://u:p@localhost/db").is_ok());
+        assert!(parse_database_url("postgres://u:p@db.example.com/db").is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! Setup, not timed: an organizer, the buyers (registered concurrently; each
+//! costs the server an argon2id hash), and one published event whose sales window
+//! opens a few seconds after setup ends.
+
+use crate::cli::{SaleArgs, Scenario};
+use crate::http::{Api, Reply, bearer};
+use crate::progress;
+use crate::seats::SeatPlan;
+use anyhow::{Context, bail};
+use chrono::{DateTime, SubsecRound, Utc};
+use hyper::header::HeaderValue;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Attempts at one registration that failed without an answer (or with a 503).
+const REGISTER_ATTEMPTS: u32 = 4;
+/// Without a terminal, a progress line every this many registrations.
+const REGISTER_REPORT_EVERY: usize = 500;
+
+pub struct Buyer {
+    pub id: Uuid,
+    pub auth: HeaderValue,
+}
+
+pub struct Setup {
+    pub run_id: String,
+    pub event_id: Uuid,
+    pub plan: SeatPlan,
+    pub buyers: Vec<Buyer>,
+    pub opens_at: DateTime<Utc>,
+    pub register_secs: f64,
+}
+
+#[derive(Deserialize)]
+struct AuthReply {
+    user: UserReply,
+    access_token: String,
+}
+
+#[derive(Deserialize)]
+struct UserReply {
+    user_id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct EventReply {
+    event_id: Uuid,
+}
+
+/// The password every generated account gets (accounts are per run, emails unique).
+fn password(run_id: &str) -> String {
+    format!("loadtest-{run_id}-password")
+}
+
+fn rate_limited(r: &Reply) -> anyhow::Error {
+    anyhow::anyhow!(
+        "registration was rate limited (429): start the server with AUTH_RATE_LIMIT_PER_MINUTE=1000000 \
+         (or use --spawn, which does)\nserver said: {}",
+        String::from_utf8_lossy(&r.body)
+    )
+}
+
+async fn register(api: &Api, email: &str, name: &str, role: &str, run_id: &str) -> anyhow::Result<Buyer> {
+    let body = json!({"email": email, "password": password(run_id), "name": name, "user_type": role});
+    let mut last = String::new();
+    for attempt in 0..REGISTER_ATTEMPTS {
+        match api.post_json("/auth/register", None, &body).await {
+            Ok(r) if r.status == 201 => {
+                let auth: AuthReply = r.json()?;
+                return Ok(Buyer { id: auth.user.user_id, auth: bearer(&auth.access_token)? });
+            }
+            Ok(r) if r.status == 429 => return Err(rate_limited(&r)),
+            Ok(r) if r.status < 500 => {
+                bail!("registering {email}: {} {}", r.status, String::from_utf8_lossy(&r.body))
+            }
+            Ok(r) => last = format!("{} {}", r.status, r.code()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+    }
+    bail!("registering {email} failed {REGISTER_ATTEMPTS} times; last: {last}")
+}
+
+/// Registers `count` buyers, `concurrency` at a time, within `budget`.
+async fn register_buyers(
+    api: &Api,
+    run_id: &str,
+    count: u32,
+    concurrency: usize,
+    budget: Duration,
+    show_progress: bool,
+) -> anyhow::Result<Vec<Buyer>> {
+    let bar = progress::bar(count as u64, "registering buyers", show_progress);
+    let plain = !progress::on_terminal(show_progress);
+    let next = Arc::new(AtomicUsize::new(0));
+    let registered = Arc::new(AtomicUsize::new(0));
+    let slots: Arc<Mutex<Vec<Option<Buyer>>>> = Arc::new(Mutex::new((0..count).map(|_| None).collect()));
+    let deadline = Instant::now() + budget;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (api, run_id, next, slots, bar) =
+            (api.clone(), run_id.to_owned(), next.clone(), slots.clone(), bar.clone());
+        let registered = registered.clone();
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Relaxed);
+                if i >= count as usize {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline || crate::interrupted() {
+                    bail!("registration did not finish in time (raise --setup-timeout-secs or lower --buyers)");
+                }
+                let buyer = register(
+                    &api,
+                    &format!("buyer-{run_id}-{i}@loadtest.example"),
+                    &format!("Buyer {i}"),
+                    "customer",
+                    &run_id,
+                )
+                .await?;
+                slots.lock().expect("slots lock")[i] = Some(buyer);
+                bar.inc(1);
+                let n = registered.fetch_add(1, Relaxed) + 1;
+                if plain && n % REGISTER_REPORT_EVERY == 0 {
+                    eprintln!("loadtest: registered {n}/{count} buyers");
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done.context("a registration task panicked")? {
+            tasks.abort_all();
+            bar.abandon();
+            return Err(e);
+        }
+    }
+    bar.finish_and_clear();
+    let slots = std::mem::take(&mut *slots.lock().expect("slots lock"));
+    slots.into_iter().map(|b| b.context("a buyer was not registered")).collect()
+}
+
+pub async fn prepare(api: &Api, args: &SaleArgs, show_progress: bool) -> anyhow::Result<Setup> {
+    let run_id = format!("{:08x}", rand::random::<u32>());
+    let organizer =
+        register(api, &format!("organizer-{run_id}@loadtest.example"), "Loadtest Organizer", "organizer", &run_id)
+            .await
+            .context("registering the organizer")?;
+    let started = Instant::now();
+    let buyers = register_buyers(
+        api,
+        &run_id,
+        args.buyers,
+        args.register_concurrency,
+        Duration::from_secs(args.setup_timeout_secs),
+        show_progress,
+    )
+    .await?;
+    let register_secs = started.elapsed().as_secs_f64();
+
+    let plan = SeatPlan::new(args.seats, args.sections, args.seats_per_row);
+    // Whole milliseconds: the server keeps millisecond precision.
+    let opens_at = (Utc::now() + chrono::Duration::seconds(args.lead_secs as i64)).trunc_subsecs(3);
+    let body = json!({
+        "title": format!("Loadtest {} {run_id}", args.scenario.name()),
+        "description": "Created by boxoffice-loadtest.",
+        "category": "music",
+        "venue_name": "Loadtest Arena",
+        "venue_address": "127.0.0.1",
+        "event_date": Utc::now() + chrono::Duration::days(30),
+        "currency": "JPY",
+        "seat_map": plan.to_json(),
+        "sales_window": {
+            "opens_at": opens_at,
+            "per_buyer_limit": args.per_buyer_limit,
+            "hold_ttl_secs": args.hold_ttl_secs,
+        },
+    });
+    let created = api.post_json("/events/create", Some(&organizer.auth), &body).await?;
+    if created.status != 201 {
+        bail!("creating the event: {} {}", created.status, String::from_utf8_lossy(&created.body));
+    }
+    let event: EventReply = created.json()?;
+    let published = api
+        .send(hyper::Method::POST, &format!("/events/{}/publish", event.event_id), Some(&organizer.auth), None, None)
+        .await?;
+    if !published.ok() {
+        bail!("publishing the event: {} {}", published.status, String::from_utf8_lossy(&published.body));
+    }
+    if args.scenario != Scenario::HoldStorm
+        && u64::from(args.buyers) * u64::from(args.per_buyer_limit) < u64::from(args.seats)
+    {
+        eprintln!(
+            "loadtest: note: {} buyers x {} tickets < {} seats, so the sale cannot sell out",
+            args.buyers, args.per_buyer_limit, args.seats
+        );
+    }
+    Ok(Setup { run_id, event_id: event.event_id, plan, buyers, opens_at, register_secs })
+}

@@ -1,0 +1,286 @@
+//! What a run measured: a latency histogram per operation (HdrHistogram, in µs,
+//! 1 µs to 60 s at 3 significant digits), request counts by outcome (operation,
+//! status, problem `code`), and per-second counters for the timeline and the live
+//! progress line.
+//!
+//! Outcomes fall in three classes: success (2xx); a lost race or business refusal
+//! (409 with a code a real buyer would see in a rush: sold out, seats taken, …);
+//! and errors (everything else, including shed 503s, timeouts and transport
+//! failures).
+
+use crate::http::Exchange;
+use hdrhistogram::Histogram;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// 409 codes that are a lost race or a buyer-visible refusal, not a failure.
+pub const LOST_RACE_CODES: [&str; 7] = [
+    "sold_out",
+    "seats_taken",
+    "no_adjacent_seats",
+    "limit_exceeded",
+    "seats_gone",
+    "hold_not_active",
+    "sale_not_open",
+];
+
+/// Longest latency the histograms keep exactly (longer ones are clamped).
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    Hold,
+    Purchase,
+    OneShot,
+    Release,
+    GetHold,
+    Details,
+    Search,
+    Tickets,
+    /// A whole basket: first hold attempt to tickets in hand (successful baskets only).
+    Basket,
+}
+
+impl Op {
+    pub const ALL: [Op; 9] = [
+        Op::Hold,
+        Op::Purchase,
+        Op::OneShot,
+        Op::Release,
+        Op::GetHold,
+        Op::Details,
+        Op::Search,
+        Op::Tickets,
+        Op::Basket,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Hold => "hold",
+            Op::Purchase => "purchase",
+            Op::OneShot => "one_shot_purchase",
+            Op::Release => "release",
+            Op::GetHold => "get_hold",
+            Op::Details => "details",
+            Op::Search => "search",
+            Op::Tickets => "user_tickets",
+            Op::Basket => "basket",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Ok,
+    LostRace,
+    Error,
+}
+
+pub fn classify(exchange: &Exchange) -> Class {
+    match exchange {
+        Ok(r) if r.ok() => Class::Ok,
+        Ok(r) if r.status == 409 && LOST_RACE_CODES.contains(&r.code()) => Class::LostRace,
+        _ => Class::Error,
+    }
+}
+
+/// Counters of one second of the measured phase.
+#[derive(Default)]
+pub struct Second {
+    pub requests: AtomicU64,
+    pub holds: AtomicU64,
+    pub purchases: AtomicU64,
+    pub tickets: AtomicU64,
+    pub releases: AtomicU64,
+    pub browses: AtomicU64,
+    pub lost_races: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// Running totals for the progress line.
+#[derive(Default)]
+pub struct Live {
+    pub requests: AtomicU64,
+    pub holds_ok: AtomicU64,
+    pub purchases_ok: AtomicU64,
+    pub tickets_sold: AtomicU64,
+    pub releases_ok: AtomicU64,
+    pub browses_ok: AtomicU64,
+    pub lost_races: AtomicU64,
+    pub errors: AtomicU64,
+    /// Seats in holds this generator has and has not yet paid for or released.
+    pub seats_held: AtomicI64,
+}
+
+/// Count of responses by (operation, status) then problem code.
+type OutcomeMap = HashMap<(Op, u16), HashMap<String, u64>>;
+
+pub struct Stats {
+    origin: Instant,
+    histograms: Vec<Mutex<Histogram<u64>>>,
+    outcomes: Mutex<OutcomeMap>,
+    seconds: Box<[Second]>,
+    pub live: Live,
+    /// A few distinct transport error messages, for the report.
+    transport_samples: Mutex<Vec<String>>,
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static histogram bounds are valid")
+}
+
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_LATENCY_US)
+}
+
+impl Stats {
+    /// `origin` is second 0 of the timeline; it keeps `seconds` seconds.
+    pub fn new(origin: Instant, seconds: usize) -> Self {
+        Self {
+            origin,
+            histograms: Op::ALL.iter().map(|_| Mutex::new(new_histogram())).collect(),
+            outcomes: Mutex::new(HashMap::new()),
+            seconds: (0..seconds.max(1)).map(|_| Second::default()).collect(),
+            live: Live::default(),
+            transport_samples: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    pub fn second(&self, at: Instant) -> &Second {
+        let i = at.saturating_duration_since(self.origin).as_secs() as usize;
+        &self.seconds[i.min(self.seconds.len() - 1)]
+    }
+
+    pub fn seconds(&self) -> &[Second] {
+        &self.seconds
+    }
+
+    /// Records one request that took `latency` and ended at `at`.
+    pub fn record(&self, op: Op, latency: Duration, exchange: &Exchange, at: Instant) -> Class {
+        self.histograms[op.index()].lock().expect("histogram lock").saturating_record(micros(latency));
+        let (status, code): (u16, &str) = match exchange {
+            Ok(r) if r.ok() => (r.status, ""),
+            Ok(r) => (r.status, r.code()),
+            Err(crate::http::Failure::Timeout) => (0, "timeout"),
+            Err(crate::http::Failure::Transport(msg)) => {
+                let mut samples = self.transport_samples.lock().expect("samples lock");
+                if samples.len() < 5 && !samples.contains(msg) {
+                    samples.push(msg.clone());
+                }
+                (0, "transport")
+            }
+        };
+        {
+            let mut outcomes = self.outcomes.lock().expect("outcome lock");
+            let codes = outcomes.entry((op, status)).or_default();
+            match codes.get_mut(code) {
+                Some(n) => *n += 1,
+                None => {
+                    codes.insert(code.to_owned(), 1);
+                }
+            }
+        }
+        let class = classify(exchange);
+        let second = self.second(at);
+        second.requests.fetch_add(1, Relaxed);
+        self.live.requests.fetch_add(1, Relaxed);
+        match class {
+            Class::Ok => match op {
+                Op::Hold => {
+                    second.holds.fetch_add(1, Relaxed);
+                    self.live.holds_ok.fetch_add(1, Relaxed);
+                }
+                Op::Purchase | Op::OneShot => {
+                    second.purchases.fetch_add(1, Relaxed);
+                    self.live.purchases_ok.fetch_add(1, Relaxed);
+                }
+                Op::Release => {
+                    second.releases.fetch_add(1, Relaxed);
+                    self.live.releases_ok.fetch_add(1, Relaxed);
+                }
+                Op::Search | Op::Details => {
+                    second.browses.fetch_add(1, Relaxed);
+                    self.live.browses_ok.fetch_add(1, Relaxed);
+                }
+                Op::GetHold | Op::Tickets | Op::Basket => {}
+            },
+            Class::LostRace => {
+                second.lost_races.fetch_add(1, Relaxed);
+                self.live.lost_races.fetch_add(1, Relaxed);
+            }
+            Class::Error => {
+                second.errors.fetch_add(1, Relaxed);
+                self.live.errors.fetch_add(1, Relaxed);
+            }
+        }
+        class
+    }
+
+    /// A latency that is not one request (a whole basket).
+    pub fn record_latency(&self, op: Op, latency: Duration) {
+        self.histograms[op.index()].lock().expect("histogram lock").saturating_record(micros(latency));
+    }
+
+    pub fn add_tickets(&self, n: u64, at: Instant) {
+        self.second(at).tickets.fetch_add(n, Relaxed);
+        self.live.tickets_sold.fetch_add(n, Relaxed);
+    }
+
+    pub fn histogram(&self, op: Op) -> Histogram<u64> {
+        self.histograms[op.index()].lock().expect("histogram lock").clone()
+    }
+
+    /// (operation, status, code, count), sorted.
+    pub fn outcomes(&self) -> Vec<(Op, u16, String, u64)> {
+        let outcomes = self.outcomes.lock().expect("outcome lock");
+        let mut rows: Vec<_> = outcomes
+            .iter()
+            .flat_map(|((op, status), codes)| codes.iter().map(move |(code, n)| (*op, *status, code.clone(), *n)))
+            .collect();
+        rows.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+        rows
+    }
+
+    pub fn transport_samples(&self) -> Vec<String> {
+        self.transport_samples.lock().expect("samples lock").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Failure, Reply};
+
+    fn reply(status: u16, body: &'static str) -> Exchange {
+        Ok(Reply::new(status, None, bytes::Bytes::from_static(body.as_bytes())))
+    }
+
+    #[test]
+    fn outcomes_are_classified_and_counted() {
+        let origin = Instant::now();
+        let stats = Stats::new(origin, 10);
+        let ok = reply(201, "{}");
+        let taken = reply(409, r#"{"code":"seats_taken"}"#);
+        let shed = reply(503, r#"{"code":"overloaded"}"#);
+        assert_eq!(stats.record(Op::Hold, Duration::from_millis(2), &ok, origin), Class::Ok);
+        assert_eq!(stats.record(Op::Hold, Duration::from_millis(3), &taken, origin), Class::LostRace);
+        assert_eq!(stats.record(Op::Hold, Duration::from_millis(4), &shed, origin), Class::Error);
+        assert_eq!(stats.record(Op::Hold, Duration::from_millis(4), &Err(Failure::Timeout), origin), Class::Error);
+        assert_eq!(stats.live.holds_ok.load(Relaxed), 1);
+        assert_eq!(stats.live.errors.load(Relaxed), 2);
+        assert_eq!(stats.histogram(Op::Hold).len(), 4);
+        let rows = stats.outcomes();
+        assert!(rows.contains(&(Op::Hold, 409, "seats_taken".into(), 1)));
+        assert!(rows.contains(&(Op::Hold, 0, "timeout".into(), 1)));
+    }
+}
