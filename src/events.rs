@@ -749,6 +749,7 @@ pub struct SearchResult {
     pub events: Vec<EventOut>,
     pub page: u32,
     pub per_page: u32,
+    /// Matching events, exact up to 10,000 (and 10,000 beyond).
     pub total: i64,
 }
 
@@ -756,6 +757,34 @@ pub struct SearchResult {
 const MAX_PER_PAGE: u32 = 100;
 /// Deepest page reachable by offset (keeps every search query cheap).
 const MAX_OFFSET: u32 = 10_000;
+
+/// Search totals are exact up to this many matches, and this number beyond.
+const MAX_SEARCH_TOTAL: i64 = 10_000;
+
+/// The WHERE clauses of a search, after `status = 'published'`.
+fn push_search_filters(qb: &mut QueryBuilder<Postgres>, q: Option<&str>, p: &SearchParams) {
+    if let Some(q) = q {
+        qb.push(" AND e.search @@ websearch_to_tsquery('simple', ").push_bind(q.to_owned()).push(")");
+    }
+    if let Some(c) = p.category.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        qb.push(" AND e.category = ").push_bind(c.to_owned());
+    }
+    if let Some(from) = p.from {
+        qb.push(" AND e.event_date >= ").push_bind(from);
+    }
+    if let Some(to) = p.to {
+        qb.push(" AND e.event_date < ").push_bind(to);
+    }
+    if let Some(max) = p.max_price {
+        qb.push(" AND e.min_price <= ").push_bind(max);
+    }
+    if let Some(min) = p.min_price {
+        qb.push(" AND e.max_price >= ").push_bind(min);
+    }
+    if p.available == Some(true) {
+        qb.push(" AND e.taken_count < e.total_seats");
+    }
+}
 
 /// Search published events.
 #[utoipa::path(get, path = "/events/search", tag = "events", params(SearchParams),
@@ -802,31 +831,12 @@ async fn search_events(
     {
         return Ok(axum::Json(hit));
     }
+    // The page: ordered by an index-friendly key and cut at LIMIT, so a listing
+    // reads only the rows it returns.
     let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {EVENT_COLUMNS}, count(*) OVER () AS total FROM events e JOIN users u ON u.user_id = e.organizer_id
-         WHERE e.status = 'published'"
+        "SELECT {EVENT_COLUMNS} FROM events e JOIN users u ON u.user_id = e.organizer_id WHERE e.status = 'published'"
     ));
-    if let Some(q) = q {
-        qb.push(" AND e.search @@ websearch_to_tsquery('simple', ").push_bind(q.to_owned()).push(")");
-    }
-    if let Some(c) = p.category.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
-        qb.push(" AND e.category = ").push_bind(c.to_owned());
-    }
-    if let Some(from) = p.from {
-        qb.push(" AND e.event_date >= ").push_bind(from);
-    }
-    if let Some(to) = p.to {
-        qb.push(" AND e.event_date < ").push_bind(to);
-    }
-    if let Some(max) = p.max_price {
-        qb.push(" AND e.min_price <= ").push_bind(max);
-    }
-    if let Some(min) = p.min_price {
-        qb.push(" AND e.max_price >= ").push_bind(min);
-    }
-    if p.available == Some(true) {
-        qb.push(" AND e.taken_count < e.total_seats");
-    }
+    push_search_filters(&mut qb, q, &p);
     qb.push(" ORDER BY ");
     match sort.split_once("$q") {
         Some((before, after)) => {
@@ -837,16 +847,15 @@ async fn search_events(
         }
     }
     qb.push(" LIMIT ").push_bind(i64::from(per_page)).push(" OFFSET ").push_bind(i64::from((page - 1) * per_page));
-
-    #[derive(sqlx::FromRow)]
-    struct Hit {
-        #[sqlx(flatten)]
-        event: EventRow,
-        total: i64,
-    }
-    let hits: Vec<Hit> = qb.build_query_as().fetch_all(&state.db).await?;
-    let total = hits.first().map_or(0, |h| h.total);
-    let result = SearchResult { events: hits.into_iter().map(|h| h.event.into()).collect(), page, per_page, total };
+    let rows: Vec<EventRow> = qb.build_query_as().fetch_all(&state.db).await?;
+    // The total, counted separately and capped: counting every match of a broad
+    // query would cost more than the page itself.
+    let mut count: QueryBuilder<Postgres> =
+        QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM events e WHERE e.status = 'published'");
+    push_search_filters(&mut count, q, &p);
+    count.push(" LIMIT ").push_bind(MAX_SEARCH_TOTAL).push(") AS matches");
+    let total: i64 = count.build_query_scalar().fetch_one(&state.db).await?;
+    let result = SearchResult { events: rows.into_iter().map(Into::into).collect(), page, per_page, total };
     if let Some(key) = &cache_key {
         state.cache.set_json(key, &result, SEARCH_CACHE_TTL).await;
     }
