@@ -281,9 +281,10 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         fact("sale ended", format!("{reason}, {sale_secs:.2} s after the opening moment")),
         fact(
             "time to sell out",
-            match sold_out_after {
-                Some(t) => format!("{t:.2} s"),
-                None => format!("not sold out ({} of {capacity} seats sold)", total(&live.tickets_sold)),
+            match (sold_out_after, args.scenario) {
+                (Some(t), _) => format!("{t:.2} s"),
+                (None, Scenario::HoldStorm) => "- (a hold storm buys nothing)".to_owned(),
+                (None, _) => format!("not sold out ({} of {capacity} seats sold)", total(&live.tickets_sold)),
             },
         ),
         fact("sold", format!("{} tickets in {orders} orders", total(&live.tickets_sold))),

@@ -97,6 +97,31 @@ enum Next {
     BuyerDone,
 }
 
+/// One request to send (and retry).
+struct Call<'a> {
+    op: Op,
+    method: Method,
+    path: &'a str,
+    auth: Option<&'a HeaderValue>,
+    body: Option<Bytes>,
+    /// `Idempotency-Key`: a retry is the same request.
+    key: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    fn new(op: Op, method: Method, path: &'a str, auth: Option<&'a HeaderValue>) -> Self {
+        Self { op, method, path, auth, body: None, key: None }
+    }
+
+    fn post(op: Op, path: &'a str, auth: &'a HeaderValue, body: Bytes) -> Self {
+        Self { body: Some(body), ..Self::new(op, Method::POST, path, Some(auth)) }
+    }
+
+    fn key(self, key: &'a str) -> Self {
+        Self { key: Some(key), ..self }
+    }
+}
+
 #[derive(Serialize)]
 struct HoldBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -348,20 +373,11 @@ impl Sale {
         }
     }
 
-    /// One request, retried on 503/429 (after Retry-After), timeouts and transport errors.
-    /// `finishing`: part of a basket already holding seats, so it may run into the drain grace.
-    #[allow(clippy::too_many_arguments)]
-    async fn call(
-        &self,
-        op: Op,
-        method: Method,
-        path: &str,
-        auth: Option<&HeaderValue>,
-        body: Option<Bytes>,
-        key: Option<&str>,
-        first_start: Instant,
-        finishing: bool,
-    ) -> Exchange {
+    /// One request, retried on 503/429 (after Retry-After), timeouts and transport errors;
+    /// latency counts from `first_start` for the first attempt. `finishing`: part of a basket
+    /// already holding seats, so it may run into the drain grace.
+    async fn call(&self, call: Call<'_>, first_start: Instant, finishing: bool) -> Exchange {
+        let Call { op, method, path, auth, body, key } = call;
         let mut started = first_start;
         let mut attempt = 0;
         loop {
@@ -415,35 +431,15 @@ impl Sale {
                     include_qr_image: false,
                 };
                 let body = serde_json::to_vec(&body).expect("request bodies serialise");
-                let exchange = self
-                    .call(
-                        Op::OneShot,
-                        Method::POST,
-                        "/tickets/purchase",
-                        Some(auth),
-                        Some(body.into()),
-                        Some(&key),
-                        start,
-                        false,
-                    )
-                    .await;
+                let call = Call::post(Op::OneShot, "/tickets/purchase", auth, body.into()).key(&key);
+                let exchange = self.call(call, start, false).await;
                 if !matches!(&exchange, Ok(r) if r.status == 201) {
                     self.stats.live.seats_held.fetch_sub(i64::from(quantity), Relaxed);
                 }
                 exchange
             } else {
                 let body = serde_json::to_vec(&selection).expect("request bodies serialise");
-                self.call(
-                    Op::Hold,
-                    Method::POST,
-                    &self.holds_path,
-                    Some(auth),
-                    Some(body.into()),
-                    Some(&key),
-                    start,
-                    false,
-                )
-                .await
+                self.call(Call::post(Op::Hold, &self.holds_path, auth, body.into()).key(&key), start, false).await
             };
             start = Instant::now();
             let reply = match exchange {
@@ -525,18 +521,8 @@ impl Sale {
     async fn pay(&self, b: u32, hold: HoldReply, basket_start: Instant) -> Next {
         let auth = &self.buyers[b as usize].auth;
         let path = format!("/holds/{}/purchase", hold.hold_id);
-        let exchange = self
-            .call(
-                Op::Purchase,
-                Method::POST,
-                &path,
-                Some(auth),
-                Some(Bytes::from_static(PAY_BODY)),
-                None,
-                Instant::now(),
-                true,
-            )
-            .await;
+        let call = Call::post(Op::Purchase, &path, auth, Bytes::from_static(PAY_BODY));
+        let exchange = self.call(call, Instant::now(), true).await;
         match exchange {
             Ok(r) if r.status == 201 => match r.json::<PurchaseReply>() {
                 Ok(p) => {
@@ -557,7 +543,7 @@ impl Sale {
     async fn resolve(&self, b: u32, hold: &HoldReply) {
         let auth = &self.buyers[b as usize].auth;
         let path = format!("/holds/{}", hold.hold_id);
-        let exchange = self.call(Op::GetHold, Method::GET, &path, Some(auth), None, None, Instant::now(), true).await;
+        let exchange = self.call(Call::new(Op::GetHold, Method::GET, &path, Some(auth)), Instant::now(), true).await;
         let view = match &exchange {
             Ok(r) if r.ok() => r.json::<HoldView>().ok(),
             _ => None,
@@ -576,8 +562,7 @@ impl Sale {
     async fn release(&self, b: u32, hold: &HoldReply) {
         let auth = &self.buyers[b as usize].auth;
         let path = format!("/holds/{}", hold.hold_id);
-        let exchange =
-            self.call(Op::Release, Method::DELETE, &path, Some(auth), None, None, Instant::now(), true).await;
+        let exchange = self.call(Call::new(Op::Release, Method::DELETE, &path, Some(auth)), Instant::now(), true).await;
         match exchange {
             // 409: no longer active (expired, or its purchase was refused).
             Ok(r) if r.ok() || r.status == 409 || r.status == 404 => self.forget(hold),
@@ -630,6 +615,6 @@ impl Sale {
         } else {
             (Op::Details, self.details_path.as_str())
         };
-        let _ = self.call(op, Method::GET, path, None, None, None, intended, false).await;
+        let _ = self.call(Call::new(op, Method::GET, path, None), intended, false).await;
     }
 }

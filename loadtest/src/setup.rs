@@ -125,7 +125,7 @@ async fn register_buyers(
                 slots.lock().expect("slots lock")[i] = Some(buyer);
                 bar.inc(1);
                 let n = registered.fetch_add(1, Relaxed) + 1;
-                if plain && n % REGISTER_REPORT_EVERY == 0 {
+                if plain && n.is_multiple_of(REGISTER_REPORT_EVERY) {
                     eprintln!("loadtest: registered {n}/{count} buyers");
                 }
             }
