@@ -169,14 +169,18 @@ async fn create_hold(
 
 /// The hold's event and buyer, if `user` may see it.
 async fn hold_owner(state: &AppState, user: &AuthUser, hold_id: Uuid) -> ApiResult<(Uuid, Uuid)> {
-    let row: Option<(Uuid, Uuid)> = sqlx::query_as("SELECT event_id, buyer_id FROM holds WHERE hold_id = $1")
-        .bind(hold_id)
-        .fetch_optional(&state.db)
-        .await?;
-    match row {
+    match hold_event_and_buyer(state, hold_id).await? {
         Some((event, buyer)) if buyer == user.id || user.is_admin() => Ok((event, buyer)),
         _ => Err(ApiError::not_found("hold")),
     }
+}
+
+/// The event and buyer of a stored hold.
+pub(crate) async fn hold_event_and_buyer(state: &AppState, hold_id: Uuid) -> ApiResult<Option<(Uuid, Uuid)>> {
+    Ok(sqlx::query_as("SELECT event_id, buyer_id FROM holds WHERE hold_id = $1")
+        .bind(hold_id)
+        .fetch_optional(&state.db)
+        .await?)
 }
 
 /// One of your holds.
@@ -196,14 +200,12 @@ async fn get_hold(
     let view = match view {
         Some(v) => v,
         // Ended long ago and pruned from memory: the database has it.
-        None => stored_hold(&state, hold_id).await?,
+        None => stored_hold(&state, event_id, hold_id).await?,
     };
     Ok(axum::Json(HoldOut::new(event_id, currency, view)))
 }
 
-async fn stored_hold(state: &AppState, hold_id: Uuid) -> ApiResult<HoldView> {
-    let event_id: Uuid =
-        sqlx::query_scalar("SELECT event_id FROM holds WHERE hold_id = $1").bind(hold_id).fetch_one(&state.db).await?;
+async fn stored_hold(state: &AppState, event_id: Uuid, hold_id: Uuid) -> ApiResult<HoldView> {
     let mut conn = state.db.acquire().await?;
     let holds =
         crate::loader::load_holds(&mut conn, event_id, std::time::Duration::from_secs(100 * 365 * 86_400)).await?;

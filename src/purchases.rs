@@ -389,10 +389,7 @@ async fn purchase_hold(
     Json(req): Json<PayRequest>,
 ) -> ApiResult<Response> {
     check_payment_method(&req.payment_method)?;
-    let row: Option<(Uuid, Uuid)> = sqlx::query_as("SELECT event_id, buyer_id FROM holds WHERE hold_id = $1")
-        .bind(hold_id)
-        .fetch_optional(&state.db)
-        .await?;
+    let row = crate::holds::hold_event_and_buyer(&state, hold_id).await?;
     let Some((event_id, buyer)) = row.filter(|(_, b)| *b == user.id) else { return Err(ApiError::not_found("hold")) };
     let currency = state.event_currency(event_id).await?;
     let view = state
@@ -488,10 +485,7 @@ async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body:
 async fn handle_webhook(state: &AppState, kind: WebhookKind) -> ApiResult<()> {
     match kind {
         WebhookKind::PaymentSucceeded { reference, amount, hold_id: Some(hold_id) } => {
-            let row: Option<(Uuid, Uuid)> = sqlx::query_as("SELECT event_id, buyer_id FROM holds WHERE hold_id = $1")
-                .bind(hold_id)
-                .fetch_optional(&state.db)
-                .await?;
+            let row = crate::holds::hold_event_and_buyer(state, hold_id).await?;
             let Some((event_id, buyer)) = row else {
                 tracing::warn!(%hold_id, "payment for an unknown hold");
                 return Ok(());
