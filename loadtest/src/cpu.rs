@@ -1,7 +1,8 @@
 //! CPU accounting, so a report says whether the generator, the server or
 //! PostgreSQL used the machine: this process through `getrusage`, other processes
 //! through `/proc/<pid>/stat`, and the whole machine (busy and I/O wait) through
-//! `/proc/stat`.
+//! `/proc/stat`; and memory: another process's resident set size through
+//! `/proc/<pid>/status`.
 
 use serde::Serialize;
 use std::time::Instant;
@@ -50,6 +51,17 @@ pub fn process_tree_cpu(pid: u32) -> Option<f64> {
         .filter_map(process_cpu)
         .sum();
     Some(own + children)
+}
+
+/// Resident set size of `pid` (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_rss(&text)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    line.split_whitespace().next()?.parse().ok()
 }
 
 /// (busy, iowait, total) ticks of the whole machine since boot.
@@ -157,5 +169,12 @@ mod tests {
         assert!(used.loadtest_user_secs >= 0.0);
         assert!(used.server_secs.is_some());
         assert!(process_tree_cpu(pid).is_some());
+    }
+
+    #[test]
+    fn resident_set_size_is_read() {
+        assert!(rss_kib(std::process::id()).is_some_and(|kib| kib > 0));
+        assert_eq!(parse_vm_rss("Name:\tx\nVmPeak:\t  10 kB\nVmRSS:\t   52340 kB\n"), Some(52_340));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
     }
 }

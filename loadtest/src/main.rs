@@ -193,12 +193,20 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         },
     };
     let ticker = tokio::spawn(progress::run_sale_ticker(sale.stats.clone(), what, show_progress, stop_ticker.clone()));
+    let rss_sampler = tokio::spawn(sample_server_rss(sale.stats.clone(), target.server_pid, stop_ticker.clone()));
     sale.run().await;
     let drained = Instant::now();
     let cpu_after = cpu::Snapshot::take(target.server_pid, target.postgres_pid);
     let metrics_after = prom::scrape(&api).await;
     stop_ticker.store(true, Relaxed);
     let _ = ticker.await;
+    rss_sampler.abort();
+    let _ = rss_sampler.await;
+    if let Some(kib) = target.server_pid.and_then(cpu::rss_kib) {
+        // The last second of the timeline, which the sampler may not have reached.
+        sale.stats.record_server_rss(drained, kib);
+    }
+    sale.stats.close_latency();
 
     eprintln!("loadtest: checking…");
     let checks = checks::run(&api, &sale, pool.as_ref()).await;
@@ -208,20 +216,48 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let (ended_at, reason) = sale.ended().unwrap_or((drained, "ended".into()));
     let sold_out_after = sale.sold_out_at.get().map(|t| t.duration_since(opens_at).as_secs_f64());
     let sale_secs = ended_at.saturating_duration_since(opens_at).as_secs_f64().max(1e-3);
-    let columns = ["requests", "holds", "purchases", "tickets", "releases", "browses", "lost_races", "errors"];
+    let columns = [
+        "requests",
+        "holds",
+        "purchases",
+        "tickets",
+        "releases",
+        "browses",
+        "lost_races",
+        "errors",
+        "p50_us",
+        "p99_us",
+        "server_rss_mib",
+    ];
     let used_seconds = (drained.saturating_duration_since(opens_at).as_secs() as usize + 1).min(stats.seconds().len());
+    let used = &stats.seconds()[..used_seconds];
     let timeline = Timeline {
         columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows: stats.seconds()[..used_seconds]
+        rows: used
             .iter()
             .map(|s| {
-                [&s.requests, &s.holds, &s.purchases, &s.tickets, &s.releases, &s.browses, &s.lost_races, &s.errors]
-                    .iter()
-                    .map(|c| c.load(Relaxed))
-                    .collect()
+                let mut row: Vec<u64> = [
+                    &s.requests,
+                    &s.holds,
+                    &s.purchases,
+                    &s.tickets,
+                    &s.releases,
+                    &s.browses,
+                    &s.lost_races,
+                    &s.errors,
+                    &s.p50_us,
+                    &s.p99_us,
+                ]
+                .iter()
+                .map(|c| c.load(Relaxed))
+                .collect();
+                row.push((s.server_rss_kib.load(Relaxed) + 512) / 1024);
+                row
             })
             .collect(),
     };
+    let rss_kib: Vec<u64> = used.iter().map(|s| s.server_rss_kib.load(Relaxed)).collect();
+    let soak = report::soak(sale_secs, &rss_kib, |minutes| stats.latency_in_minutes(minutes));
     let live = &stats.live;
     let total = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
     let mut rates = vec![
@@ -349,6 +385,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         outcomes,
         latency,
         timeline,
+        soak,
         checks,
         cpu: Some(cpu::between(&cpu_before, &cpu_after)),
         server_metrics: match (metrics_before, metrics_after) {
@@ -357,6 +394,22 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         },
         passed,
     })
+}
+
+/// Samples the server's resident set size into the middle of every second of the timeline.
+async fn sample_server_rss(stats: Arc<stats::Stats>, server_pid: Option<u32>, stop: Arc<AtomicBool>) {
+    let Some(pid) = server_pid else { return };
+    let origin = stats.origin();
+    for second in 0..stats.seconds().len() as u64 {
+        let at = origin + Duration::from_millis(second * 1000 + 500);
+        tokio::time::sleep_until(at.into()).await;
+        if stop.load(Relaxed) {
+            return;
+        }
+        if let Some(kib) = cpu::rss_kib(pid) {
+            stats.record_server_rss(at, kib);
+        }
+    }
 }
 
 fn mode(args: &SaleArgs) -> String {

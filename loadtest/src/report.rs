@@ -1,7 +1,7 @@
 //! The results: printed as tables, written as `report.json` (everything, for
 //! machines) and as a self-contained `report.html` (the same tables plus inline
-//! SVG charts of throughput per second and latency percentile curves; no scripts,
-//! no external resources).
+//! SVG charts of throughput, latency and server memory per second and latency
+//! percentile curves; no scripts, no external resources).
 
 use crate::checks::Check;
 use crate::cpu::CpuUse;
@@ -10,6 +10,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::fmt::Write as _;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 #[derive(Serialize)]
@@ -29,6 +30,8 @@ pub struct Report {
     pub outcomes: Vec<OutcomeRow>,
     pub latency: Vec<LatencyRow>,
     pub timeline: Timeline,
+    /// Runs of at least [`SOAK_MIN_SECS`]: the server's memory and the latency, early and late.
+    pub soak: Option<Soak>,
     pub checks: Vec<Check>,
     pub cpu: Option<CpuUse>,
     pub server_metrics: Option<ServerMetrics>,
@@ -104,7 +107,9 @@ impl LatencyRow {
     }
 }
 
-/// Counts per second of the measured phase.
+/// Per second of the measured phase: counts, and (sale scenarios) the p50/p99 latency
+/// of the requests that ended in it (`p50_us`, `p99_us`, 0 when none) and the
+/// server's resident set size (`server_rss_mib`, 0 when unknown).
 #[derive(Serialize, Default)]
 pub struct Timeline {
     pub columns: Vec<String>,
@@ -122,6 +127,84 @@ pub fn rate_row(what: &str, timeline: &Timeline, column: &str, total: u64, secs:
         peak_1s: peak,
         mean_per_s: if secs > 0.0 { total as f64 / secs } else { 0.0 },
     }
+}
+
+/// Shortest measured phase that gets a soak summary.
+pub const SOAK_MIN_SECS: f64 = 300.0;
+/// Minutes compared at the start and at the end of a soak.
+const SOAK_SPAN_MINUTES: usize = 5;
+
+/// A long run's drift: the server's resident set size along the run, and the latency of
+/// every request in its first and its last minutes.
+#[derive(Serialize)]
+pub struct Soak {
+    /// Length of the measured phase.
+    pub secs: f64,
+    pub rss_at_1min: Option<RssSample>,
+    pub rss_at_middle: Option<RssSample>,
+    pub rss_at_end: Option<RssSample>,
+    pub rss_peak: Option<RssSample>,
+    pub first: LatencySpan,
+    pub last: LatencySpan,
+}
+
+/// The server's resident set size sampled in `second` of the timeline.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq)]
+pub struct RssSample {
+    pub second: usize,
+    pub mib: f64,
+}
+
+/// Latency of every request that ended between `from_secs` and `to_secs`.
+#[derive(Serialize)]
+pub struct LatencySpan {
+    pub from_secs: u64,
+    pub to_secs: u64,
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl LatencySpan {
+    fn new(minutes: &Range<usize>, h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            from_secs: minutes.start as u64 * 60,
+            to_secs: minutes.end as u64 * 60,
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// `secs` long: the soak summary from per-second RSS samples in KiB (0: none) and a source
+/// of latency histograms by whole minutes; `None` for a run shorter than [`SOAK_MIN_SECS`].
+pub fn soak(secs: f64, rss_kib: &[u64], latency_in_minutes: impl Fn(Range<usize>) -> Histogram<u64>) -> Option<Soak> {
+    if secs.is_nan() || secs < SOAK_MIN_SECS {
+        return None;
+    }
+    let sample = |i: usize| RssSample { second: i, mib: rss_kib[i] as f64 / 1024.0 };
+    // The first sample at or after `i`, else the last one before it.
+    let near = |i: usize| {
+        let after = rss_kib.iter().enumerate().skip(i).find(|(_, k)| **k > 0).map(|(i, _)| i);
+        after.or_else(|| rss_kib[..i.min(rss_kib.len())].iter().rposition(|k| *k > 0)).map(sample)
+    };
+    let peak = rss_kib.iter().enumerate().filter(|(_, k)| **k > 0).max_by_key(|(i, k)| (**k, usize::MAX - i));
+    let whole_minutes = (secs / 60.0).floor() as usize;
+    let first = 0..SOAK_SPAN_MINUTES;
+    let last = whole_minutes.saturating_sub(SOAK_SPAN_MINUTES)..whole_minutes;
+    Some(Soak {
+        secs,
+        rss_at_1min: near(60),
+        rss_at_middle: near((secs / 2.0) as usize),
+        rss_at_end: rss_kib.iter().rposition(|k| *k > 0).map(sample),
+        rss_peak: peak.map(|(i, _)| sample(i)),
+        first: LatencySpan::new(&first, &latency_in_minutes(first.clone())),
+        last: LatencySpan::new(&last, &latency_in_minutes(last.clone())),
+    })
 }
 
 // ---- text ------------------------------------------------------------------------
@@ -161,6 +244,9 @@ pub fn to_text(r: &Report) -> String {
             "  {:<28} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>8.2}",
             l.op, l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms
         );
+    }
+    if let Some(soak) = &r.soak {
+        soak_text(w, soak);
     }
     if let Some(c) = &r.cpu {
         let _ = writeln!(w, "\nCPU during the measured phase ({:.2} s wall, {} cores)", c.wall_secs, c.cores);
@@ -230,6 +316,41 @@ pub fn to_text(r: &Report) -> String {
     }
     let _ = writeln!(w, "\nresult: {}", if r.passed { "PASS" } else { "FAIL" });
     out
+}
+
+fn rss_text(x: Option<RssSample>) -> String {
+    x.map_or_else(|| "- (unknown)".to_owned(), |x| format!("{:.1} MiB (at {} s)", x.mib, x.second))
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if a > 0.0 { format!("x{:.2}", b / a) } else { "-".to_owned() }
+}
+
+fn soak_text(w: &mut String, s: &Soak) {
+    let _ = writeln!(w, "\nsoak ({:.0} s measured)", s.secs);
+    let _ = writeln!(w, "  server RSS at 1 min        {}", rss_text(s.rss_at_1min));
+    let _ = writeln!(w, "  server RSS at the middle   {}", rss_text(s.rss_at_middle));
+    let _ = writeln!(w, "  server RSS at the end      {}", rss_text(s.rss_at_end));
+    let _ = writeln!(w, "  server RSS peak            {}", rss_text(s.rss_peak));
+    if let (Some(a), Some(b)) = (s.rss_at_1min, s.rss_at_end) {
+        let _ = writeln!(
+            w,
+            "  RSS end vs 1 min           {:+.1} MiB ({:+.1}%)",
+            b.mib - a.mib,
+            100.0 * (b.mib - a.mib) / a.mib.max(1e-9)
+        );
+    }
+    let _ = writeln!(w, "  latency, all requests      {:>9} {:>8} {:>8} {:>8}", "count", "p50 ms", "p99 ms", "max ms");
+    for (what, x) in [("first", &s.first), ("last", &s.last)] {
+        let label = format!("{what} 5 min ({}-{} s)", x.from_secs, x.to_secs);
+        let _ = writeln!(w, "    {label:<24} {:>9} {:>8.2} {:>8.2} {:>8.1}", x.count, x.p50_ms, x.p99_ms, x.max_ms);
+    }
+    let _ = writeln!(
+        w,
+        "  last vs first 5 min        p50 {}, p99 {}",
+        ratio(s.first.p50_ms, s.last.p50_ms),
+        ratio(s.first.p99_ms, s.last.p99_ms)
+    );
 }
 
 // ---- files -----------------------------------------------------------------------
@@ -370,6 +491,36 @@ fn throughput_chart(r: &Report) -> Option<String> {
     Some(svg_chart("Throughput per second", &series, &x, &y))
 }
 
+/// Timeline columns over time: (column, legend, divisor of the stored value).
+fn timeline_chart(r: &Report, title: &str, y_label: &'static str, wanted: &[(&str, &str, f64)]) -> Option<String> {
+    let series: Vec<Series> = wanted
+        .iter()
+        .filter_map(|(column, name, divisor)| {
+            let i = r.timeline.columns.iter().position(|c| c == column)?;
+            // 0 is "none" (no request in that second, RSS unknown): a gap, not a value.
+            let points: Vec<(f64, f64)> = r
+                .timeline
+                .rows
+                .iter()
+                .enumerate()
+                .filter(|(_, row)| row[i] > 0)
+                .map(|(t, row)| (t as f64 + 0.5, row[i] as f64 / divisor))
+                .collect();
+            (!points.is_empty()).then(|| Series { name: (*name).to_owned(), points })
+        })
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
+    let (top, yticks) = linear_ticks(max);
+    let secs = r.timeline.rows.len() as f64;
+    let (_, xticks) = linear_ticks(secs);
+    let x = Axis { label: "seconds since the opening moment", min: 0.0, max: secs.max(1.0), log: false, ticks: xticks };
+    let y = Axis { label: y_label, min: 0.0, max: top, log: false, ticks: yticks };
+    Some(svg_chart(title, &series, &x, &y))
+}
+
 fn latency_chart(r: &Report) -> Option<String> {
     let series: Vec<Series> = r
         .latency
@@ -466,6 +617,44 @@ pub fn to_html(r: &Report) -> String {
     h.push_str("</table>");
     if let Some(chart) = latency_chart(r) {
         h.push_str(&chart);
+    }
+    let per_second = [("p50_us", "p50", 1000.0), ("p99_us", "p99", 1000.0)];
+    if let Some(chart) = timeline_chart(r, "Latency of all requests, per second", "ms", &per_second) {
+        h.push_str(&chart);
+    }
+    let rss = [("server_rss_mib", "server RSS", 1.0)];
+    if let Some(chart) = timeline_chart(r, "Server resident set size", "MiB", &rss) {
+        h.push_str(&chart);
+    }
+    if let Some(soak) = &r.soak {
+        let _ =
+            write!(h, "<h2>Soak ({:.0} s)</h2><table><tr><th>server RSS</th><th>MiB</th><th>at s</th></tr>", soak.secs);
+        for (what, x) in [
+            ("at 1 min", soak.rss_at_1min),
+            ("at the middle", soak.rss_at_middle),
+            ("at the end", soak.rss_at_end),
+            ("peak", soak.rss_peak),
+        ] {
+            match x {
+                Some(x) => {
+                    let _ = write!(h, "<tr><td>{what}</td><td>{:.1}</td><td>{}</td></tr>", x.mib, x.second);
+                }
+                None => {
+                    let _ = write!(h, "<tr><td>{what}</td><td>-</td><td>-</td></tr>");
+                }
+            }
+        }
+        h.push_str(
+            "</table><table><tr><th>all requests</th><th>count</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>",
+        );
+        for (what, x) in [("first 5 min", &soak.first), ("last 5 min", &soak.last)] {
+            let _ = write!(
+                h,
+                "<tr><td>{what} ({}-{} s)</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}</td></tr>",
+                x.from_secs, x.to_secs, x.count, x.p50_ms, x.p99_ms, x.max_ms
+            );
+        }
+        h.push_str("</table>");
     }
     h.push_str(
         "<h2>Requests by outcome</h2><table><tr><th>operation</th><th>status</th><th>code</th><th>count</th></tr>",
@@ -571,7 +760,11 @@ mod tests {
             rates: vec![],
             outcomes: vec![OutcomeRow { op: "hold".into(), status: 201, code: String::new(), count: 3 }],
             latency: vec![LatencyRow::new("hold", &h)],
-            timeline: Timeline { columns: vec!["holds".into()], rows: vec![vec![3], vec![5]] },
+            timeline: Timeline {
+                columns: vec!["holds".into(), "p50_us".into(), "p99_us".into(), "server_rss_mib".into()],
+                rows: vec![vec![3, 1_200, 4_000, 50], vec![5, 0, 0, 0]],
+            },
+            soak: None,
             checks: vec![],
             cpu: None,
             server_metrics: None,
@@ -596,5 +789,41 @@ mod tests {
         assert!((l.max_ms - 30.0).abs() < 0.1);
         assert!(to_text(&r).contains("requests by outcome"));
         assert_eq!(rate_row("holds", &r.timeline, "holds", 8, 2.0).peak_1s, 5);
+    }
+
+    #[test]
+    fn soak_summary_compares_start_and_end() {
+        let minutes = |m: Range<usize>| {
+            let mut h = new_histogram();
+            for minute in m {
+                // 1 ms in the first minutes, 2 ms later.
+                h.record(if minute < 5 { 1_000 } else { 2_000 }).unwrap();
+            }
+            h
+        };
+        assert!(soak(299.0, &[], minutes).is_none());
+        let mut rss = vec![0u64; 1_000];
+        for (i, kib) in rss.iter_mut().enumerate().skip(3).take(990) {
+            *kib = 50 * 1024 + i as u64;
+        }
+        rss[400] = 80 * 1024;
+        let s = soak(990.5, &rss, minutes).expect("a soak");
+        assert_eq!(s.rss_at_1min.unwrap().second, 60);
+        assert_eq!(s.rss_at_middle.unwrap().second, 495);
+        assert_eq!(s.rss_at_end.unwrap().second, 992);
+        assert_eq!(s.rss_peak, Some(RssSample { second: 400, mib: 80.0 }));
+        assert_eq!((s.first.from_secs, s.first.to_secs, s.first.count), (0, 300, 5));
+        assert_eq!((s.last.from_secs, s.last.to_secs, s.last.count), (660, 960, 5));
+        assert!((s.first.p50_ms - 1.0).abs() < 0.01 && (s.last.p99_ms - 2.0).abs() < 0.01);
+        let mut r = sample();
+        r.soak = Some(s);
+        let text = to_text(&r);
+        assert!(text.contains("server RSS peak            80.0 MiB (at 400 s)"), "{text}");
+        assert!(text.contains("last 5 min (660-960 s)"));
+        let html = to_html(&r);
+        assert!(html.contains("Soak (990 s)") && html.contains("Server resident set size"));
+        // No samples at all: unknown, not zero.
+        let s = soak(600.0, &[0; 700], minutes).expect("a soak");
+        assert!(s.rss_at_1min.is_none() && s.rss_peak.is_none());
     }
 }

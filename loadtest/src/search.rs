@@ -369,6 +369,7 @@ pub async fn run(
         outcomes,
         latency,
         timeline,
+        soak: None,
         checks,
         cpu: Some(crate::cpu::between(&before, &after)),
         server_metrics: match (before_metrics, after_metrics) {

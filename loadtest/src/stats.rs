@@ -3,6 +3,12 @@
 //! status, problem `code`), and per-second counters for the timeline and the live
 //! progress line.
 //!
+//! Over time: every request's latency also goes into a histogram of the current
+//! second (closed into that second's p50/p99 when a request of a later second is
+//! recorded, or by [`Stats::close_latency`]) and into a histogram of its minute, so
+//! a long run can compare its first and last minutes. The server's resident set
+//! size is sampled into the same per-second rows by the caller.
+//!
 //! Outcomes fall in three classes: success (2xx); a lost race or business refusal
 //! (409 with a code a real buyer would see in a rush: sold out, seats taken, …);
 //! and errors (everything else, including shed 503s, timeouts and transport
@@ -11,6 +17,7 @@
 use crate::http::Exchange;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -101,6 +108,12 @@ pub struct Second {
     pub browses: AtomicU64,
     pub lost_races: AtomicU64,
     pub errors: AtomicU64,
+    /// Median latency of the requests that ended in this second, µs (0: none).
+    pub p50_us: AtomicU64,
+    /// 99th percentile latency of the requests that ended in this second, µs (0: none).
+    pub p99_us: AtomicU64,
+    /// The server's resident set size sampled in this second, KiB (0: unknown).
+    pub server_rss_kib: AtomicU64,
 }
 
 /// Running totals for the progress line.
@@ -121,11 +134,22 @@ pub struct Live {
 /// Count of responses by (operation, status) then problem code.
 type OutcomeMap = HashMap<(Op, u16), HashMap<String, u64>>;
 
+/// Request latencies over time, behind one lock.
+struct Window {
+    /// The second `current` collects (a request recorded a little late, after a later
+    /// second has begun, counts in the later one).
+    second: usize,
+    current: Histogram<u64>,
+    /// One histogram per minute of the timeline, made on first use.
+    minutes: Vec<Option<Histogram<u64>>>,
+}
+
 pub struct Stats {
     origin: Instant,
     histograms: Vec<Mutex<Histogram<u64>>>,
     outcomes: Mutex<OutcomeMap>,
     seconds: Box<[Second]>,
+    window: Mutex<Window>,
     pub live: Live,
     /// A few distinct transport error messages, for the report.
     transport_samples: Mutex<Vec<String>>,
@@ -142,11 +166,17 @@ pub fn micros(d: Duration) -> u64 {
 impl Stats {
     /// `origin` is second 0 of the timeline; it keeps `seconds` seconds.
     pub fn new(origin: Instant, seconds: usize) -> Self {
+        let seconds = seconds.max(1);
         Self {
             origin,
             histograms: Op::ALL.iter().map(|_| Mutex::new(new_histogram())).collect(),
             outcomes: Mutex::new(HashMap::new()),
-            seconds: (0..seconds.max(1)).map(|_| Second::default()).collect(),
+            seconds: (0..seconds).map(|_| Second::default()).collect(),
+            window: Mutex::new(Window {
+                second: 0,
+                current: new_histogram(),
+                minutes: (0..seconds.div_ceil(60)).map(|_| None).collect(),
+            }),
             live: Live::default(),
             transport_samples: Mutex::new(Vec::new()),
         }
@@ -156,9 +186,13 @@ impl Stats {
         self.origin
     }
 
-    pub fn second(&self, at: Instant) -> &Second {
+    fn second_index(&self, at: Instant) -> usize {
         let i = at.saturating_duration_since(self.origin).as_secs() as usize;
-        &self.seconds[i.min(self.seconds.len() - 1)]
+        i.min(self.seconds.len() - 1)
+    }
+
+    pub fn second(&self, at: Instant) -> &Second {
+        &self.seconds[self.second_index(at)]
     }
 
     pub fn seconds(&self) -> &[Second] {
@@ -167,7 +201,9 @@ impl Stats {
 
     /// Records one request that took `latency` and ended at `at`.
     pub fn record(&self, op: Op, latency: Duration, exchange: &Exchange, at: Instant) -> Class {
-        self.histograms[op.index()].lock().expect("histogram lock").saturating_record(micros(latency));
+        let us = micros(latency);
+        self.histograms[op.index()].lock().expect("histogram lock").saturating_record(us);
+        self.record_over_time(self.second_index(at), us);
         let (status, code): (u16, &str) = match exchange {
             Ok(r) if r.ok() => (r.status, ""),
             Ok(r) => (r.status, r.code()),
@@ -226,6 +262,51 @@ impl Stats {
         class
     }
 
+    /// Adds a request's latency to its second and its minute.
+    fn record_over_time(&self, second: usize, us: u64) {
+        let mut w = self.window.lock().expect("window lock");
+        if second > w.second {
+            self.close_second(&mut w);
+            w.second = second;
+        }
+        w.current.saturating_record(us);
+        if let Some(minute) = w.minutes.get_mut(second / 60) {
+            minute.get_or_insert_with(new_histogram).saturating_record(us);
+        }
+    }
+
+    /// Stores the collected second's p50/p99 and starts it afresh.
+    fn close_second(&self, w: &mut Window) {
+        if !w.current.is_empty() {
+            let s = &self.seconds[w.second];
+            s.p50_us.store(w.current.value_at_quantile(0.5), Relaxed);
+            s.p99_us.store(w.current.value_at_quantile(0.99), Relaxed);
+            w.current.reset();
+        }
+    }
+
+    /// Closes the last second's latency (call once the requests are over).
+    pub fn close_latency(&self) {
+        let mut w = self.window.lock().expect("window lock");
+        self.close_second(&mut w);
+    }
+
+    /// Latency of every request that ended in these whole minutes of the timeline.
+    pub fn latency_in_minutes(&self, minutes: Range<usize>) -> Histogram<u64> {
+        let w = self.window.lock().expect("window lock");
+        let end = minutes.end.min(w.minutes.len());
+        let mut all = new_histogram();
+        for h in w.minutes[minutes.start.min(end)..end].iter().flatten() {
+            let _ = all.add(h);
+        }
+        all
+    }
+
+    /// The server's resident set size at `at`.
+    pub fn record_server_rss(&self, at: Instant, kib: u64) {
+        self.second(at).server_rss_kib.store(kib, Relaxed);
+    }
+
     /// A latency that is not one request (a whole basket).
     pub fn record_latency(&self, op: Op, latency: Duration) {
         self.histograms[op.index()].lock().expect("histogram lock").saturating_record(micros(latency));
@@ -282,5 +363,31 @@ mod tests {
         let rows = stats.outcomes();
         assert!(rows.contains(&(Op::Hold, 409, "seats_taken".into(), 1)));
         assert!(rows.contains(&(Op::Hold, 0, "timeout".into(), 1)));
+    }
+
+    #[test]
+    fn latency_is_kept_per_second_and_per_minute() {
+        let origin = Instant::now();
+        let stats = Stats::new(origin, 180);
+        let ok = reply(200, "{}");
+        let at = |s: u64| origin + Duration::from_secs(s);
+        for ms in 1..=100 {
+            stats.record(Op::Search, Duration::from_millis(ms), &ok, at(0));
+        }
+        stats.record(Op::Details, Duration::from_millis(7), &ok, at(2));
+        // Nothing of second 2 is closed until a later second begins or the run ends.
+        assert_eq!(stats.seconds()[2].p50_us.load(Relaxed), 0);
+        stats.record(Op::Details, Duration::from_millis(9), &ok, at(61));
+        stats.close_latency();
+        let (s0, s1, s2) = (&stats.seconds()[0], &stats.seconds()[1], &stats.seconds()[2]);
+        assert!((49_000..=51_000).contains(&s0.p50_us.load(Relaxed)), "{}", s0.p50_us.load(Relaxed));
+        assert!((98_000..=100_100).contains(&s0.p99_us.load(Relaxed)), "{}", s0.p99_us.load(Relaxed));
+        assert_eq!(s1.p99_us.load(Relaxed), 0);
+        assert!((6_990..=7_010).contains(&s2.p99_us.load(Relaxed)));
+        assert!((8_990..=9_010).contains(&stats.seconds()[61].p50_us.load(Relaxed)));
+        assert_eq!(stats.latency_in_minutes(0..1).len(), 101);
+        assert_eq!(stats.latency_in_minutes(1..3).len(), 1);
+        assert_eq!(stats.latency_in_minutes(0..9).len(), 102);
+        assert!(stats.latency_in_minutes(5..9).is_empty());
     }
 }
