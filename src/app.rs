@@ -39,6 +39,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
+/// The journal gives up on a connection sooner than request paths do: its breaker
+/// then fails writes fast until the database answers (see `journal`).
+const JOURNAL_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// How long ended holds stay loaded, for late payments and idempotent retries.
 pub const ENDED_HOLD_RETENTION: Duration = Duration::from_secs(3600);
 
@@ -59,6 +63,8 @@ pub struct Shared {
     pub cache: Cache,
     /// Event currency by id, so the hold path does not ask the database each time.
     currencies: DashMap<Uuid, Arc<tokio::sync::OnceCell<String>>>,
+    /// Event and buyer of the holds created here, so paying for one does not ask the database.
+    pub hold_owners: crate::holds::HoldOwners,
 }
 
 impl Deref for AppState {
@@ -207,9 +213,10 @@ impl Application {
 
         // The journal has its own connections, so request-path reads can never
         // starve the writes every acknowledgement waits for.
-        let journal_pool = db::connect(url.expose_secret(), settings.journal_writers as u32 + 1)
-            .await
-            .context("connecting the journal to PostgreSQL")?;
+        let journal_pool =
+            db::connect_with_timeout(url.expose_secret(), settings.journal_writers as u32 + 1, JOURNAL_ACQUIRE_TIMEOUT)
+                .await
+                .context("connecting the journal to PostgreSQL")?;
         let (journal, journal_writers) = PgJournal::start(
             journal_pool,
             JournalConfig {
@@ -259,6 +266,7 @@ impl Application {
             cache: Cache::new(redis.as_ref()),
             settings,
             currencies: DashMap::new(),
+            hold_owners: crate::holds::HoldOwners::default(),
         }));
         let router = router(state.clone());
         let background = vec![tokio::spawn(system::report_availability(state.clone()))];

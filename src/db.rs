@@ -9,8 +9,11 @@ use sqlx::{PgPool, SqlSafeStr};
 use std::time::Duration;
 
 /// Every migration, in order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(20261123000001, "initial", include_str!("../migrations/20261123000001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (20261123000001, "initial", include_str!("../migrations/20261123000001_initial.sql")),
+    (20261201000001, "hot path constraints", include_str!("../migrations/20261201000001_hot_path_constraints.sql")),
+    (20261201000002, "search indexes", include_str!("../migrations/20261201000002_search_indexes.sql")),
+];
 
 pub fn migrator() -> Migrator {
     Migrator::with_migrations(
@@ -26,10 +29,20 @@ pub fn migrator() -> Migrator {
 /// Opens a pool. A short acquire timeout makes requests fail fast (503) when the
 /// database is down instead of queueing behind it.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    connect_with_timeout(url, max_connections, Duration::from_secs(2)).await
+}
+
+/// [`connect`] with another acquire timeout (the journal's is shorter: its
+/// breaker, not the pool, rides out an outage).
+pub async fn connect_with_timeout(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(2)
-        .acquire_timeout(Duration::from_secs(2))
+        .acquire_timeout(acquire_timeout)
         .connect(url)
         .await
 }

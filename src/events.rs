@@ -851,7 +851,8 @@ async fn search_events(
     // The total, counted separately and capped: counting every match of a broad
     // query would cost more than the page itself.
     let mut count: QueryBuilder<Postgres> =
-        QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM events e WHERE e.status = 'published'");
+        // No select list: a bitmap scan that needs no column may skip all-visible pages.
+        QueryBuilder::new("SELECT count(*) FROM (SELECT FROM events e WHERE e.status = 'published'");
     push_search_filters(&mut count, q, &p);
     count.push(" LIMIT ").push_bind(MAX_SEARCH_TOTAL).push(") AS matches");
     let total: i64 = count.build_query_scalar().fetch_one(&state.db).await?;

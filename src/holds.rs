@@ -164,7 +164,9 @@ async fn create_hold(
         Err(_) => "refused",
     };
     metrics::counter!("boxoffice_holds_total", "outcome" => outcome).increment(1);
-    Ok((StatusCode::CREATED, axum::Json(HoldOut::new(event_id, currency, result?))))
+    let view = result?;
+    state.hold_owners.insert(view.id.0, event_id, user.id);
+    Ok((StatusCode::CREATED, axum::Json(HoldOut::new(event_id, currency, view))))
 }
 
 /// The hold's event and buyer, if `user` may see it.
@@ -175,12 +177,41 @@ async fn hold_owner(state: &AppState, user: &AuthUser, hold_id: Uuid) -> ApiResu
     }
 }
 
-/// The event and buyer of a stored hold.
+/// The event and buyer of a stored hold: from memory for holds created here
+/// lately, else from the database.
 pub(crate) async fn hold_event_and_buyer(state: &AppState, hold_id: Uuid) -> ApiResult<Option<(Uuid, Uuid)>> {
+    if let Some(known) = state.hold_owners.get(hold_id) {
+        return Ok(Some(known));
+    }
     Ok(sqlx::query_as("SELECT event_id, buyer_id FROM holds WHERE hold_id = $1")
         .bind(hold_id)
         .fetch_optional(&state.db)
         .await?)
+}
+
+/// Event and buyer of recently created holds (a hold never changes either).
+/// Bounded: two generations of at most [`HoldOwners::GENERATION`] entries each;
+/// when the young one fills up, the old one is dropped. A miss costs one query.
+#[derive(Default)]
+pub struct HoldOwners {
+    generations: std::sync::RwLock<[rustc_hash::FxHashMap<Uuid, (Uuid, Uuid)>; 2]>,
+}
+
+impl HoldOwners {
+    pub const GENERATION: usize = 100_000;
+
+    pub fn insert(&self, hold: Uuid, event: Uuid, buyer: Uuid) {
+        let mut g = self.generations.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g[0].len() >= Self::GENERATION {
+            g[1] = std::mem::take(&mut g[0]);
+        }
+        g[0].insert(hold, (event, buyer));
+    }
+
+    pub fn get(&self, hold: Uuid) -> Option<(Uuid, Uuid)> {
+        let g = self.generations.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        g[0].get(&hold).or_else(|| g[1].get(&hold)).copied()
+    }
 }
 
 /// One of your holds.
@@ -238,4 +269,30 @@ async fn release_hold(
         .await?;
     metrics::counter!("boxoffice_holds_released_total").increment(1);
     Ok(axum::Json(HoldOut::new(event_id, currency, view)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HoldOwners;
+    use uuid::Uuid;
+
+    #[test]
+    fn hold_owners_remember_two_generations_and_forget_older() {
+        let owners = HoldOwners::default();
+        let (event, buyer) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = Uuid::now_v7();
+        owners.insert(first, event, buyer);
+        assert_eq!(owners.get(first), Some((event, buyer)));
+        assert_eq!(owners.get(Uuid::now_v7()), None);
+        // Fill the young generation: `first` moves to the old one and is still known.
+        for _ in 0..HoldOwners::GENERATION {
+            owners.insert(Uuid::now_v7(), event, buyer);
+        }
+        assert_eq!(owners.get(first), Some((event, buyer)));
+        // Another generation later it is forgotten (the database answers then).
+        for _ in 0..HoldOwners::GENERATION {
+            owners.insert(Uuid::now_v7(), event, buyer);
+        }
+        assert_eq!(owners.get(first), None);
+    }
 }

@@ -13,7 +13,12 @@
 //! other.
 //!
 //! Failures: connection-type errors are retried with backoff, then the batch
-//! fails (the actors undo it). A constraint violation — which would mean an engine
+//! fails (the actors undo it) and the journal's breaker opens: for the next
+//! [`BREAKER_OPEN_FOR`] every record is failed at once, without touching the
+//! database, so callers get a 503 in microseconds instead of each waiting out
+//! connection timeouts (a database outage fails fast). The first batch after
+//! that window is the probe: if it commits, the breaker closes; if not, it opens
+//! again. A constraint violation — which would mean an engine
 //! bug, since the constraints only back up its decisions — is isolated by writing
 //! the batch's records one by one, so one bad record cannot fail its neighbours.
 
@@ -23,6 +28,7 @@ use boxoffice_actors::record::{Change, Record};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
@@ -45,14 +51,103 @@ impl Default for JournalConfig {
 }
 
 /// Backoff between attempts at a batch whose connection failed.
-const RETRY_BACKOFF: [Duration; 3] =
-    [Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(400)];
+/// Short: a longer outage is the breaker's business, and the callers are waiting.
+const RETRY_BACKOFF: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(100)];
+
+/// How long the breaker stays open after a batch failed for want of a database.
+pub const BREAKER_OPEN_FOR: Duration = Duration::from_millis(250);
 
 type Queue = Arc<Mutex<mpsc::UnboundedReceiver<(Record, Ack)>>>;
 
 #[derive(Clone)]
 pub struct PgJournal {
     tx: mpsc::UnboundedSender<(Record, Ack)>,
+    breaker: Arc<Breaker>,
+}
+
+/// Whether the database is known to be unreachable.
+///
+/// Closed: records go to the database. Open: every record fails at once, until a
+/// deadline. Half-open (past the deadline): the next record is let through as the
+/// probe, and the others keep failing fast until the probe's batch settles it —
+/// committed, the breaker closes; refused for want of a database, it opens again.
+struct Breaker {
+    epoch: Instant,
+    /// 0 when closed; else open until this many milliseconds after `epoch`.
+    open_until_ms: AtomicU64,
+    /// Half-open and the probe is on its way.
+    probing: AtomicBool,
+}
+
+enum Admission {
+    Go,
+    Probe,
+    Refuse,
+}
+
+impl Breaker {
+    fn new() -> Self {
+        Self { epoch: Instant::now(), open_until_ms: AtomicU64::new(0), probing: AtomicBool::new(false) }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.open_until_ms.load(Ordering::Acquire) == 0
+    }
+
+    fn admit(&self) -> Admission {
+        let until = self.open_until_ms.load(Ordering::Acquire);
+        if until == 0 {
+            Admission::Go
+        } else if self.now_ms() >= until
+            && self.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            Admission::Probe
+        } else {
+            Admission::Refuse
+        }
+    }
+
+    /// A batch of queued records may go to the database: the breaker is closed, or
+    /// the batch carries the probe.
+    fn lets_batches_through(&self) -> bool {
+        self.is_closed() || self.probing.load(Ordering::Acquire)
+    }
+
+    fn trip(&self) {
+        let until = (self.now_ms() + BREAKER_OPEN_FOR.as_millis() as u64).max(1);
+        let was = self.open_until_ms.swap(until, Ordering::AcqRel);
+        self.probing.store(false, Ordering::Release);
+        if was == 0 {
+            tracing::error!("the database is unavailable: journal writes fail fast until it answers again");
+            metrics::gauge!("boxoffice_journal_breaker_open").set(1.0);
+        }
+    }
+
+    fn close(&self) {
+        let was = self.open_until_ms.swap(0, Ordering::AcqRel);
+        self.probing.store(false, Ordering::Release);
+        if was != 0 {
+            tracing::info!("the database answers again: journal writes resumed");
+            metrics::gauge!("boxoffice_journal_breaker_open").set(0.0);
+        }
+    }
+}
+
+fn unavailable() -> JournalError {
+    JournalError::Failed("the database is unavailable".into())
+}
+
+fn fail_fast(acks: impl IntoIterator<Item = Ack>) {
+    let mut n = 0;
+    for ack in acks {
+        ack(Err(unavailable()));
+        n += 1;
+    }
+    metrics::counter!("boxoffice_journal_fast_failures_total").increment(n);
 }
 
 impl PgJournal {
@@ -62,22 +157,32 @@ impl PgJournal {
     pub fn start(pool: PgPool, config: JournalConfig) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue: Queue = Arc::new(Mutex::new(rx));
+        let breaker = Arc::new(Breaker::new());
         let writers = (0..config.writers.max(1))
-            .map(|_| tokio::spawn(writer(pool.clone(), Arc::clone(&queue), config)))
+            .map(|_| tokio::spawn(writer(pool.clone(), Arc::clone(&queue), Arc::clone(&breaker), config)))
             .collect();
-        (Self { tx }, writers)
+        (Self { tx, breaker }, writers)
+    }
+
+    /// Whether writes are failed at once because the database is down.
+    pub fn is_failing_fast(&self) -> bool {
+        !self.breaker.is_closed()
     }
 }
 
 impl Journal for PgJournal {
     fn append(&self, record: Record, ack: Ack) {
+        if matches!(self.breaker.admit(), Admission::Refuse) {
+            fail_fast([ack]);
+            return;
+        }
         if let Err(mpsc::error::SendError((_, ack))) = self.tx.send((record, ack)) {
             ack(Err(JournalError::Failed("the journal is shut down".into())));
         }
     }
 }
 
-async fn writer(pool: PgPool, queue: Queue, config: JournalConfig) {
+async fn writer(pool: PgPool, queue: Queue, breaker: Arc<Breaker>, config: JournalConfig) {
     loop {
         let batch = {
             let mut rx = queue.lock().await;
@@ -96,19 +201,26 @@ async fn writer(pool: PgPool, queue: Queue, config: JournalConfig) {
             }
             batch
         };
-        commit(&pool, batch).await;
+        // Queued before the breaker opened: fail with the rest rather than wait.
+        if !breaker.lets_batches_through() {
+            fail_fast(batch.into_iter().map(|(_, ack)| ack));
+            continue;
+        }
+        commit(&pool, &breaker, batch).await;
     }
 }
 
-async fn commit(pool: &PgPool, batch: Vec<(Record, Ack)>) {
+async fn commit(pool: &PgPool, breaker: &Breaker, batch: Vec<(Record, Ack)>) {
     let (records, acks): (Vec<Record>, Vec<Ack>) = batch.into_iter().unzip();
     metrics::histogram!("boxoffice_journal_batch_size").record(records.len() as f64);
     let started = Instant::now();
+    // A probe gets one attempt: its callers and everyone refused meanwhile wait on it.
+    let retries = if breaker.is_closed() { RETRY_BACKOFF.len() } else { 0 };
     let mut attempt = 0;
     let outcome = loop {
         match write_batch(pool, &records).await {
             Ok(()) => break Ok(()),
-            Err(e) if is_transient(&e) && attempt < RETRY_BACKOFF.len() => {
+            Err(e) if is_transient(&e) && attempt < retries => {
                 tracing::warn!(error = %e, attempt, "journal batch failed; retrying");
                 tokio::time::sleep(RETRY_BACKOFF[attempt]).await;
                 attempt += 1;
@@ -116,6 +228,11 @@ async fn commit(pool: &PgPool, batch: Vec<(Record, Ack)>) {
             Err(e) => break Err(e),
         }
     };
+    match &outcome {
+        Err(e) if crate::db::is_unavailable(e) => breaker.trip(),
+        // Committed, or refused by a database that answered.
+        _ => breaker.close(),
+    }
     match outcome {
         Ok(()) => {
             metrics::histogram!("boxoffice_journal_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -164,7 +281,8 @@ struct Columns {
     h_id: Vec<Uuid>,
     h_event: Vec<Uuid>,
     h_buyer: Vec<Uuid>,
-    h_items: Vec<serde_json::Value>,
+    /// JSON text: serialized straight from the records, cast to jsonb by the database.
+    h_items: Vec<String>,
     h_qty: Vec<i32>,
     h_amount: Vec<i64>,
     h_key: Vec<Option<String>>,
@@ -190,24 +308,30 @@ struct Columns {
     p_provider: Vec<String>,
     p_ref: Vec<String>,
     p_amount: Vec<i64>,
+    p_currency: Vec<String>,
     // tickets cancelled
     c_id: Vec<Uuid>,
     c_at: Vec<DateTime<Utc>>,
     // outbox
     o_topic: Vec<&'static str>,
     o_aggregate: Vec<Uuid>,
-    o_payload: Vec<serde_json::Value>,
+    o_payload: Vec<String>,
+}
+
+/// An outbox payload: the change itself, plus the event it happened at.
+#[derive(serde::Serialize)]
+struct OutboxPayload<'a> {
+    #[serde(flatten)]
+    change: &'a Change,
+    event_id: Uuid,
 }
 
 impl Columns {
     fn outbox(&mut self, topic: &'static str, aggregate: Uuid, event: Uuid, change: &Change) {
         self.o_topic.push(topic);
         self.o_aggregate.push(aggregate);
-        let mut payload = serde_json::to_value(change).unwrap_or(serde_json::Value::Null);
-        if let Some(obj) = payload.as_object_mut() {
-            obj.insert("event_id".into(), serde_json::Value::String(event.to_string()));
-        }
-        self.o_payload.push(payload);
+        let payload = serde_json::to_string(&OutboxPayload { change, event_id: event });
+        self.o_payload.push(payload.unwrap_or_else(|_| "null".into()));
     }
 
     fn add(&mut self, record: &Record) {
@@ -218,7 +342,7 @@ impl Columns {
                 self.h_id.push(hold.id.0);
                 self.h_event.push(event);
                 self.h_buyer.push(hold.buyer.0);
-                self.h_items.push(serde_json::to_value(&hold.items).unwrap_or(serde_json::Value::Null));
+                self.h_items.push(serde_json::to_string(&hold.items).unwrap_or_else(|_| "null".into()));
                 self.h_qty.push(i32::try_from(hold.items.quantity()).unwrap_or(i32::MAX));
                 self.h_amount.push(hold.amount);
                 self.h_key.push(hold.idempotency_key.as_ref().map(|k| k.as_str().to_owned()));
@@ -247,6 +371,7 @@ impl Columns {
                     self.p_provider.push(p.provider.clone());
                     self.p_ref.push(p.reference.clone());
                     self.p_amount.push(p.amount);
+                    self.p_currency.push(p.currency.clone());
                     self.outbox("payment:created", hold.0, event, change);
                 }
                 self.outbox("ticket:issued", hold.0, event, change);
@@ -284,8 +409,8 @@ async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Erro
         sqlx::query(
             "INSERT INTO holds (hold_id, event_id, buyer_id, items, quantity, amount, status, idempotency_key,
                                 fingerprint, created_at, expires_at, updated_at)
-             SELECT id, ev, buyer, items, qty, amount, 'active', key, fp, created, expires, created
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::int4[], $6::int8[], $7::text[],
+             SELECT id, ev, buyer, items::jsonb, qty, amount, 'active', key, fp, created, expires, created
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int4[], $6::int8[], $7::text[],
                          $8::int8[], $9::timestamptz[], $10::timestamptz[])
                   AS u(id, ev, buyer, items, qty, amount, key, fp, created, expires)",
         )
@@ -334,9 +459,8 @@ async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Erro
     if !c.p_id.is_empty() {
         sqlx::query(
             "INSERT INTO payments (payment_id, hold_id, provider, provider_ref, amount, currency, status)
-             SELECT u.id, u.hold, u.provider, u.ref, u.amount, e.currency, 'succeeded'
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[]) AS u(id, hold, provider, ref, amount)
-             JOIN holds h ON h.hold_id = u.hold JOIN events e ON e.event_id = h.event_id
+             SELECT *, 'succeeded'
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[], $6::text[])
              ON CONFLICT (provider, provider_ref) DO UPDATE SET status = 'succeeded', updated_at = now()",
         )
         .bind(&c.p_id)
@@ -344,6 +468,7 @@ async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Erro
         .bind(&c.p_provider)
         .bind(&c.p_ref)
         .bind(&c.p_amount)
+        .bind(&c.p_currency)
         .execute(&mut *tx)
         .await?;
     }
@@ -366,7 +491,8 @@ async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Erro
     if !c.o_topic.is_empty() {
         sqlx::query(
             "INSERT INTO outbox (topic, aggregate_id, payload)
-             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::jsonb[])",
+             SELECT topic, aggregate, payload::jsonb FROM UNNEST($1::text[], $2::uuid[], $3::text[])
+                  AS u(topic, aggregate, payload)",
         )
         .bind(&c.o_topic)
         .bind(&c.o_aggregate)
@@ -375,4 +501,22 @@ async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Erro
         .await?;
     }
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boxoffice_actors::HoldId;
+
+    #[test]
+    fn outbox_payloads_are_the_change_tagged_with_its_event() {
+        let (event, hold) = (Uuid::now_v7(), Uuid::now_v7());
+        let change = Change::HoldReleased { hold: HoldId(hold), at: UnixMs(1_700_000_000_000) };
+        let text = serde_json::to_string(&OutboxPayload { change: &change, event_id: event }).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"type": "hold_released", "hold": hold, "at": 1_700_000_000_000i64, "event_id": event})
+        );
+    }
 }

@@ -83,6 +83,12 @@ pub trait Mailer: Send + Sync {
 
     /// For logs: `smtp`, `log`, …
     fn name(&self) -> &'static str;
+
+    /// Whether sending is local and instant (no server to wait for), so the relay
+    /// need not cap the emails of a pass.
+    fn is_instant(&self) -> bool {
+        false
+    }
 }
 
 /// Sends through an SMTP server (`smtp://user:pass@host:port`, with
@@ -173,6 +179,10 @@ impl Mailer for LogMailer {
     fn name(&self) -> &'static str {
         "log"
     }
+
+    fn is_instant(&self) -> bool {
+        true
+    }
 }
 
 /// `alice@example.com` → `a***@example.com`: enough to tell recipients apart in
@@ -239,6 +249,11 @@ impl Notifier {
         self.mailer.name()
     }
 
+    /// Whether the mailer sends locally and at once (the log mailer).
+    pub fn mailer_is_instant(&self) -> bool {
+        self.mailer.is_instant()
+    }
+
     /// Whether rows of `topic` can produce an email.
     pub fn wants(topic: &str) -> bool {
         NOTIFYING_TOPICS.contains(&topic)
@@ -252,9 +267,32 @@ impl Notifier {
         if holds.is_empty() {
             return Ok(Vec::new());
         }
-        let contexts = load_contexts(db, &holds).await?;
+        let payloads: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                if Self::wants(&r.topic) {
+                    serde_json::from_str(&r.payload).unwrap_or_default()
+                } else {
+                    Default::default()
+                }
+            })
+            .collect();
+        // A purchase's row carries its tickets (the journal writes them); other rows,
+        // and purchase rows that do not, need them from the database.
+        let mut issued: Vec<Option<Vec<TicketLine>>> = rows
+            .iter()
+            .zip(&payloads)
+            .map(|(r, p)| (r.topic == "ticket:issued").then(|| issued_lines(p)).flatten())
+            .collect();
+        let ticket_holds: Vec<Uuid> = rows
+            .iter()
+            .zip(&issued)
+            .filter(|(r, lines)| Self::wants(&r.topic) && lines.is_none())
+            .map(|(r, _)| r.aggregate_id)
+            .collect();
+        let contexts = load_contexts(db, &holds, &ticket_holds).await?;
         let mut emails = Vec::new();
-        for (index, row) in rows.iter().enumerate() {
+        for (index, (row, payload)) in rows.iter().zip(&payloads).enumerate() {
             if !Self::wants(&row.topic) {
                 continue;
             }
@@ -262,11 +300,13 @@ impl Notifier {
                 tracing::warn!(outbox_id = row.id, topic = %row.topic, "no buyer or event for this row; no email");
                 continue;
             };
-            let payload: serde_json::Value = serde_json::from_str(&row.payload).unwrap_or_default();
             let composed = match row.topic.as_str() {
-                "ticket:issued" => Some(self.tickets_issued(ctx)),
-                "ticket:cancelled" => self.tickets_cancelled(ctx, &payload),
-                "payment:refunded" => self.refunded(ctx, &payload),
+                "ticket:issued" => {
+                    let lines = issued[index].take();
+                    Some(self.tickets_issued(ctx, lines.as_deref().unwrap_or(&ctx.tickets)))
+                }
+                "ticket:cancelled" => self.tickets_cancelled(ctx, payload),
+                "payment:refunded" => self.refunded(ctx, payload),
                 _ => None,
             };
             if let Some((subject, body)) = composed {
@@ -303,12 +343,12 @@ impl Notifier {
         format!("{}/tickets/{ticket}/qr", self.public_url)
     }
 
-    fn tickets_issued(&self, ctx: &HoldContext) -> (String, String) {
+    fn tickets_issued(&self, ctx: &HoldContext, tickets: &[TicketLine]) -> (String, String) {
         let mut body = greeting(ctx);
         body.push_str("Thank you for your purchase. Your tickets are confirmed.\n\n");
         event_block(&mut body, ctx);
         body.push_str("\nTickets:\n");
-        for t in &ctx.tickets {
+        for t in tickets {
             self.ticket_lines(&mut body, ctx, t);
         }
         body.push_str("\nShow the QR code at the entrance; each ticket admits once.\n");
@@ -381,8 +421,26 @@ struct TicketLine {
     price: i64,
 }
 
-/// Buyer, event and tickets of every hold in `holds`, in two queries.
-async fn load_contexts(db: &mut PgConnection, holds: &[Uuid]) -> Result<HashMap<Uuid, HoldContext>, sqlx::Error> {
+/// The tickets a purchase's outbox row carries (`tickets` of the change), in the
+/// order the emails list them: by section, then seat.
+fn issued_lines(payload: &serde_json::Value) -> Option<Vec<TicketLine>> {
+    let records: Vec<boxoffice_actors::record::TicketRecord> =
+        serde_json::from_value(payload.get("tickets")?.clone()).ok()?;
+    let mut lines: Vec<TicketLine> = records
+        .into_iter()
+        .map(|t| TicketLine { id: t.id.0, section: t.section, seat: t.seat, price: t.price })
+        .collect();
+    lines.sort_by(|a, b| (&a.section, &a.seat, a.id).cmp(&(&b.section, &b.seat, b.id)));
+    Some(lines)
+}
+
+/// Buyer and event of every hold in `holds`, and the tickets of those in
+/// `ticket_holds`, in at most two queries.
+async fn load_contexts(
+    db: &mut PgConnection,
+    holds: &[Uuid],
+    ticket_holds: &[Uuid],
+) -> Result<HashMap<Uuid, HoldContext>, sqlx::Error> {
     type HoldRow = (Uuid, String, String, String, DateTime<Utc>, String, String);
     let rows: Vec<HoldRow> = sqlx::query_as(
         "SELECT h.hold_id, u.email, u.name, e.title, e.event_date, e.venue_name, e.currency
@@ -398,11 +456,14 @@ async fn load_contexts(db: &mut PgConnection, holds: &[Uuid]) -> Result<HashMap<
             (hold, HoldContext { hold, email, name, title, starts_at, venue, currency, tickets: Vec::new() })
         })
         .collect();
+    if ticket_holds.is_empty() {
+        return Ok(contexts);
+    }
     let tickets: Vec<(Uuid, Uuid, String, Option<String>, i64)> = sqlx::query_as(
         "SELECT hold_id, ticket_id, section, seat_number, price FROM tickets WHERE hold_id = ANY($1)
          ORDER BY hold_id, section, seat_number, ticket_id",
     )
-    .bind(holds)
+    .bind(ticket_holds)
     .fetch_all(&mut *db)
     .await?;
     for (hold, id, section, seat, price) in tickets {
@@ -494,7 +555,15 @@ mod tests {
     #[test]
     fn an_issued_email_lists_every_ticket_with_its_qr_link() {
         let notifier = Notifier::new(Arc::new(LogMailer)).with_public_url("https://tickets.example.com/");
-        let (subject, body) = notifier.tickets_issued(&context());
+        // The lines come from the purchase's outbox payload, listed by section and seat.
+        let payload = serde_json::json!({"type": "hold_purchased", "tickets": [
+            {"id": Uuid::from_u128(2), "section": "GA", "seat": null, "price": 3000, "cancelled": false},
+            {"id": Uuid::from_u128(1), "section": "A", "seat": "A-12", "price": 5000, "cancelled": false},
+        ]});
+        let lines = issued_lines(&payload).unwrap();
+        assert_eq!(lines.iter().map(|t| t.id).collect::<Vec<_>>(), [Uuid::from_u128(1), Uuid::from_u128(2)]);
+        assert!(issued_lines(&serde_json::json!({"type": "hold_purchased"})).is_none());
+        let (subject, body) = notifier.tickets_issued(&context(), &lines);
         assert_eq!(subject, "Your tickets for Rock Night");
         assert!(body.starts_with("Hello Bob,"));
         assert!(body.contains("Section A, seat A-12 — 5000 JPY"), "{body}");

@@ -173,8 +173,12 @@ async fn pay(
     if charge.status == ChargeStatus::Pending {
         return Ok(Paid::Pending(charge.reference));
     }
-    let payment =
-        Payment { provider: state.payments.name().to_owned(), reference: charge.reference, amount: charge.amount };
+    let payment = Payment {
+        provider: state.payments.name().to_owned(),
+        reference: charge.reference,
+        amount: charge.amount,
+        currency: currency.to_owned(),
+    };
     record_sale(state, event_id, view.id, view.buyer, payment).await
 }
 
@@ -490,7 +494,8 @@ async fn handle_webhook(state: &AppState, kind: WebhookKind) -> ApiResult<()> {
                 tracing::warn!(%hold_id, "payment for an unknown hold");
                 return Ok(());
             };
-            let payment = Payment { provider: state.payments.name().to_owned(), reference, amount };
+            let currency = state.event_currency(event_id).await?;
+            let payment = Payment { provider: state.payments.name().to_owned(), reference, amount, currency };
             match record_sale(state, event_id, HoldId(hold_id), BuyerId(buyer), payment).await {
                 Ok(_) => Ok(()),
                 // Refunded already: nothing more to do with this delivery.

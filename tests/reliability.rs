@@ -1089,6 +1089,22 @@ async fn database_outage_fails_fast_and_recovers() {
     }
     assert_clean_failures(&all);
     assert!(!during_503.is_empty(), "the outage went unnoticed: {:?}", status_breakdown(&during));
+    // Failing fast: once the database is known to be gone, a sale is refused at once
+    // (503 `unavailable`, from the journal's breaker), not left to time out. Requests that
+    // started in the first second after the stop may still have raced the breaker.
+    let settled = outage_start + stopped_in + Duration::from_secs(1);
+    let actor_replies: Vec<&Reply> = samples
+        .iter()
+        .filter(|(op, r)| *op != Op::Details && r.started >= settled && r.started < outage_end)
+        .map(|(_, r)| r)
+        .collect();
+    let timed_out: Vec<String> = actor_replies.iter().filter(|r| r.code == "timeout").map(|r| r.describe()).collect();
+    assert!(timed_out.is_empty(), "sales waited out the call timeout during the outage: {timed_out:?}");
+    assert!(
+        actor_replies.iter().any(|r| r.is(StatusCode::SERVICE_UNAVAILABLE) && r.code == "unavailable"),
+        "no sale was refused with 503 unavailable during the outage: {:?}",
+        status_breakdown(&actor_replies)
+    );
 
     // Nothing acknowledged was lost.
     let db = PgPool::connect(&pg.url).await.unwrap();

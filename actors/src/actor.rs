@@ -23,6 +23,7 @@ use crate::seatmap::Layout;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Most holds expired per tick, so one tick never stalls the event.
@@ -113,6 +114,48 @@ pub enum EventMsg {
         ok: bool,
     },
     Tick,
+    /// Requests are waiting in the [`Inbox`]: handle them all.
+    Batch,
+}
+
+/// Requests on their way to one actor, shared by its handles and the actor.
+///
+/// A caller pushes its request here and posts a `Batch` message only if none is
+/// pending; the actor takes everything queued per `Batch`. Under load one mailbox
+/// message and one wake-up serve many requests, instead of one each.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    queue: std::sync::Mutex<Vec<EventMsg>>,
+    /// A `Batch` is posted and the queue not yet taken.
+    scheduled: AtomicBool,
+    /// The actor has stopped: nothing queued will be handled.
+    closed: AtomicBool,
+}
+
+impl Inbox {
+    /// Queues `msg`; true when the caller must post a `Batch` to wake the actor.
+    pub(crate) fn push(&self, msg: EventMsg) -> bool {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(msg);
+        !self.scheduled.swap(true, Ordering::SeqCst)
+    }
+
+    /// Everything queued. Clears `scheduled` first, so a request queued after the
+    /// take posts a new `Batch` (and one queued before it is in the take).
+    fn take(&self) -> Vec<EventMsg> {
+        self.scheduled.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The actor is gone: drops what is queued (and anything queued later, when
+    /// its caller sees `is_closed`), so those callers learn it at once.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        drop(std::mem::take(&mut *self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
 }
 
 /// What an actor starts from.
@@ -124,6 +167,8 @@ pub struct EventArgs {
     pub config: ActorConfig,
     /// Called when the actor passivates, before it stops.
     pub on_passivate: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Shared with the actor's handles.
+    pub(crate) inbox: Arc<Inbox>,
 }
 
 /// Where a journal acknowledgement goes: settled inline if it arrives while
@@ -167,6 +212,7 @@ pub struct EventState {
     drains: Vec<RpcReplyPort<()>>,
     draining: bool,
     last_request: UnixMs,
+    inbox: Arc<Inbox>,
 }
 
 /// The actor itself holds no data: all of it is in `EventState`.
@@ -191,6 +237,7 @@ impl Actor for EventActor {
             drains: Vec::new(),
             draining: false,
             last_request: now,
+            inbox: args.inbox,
         };
         // Holds that lapsed while nobody was running this event expire now.
         state.expire(&myself, now);
@@ -203,32 +250,52 @@ impl Actor for EventActor {
         message: EventMsg,
         state: &mut EventState,
     ) -> Result<(), ActorProcessingErr> {
+        match message {
+            EventMsg::Batch => {
+                for message in state.inbox.take() {
+                    state.handle_one(&myself, message);
+                }
+            }
+            message => state.handle_one(&myself, message),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<EventMsg>, state: &mut EventState) -> Result<(), ActorProcessingErr> {
+        state.inbox.close();
+        Ok(())
+    }
+}
+
+impl EventState {
+    fn handle_one(&mut self, myself: &ActorRef<EventMsg>, message: EventMsg) {
+        let state = self;
         let now = state.clock.now();
         match message {
             EventMsg::Hold { buyer, selection, key, reply } => {
                 state.last_request = now;
-                let Some(reply) = state.admit(reply) else { return Ok(()) };
+                let Some(reply) = state.admit(reply) else { return };
                 let id = HoldId::new();
                 let outcome = state.inventory.hold(id, buyer, &selection, key.as_ref(), now);
-                state.respond(&myself, outcome, reply, Waiter::Hold);
+                state.respond(myself, outcome, reply, Waiter::Hold);
             }
             EventMsg::Purchase { hold, buyer, payment, reply } => {
                 state.last_request = now;
-                let Some(reply) = state.admit(reply) else { return Ok(()) };
+                let Some(reply) = state.admit(reply) else { return };
                 let outcome = state.inventory.purchase(hold, buyer, payment, TicketId::new, now);
-                state.respond(&myself, outcome, reply, Waiter::Purchase);
+                state.respond(myself, outcome, reply, Waiter::Purchase);
             }
             EventMsg::Release { hold, buyer, reply } => {
                 state.last_request = now;
-                let Some(reply) = state.admit(reply) else { return Ok(()) };
+                let Some(reply) = state.admit(reply) else { return };
                 let outcome = state.inventory.release(hold, buyer, now);
-                state.respond(&myself, outcome, reply, Waiter::Release);
+                state.respond(myself, outcome, reply, Waiter::Release);
             }
             EventMsg::CancelTickets { hold, buyer, tickets, reply } => {
                 state.last_request = now;
-                let Some(reply) = state.admit(reply) else { return Ok(()) };
+                let Some(reply) = state.admit(reply) else { return };
                 let outcome = state.inventory.cancel_tickets(hold, buyer, &tickets, now);
-                state.respond(&myself, outcome, reply, Waiter::Cancel);
+                state.respond(myself, outcome, reply, Waiter::Cancel);
             }
             EventMsg::GetHold { hold, buyer, reply } => {
                 let view = match buyer {
@@ -258,7 +325,7 @@ impl Actor for EventActor {
             }
             EventMsg::Durable { hold, ok } => state.settle(hold, ok, now),
             EventMsg::Tick => {
-                state.expire(&myself, now);
+                state.expire(myself, now);
                 let retention = i64::try_from(state.config.ended_retention.as_millis()).unwrap_or(i64::MAX);
                 state.inventory.prune_ended(now.plus_ms(-retention));
                 if state.idle(now) {
@@ -269,12 +336,11 @@ impl Actor for EventActor {
                     myself.stop(Some("idle".into()));
                 }
             }
+            // Handled by `handle`; a nested one would mean nothing to take.
+            EventMsg::Batch => {}
         }
-        Ok(())
     }
-}
 
-impl EventState {
     /// Passes the reply port back unless the actor is draining, in which case the
     /// caller is told to come back later.
     fn admit<T: Send + 'static>(&self, reply: Reply<T>) -> Option<Reply<T>> {

@@ -4,8 +4,11 @@
 //! in-flight counter per event, past whose limit calls fail fast with `Overloaded`
 //! (the HTTP layer answers 503 + Retry-After). Ractor mailboxes are unbounded, so
 //! this limit is what keeps queueing — and so latency and memory — bounded.
+//!
+//! Requests go through the actor's [`Inbox`] rather than one mailbox message each:
+//! under load the actor takes all waiting requests per wake-up.
 
-use crate::actor::{Availability, EventMsg};
+use crate::actor::{Availability, EventMsg, Inbox};
 use crate::error::EventError;
 use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId};
 use crate::inventory::{HoldView, ReconfigureError, Sale, SalesWindow, Selection};
@@ -42,6 +45,7 @@ pub struct EventHandle {
 struct Inner {
     event: EventId,
     actor: ActorRef<EventMsg>,
+    inbox: Arc<Inbox>,
     in_flight: AtomicUsize,
     limits: Limits,
 }
@@ -57,8 +61,8 @@ impl Drop for Admitted<'_> {
 }
 
 impl EventHandle {
-    pub(crate) fn new(event: EventId, actor: ActorRef<EventMsg>, limits: Limits) -> Self {
-        Self { inner: Arc::new(Inner { event, actor, in_flight: AtomicUsize::new(0), limits }) }
+    pub(crate) fn new(event: EventId, actor: ActorRef<EventMsg>, inbox: Arc<Inbox>, limits: Limits) -> Self {
+        Self { inner: Arc::new(Inner { event, actor, inbox, in_flight: AtomicUsize::new(0), limits }) }
     }
 
     pub fn event(&self) -> EventId {
@@ -143,10 +147,20 @@ impl EventHandle {
             metrics::counter!("boxoffice_actor_overload_rejections_total").increment(1);
             return Err(EventError::Overloaded { retry_after: limits.retry_after });
         }
-        match self.inner.actor.call(msg, Some(limits.call_timeout)).await {
-            Ok(CallResult::Success(value)) => Ok(value),
-            Ok(CallResult::Timeout) => Err(EventError::Timeout),
-            Ok(CallResult::SenderError) | Err(_) => Err(EventError::Stopped),
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inbox = &self.inner.inbox;
+        if inbox.push(msg(RpcReplyPort::from(tx))) && self.inner.actor.send_message(EventMsg::Batch).is_err() {
+            inbox.close();
+        }
+        // Queued after the actor stopped: nobody will answer; dropping the request says so.
+        if inbox.is_closed() {
+            inbox.close();
+        }
+        match tokio::time::timeout(limits.call_timeout, rx).await {
+            Ok(Ok(value)) => Ok(value),
+            // The reply port was dropped unanswered: the actor stopped.
+            Ok(Err(_)) => Err(EventError::Stopped),
+            Err(_) => Err(EventError::Timeout),
         }
     }
 }

@@ -78,7 +78,10 @@ pub struct Payment {
     pub provider: String,
     /// The provider's id for the payment (a PaymentIntent id).
     pub reference: String,
+    /// In minor units of `currency`.
     pub amount: i64,
+    /// ISO 4217 code, e.g. `JPY`.
+    pub currency: String,
 }
 
 /// A hold as stored.

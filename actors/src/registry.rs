@@ -7,7 +7,7 @@
 //! idle removes its own entry and stops; a caller that reached it just too late
 //! gets `Stopped`, and [`Registry::with`] retries on a fresh actor.
 
-use crate::actor::{ActorConfig, EventActor, EventArgs};
+use crate::actor::{ActorConfig, EventActor, EventArgs, Inbox};
 use crate::clock::Clock;
 use crate::error::EventError;
 use crate::handle::{EventHandle, Limits};
@@ -170,6 +170,7 @@ impl Registry {
                 });
             }
         });
+        let inbox = Arc::new(Inbox::default());
         let args = EventArgs {
             event,
             inventory,
@@ -177,11 +178,12 @@ impl Registry {
             clock: Arc::clone(&self.clock),
             config: self.config.clone(),
             on_passivate: Some(on_passivate),
+            inbox: Arc::clone(&inbox),
         };
         let (actor, _join) = Actor::spawn(None, EventActor, args)
             .await
             .map_err(|e| EventError::Unavailable(format!("could not start the event actor: {e}")))?;
-        let handle = EventHandle::new(event, actor, self.limits);
+        let handle = EventHandle::new(event, actor, inbox, self.limits);
         let _ = me.set(handle.clone());
         tracing::debug!(%event, "event actor activated");
         metrics::counter!("boxoffice_actor_activations_total").increment(1);
