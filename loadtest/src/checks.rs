@@ -330,7 +330,7 @@ async fn listed_valid(api: &Api, sale: &Sale, b: u32) -> anyhow::Result<HashSet<
     let mut have = HashSet::new();
     for page in 1..=MAX_TICKET_PAGES {
         let path = format!("/tickets/user/{}?page={page}&per_page={TICKETS_PER_PAGE}", buyer.id);
-        let r = api.get(&path, Some(&buyer.auth)).await?;
+        let r = api.get(&path, Some(&buyer.auth())).await?;
         if !r.ok() {
             anyhow::bail!("GET /tickets/user answered {}", r.status);
         }

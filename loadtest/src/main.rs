@@ -194,6 +194,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     };
     let ticker = tokio::spawn(progress::run_sale_ticker(sale.stats.clone(), what, show_progress, stop_ticker.clone()));
     let rss_sampler = tokio::spawn(sample_server_rss(sale.stats.clone(), target.server_pid, stop_ticker.clone()));
+    let refresher = tokio::spawn(sale.clone().keep_tokens_fresh(stop_ticker.clone()));
     sale.run().await;
     let drained = Instant::now();
     let cpu_after = cpu::Snapshot::take(target.server_pid, target.postgres_pid);
@@ -202,6 +203,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let _ = ticker.await;
     rss_sampler.abort();
     let _ = rss_sampler.await;
+    let _ = refresher.await;
     if let Some(kib) = target.server_pid.and_then(cpu::rss_kib) {
         // The last second of the timeline, which the sampler may not have reached.
         sale.stats.record_server_rss(drained, kib);

@@ -18,6 +18,9 @@
 //! by the generator itself. Every hold is paid for or released, and a purchase
 //! whose answer was lost (timeout, 5xx) is looked up, so the checks can account
 //! for every seat.
+//!
+//! Alongside, buyers' access tokens are refreshed before they expire, so a run may
+//! last longer than a token (a soak); the refreshes count as requests.
 
 use crate::cli::Scenario;
 use crate::http::{Api, Exchange, Failure};
@@ -46,6 +49,10 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 const IDLE_BUYER_WAIT: Duration = Duration::from_millis(2);
 /// Longest wait for `sale_not_open` before trying again.
 const NOT_OPEN_WAIT_CAP: Duration = Duration::from_secs(10);
+/// How often buyers' tokens are looked at for a refresh.
+const REFRESH_SCAN: Duration = Duration::from_secs(1);
+/// Wait after a failed token refresh before trying again.
+const REFRESH_RETRY: Duration = Duration::from_secs(5);
 
 static PAY_BODY: &[u8] = br#"{"payment_method":"pm_card_visa","include_qr_image":false}"#;
 
@@ -302,6 +309,30 @@ impl Sale {
         self.finish("ended");
     }
 
+    /// Refreshes every buyer's access token when it is due, until `stop` is set.
+    pub async fn keep_tokens_fresh(self: Arc<Self>, stop: Arc<AtomicBool>) {
+        while !stop.load(Relaxed) {
+            tokio::time::sleep(REFRESH_SCAN).await;
+            for buyer in &self.buyers {
+                if stop.load(Relaxed) {
+                    return;
+                }
+                let Some(token) = buyer.refresh_due(Instant::now()) else { continue };
+                let body = serde_json::to_vec(&serde_json::json!({ "refresh_token": token }))
+                    .expect("request bodies serialise");
+                let call =
+                    Call { body: Some(body.into()), ..Call::new(Op::Refresh, Method::POST, "/auth/refresh", None) };
+                let refreshed = match self.call(call, Instant::now(), true).await {
+                    Ok(r) if r.status == 200 => buyer.refreshed(&r).is_ok(),
+                    _ => false,
+                };
+                if !refreshed {
+                    buyer.retry_refresh_after(REFRESH_RETRY);
+                }
+            }
+        }
+    }
+
     async fn closed_loop(self: &Arc<Self>) {
         let mut workers = tokio::task::JoinSet::new();
         for w in 0..self.cfg.concurrency.max(1) {
@@ -410,7 +441,7 @@ impl Sale {
         let mut explicit = rng.random_bool(self.cfg.explicit_ratio.clamp(0.0, 1.0));
         let mut allow_split = false;
         let mut start = intended;
-        let auth = &self.buyers[b as usize].auth;
+        let auth = &self.buyers[b as usize].auth();
         for attempt in 0..self.cfg.max_attempts.max(1) {
             if self.stopping() {
                 return Next::Again;
@@ -519,7 +550,7 @@ impl Sale {
     }
 
     async fn pay(&self, b: u32, hold: HoldReply, basket_start: Instant) -> Next {
-        let auth = &self.buyers[b as usize].auth;
+        let auth = &self.buyers[b as usize].auth();
         let path = format!("/holds/{}/purchase", hold.hold_id);
         let call = Call::post(Op::Purchase, &path, auth, Bytes::from_static(PAY_BODY));
         let exchange = self.call(call, Instant::now(), true).await;
@@ -541,7 +572,7 @@ impl Sale {
 
     /// Looks a hold up after its purchase's answer was lost or unclear.
     async fn resolve(&self, b: u32, hold: &HoldReply) {
-        let auth = &self.buyers[b as usize].auth;
+        let auth = &self.buyers[b as usize].auth();
         let path = format!("/holds/{}", hold.hold_id);
         let exchange = self.call(Call::new(Op::GetHold, Method::GET, &path, Some(auth)), Instant::now(), true).await;
         let view = match &exchange {
@@ -560,7 +591,7 @@ impl Sale {
     }
 
     async fn release(&self, b: u32, hold: &HoldReply) {
-        let auth = &self.buyers[b as usize].auth;
+        let auth = &self.buyers[b as usize].auth();
         let path = format!("/holds/{}", hold.hold_id);
         let exchange = self.call(Call::new(Op::Release, Method::DELETE, &path, Some(auth)), Instant::now(), true).await;
         match exchange {

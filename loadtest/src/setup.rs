@@ -1,6 +1,11 @@
 //! Setup, not timed: an organizer, the buyers (registered concurrently; each
 //! costs the server an argon2id hash), and one published event whose sales window
 //! opens a few seconds after setup ends.
+//!
+//! A buyer's access token expires (15 minutes by default), so each buyer also keeps
+//! its refresh token and a moment, at a random point between half and three
+//! quarters of the token's lifetime, when the sale should refresh it
+//! ([`crate::sale::Sale::keep_tokens_fresh`]).
 
 use crate::cli::{SaleArgs, Scenario};
 use crate::http::{Api, Reply, bearer};
@@ -9,6 +14,7 @@ use crate::seats::SeatPlan;
 use anyhow::{Context, bail};
 use chrono::{DateTime, SubsecRound, Utc};
 use hyper::header::HeaderValue;
+use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -23,7 +29,55 @@ const REGISTER_REPORT_EVERY: usize = 500;
 
 pub struct Buyer {
     pub id: Uuid,
-    pub auth: HeaderValue,
+    session: Mutex<Session>,
+}
+
+/// A buyer's tokens.
+struct Session {
+    auth: HeaderValue,
+    refresh_token: String,
+    refresh_at: Instant,
+}
+
+impl Buyer {
+    fn new(id: Uuid, reply: AuthReply) -> anyhow::Result<Self> {
+        Ok(Self { id, session: Mutex::new(Session::new(reply)?) })
+    }
+
+    /// `Authorization: Bearer <access token>`.
+    pub fn auth(&self) -> HeaderValue {
+        self.session.lock().expect("session lock").auth.clone()
+    }
+
+    /// The refresh token, if the access token is due for a refresh at `now`.
+    pub fn refresh_due(&self, now: Instant) -> Option<String> {
+        let session = self.session.lock().expect("session lock");
+        (session.refresh_at <= now).then(|| session.refresh_token.clone())
+    }
+
+    /// Takes the tokens of a successful POST /auth/refresh.
+    pub fn refreshed(&self, reply: &Reply) -> anyhow::Result<()> {
+        let reply: AuthReply = reply.json()?;
+        *self.session.lock().expect("session lock") = Session::new(reply)?;
+        Ok(())
+    }
+
+    /// A refresh failed: try again after `wait`.
+    pub fn retry_refresh_after(&self, wait: Duration) {
+        self.session.lock().expect("session lock").refresh_at = Instant::now() + wait;
+    }
+}
+
+impl Session {
+    fn new(reply: AuthReply) -> anyhow::Result<Self> {
+        let lifetime = Duration::from_secs(reply.expires_in.max(1));
+        let share = rand::rng().random_range(0.5..0.75);
+        Ok(Self {
+            auth: bearer(&reply.access_token)?,
+            refresh_token: reply.refresh_token,
+            refresh_at: Instant::now() + lifetime.mul_f64(share),
+        })
+    }
 }
 
 pub struct Setup {
@@ -39,6 +93,9 @@ pub struct Setup {
 struct AuthReply {
     user: UserReply,
     access_token: String,
+    /// Seconds until the access token expires.
+    expires_in: u64,
+    refresh_token: String,
 }
 
 #[derive(Deserialize)]
@@ -71,7 +128,7 @@ async fn register(api: &Api, email: &str, name: &str, role: &str, run_id: &str) 
         match api.post_json("/auth/register", None, &body).await {
             Ok(r) if r.status == 201 => {
                 let auth: AuthReply = r.json()?;
-                return Ok(Buyer { id: auth.user.user_id, auth: bearer(&auth.access_token)? });
+                return Buyer::new(auth.user.user_id, auth);
             }
             Ok(r) if r.status == 429 => return Err(rate_limited(&r)),
             Ok(r) if r.status < 500 => {
@@ -179,13 +236,13 @@ pub async fn prepare(api: &Api, args: &SaleArgs, show_progress: bool) -> anyhow:
             "hold_ttl_secs": args.hold_ttl_secs,
         },
     });
-    let created = api.post_json("/events/create", Some(&organizer.auth), &body).await?;
+    let created = api.post_json("/events/create", Some(&organizer.auth()), &body).await?;
     if created.status != 201 {
         bail!("creating the event: {} {}", created.status, String::from_utf8_lossy(&created.body));
     }
     let event: EventReply = created.json()?;
     let published = api
-        .send(hyper::Method::POST, &format!("/events/{}/publish", event.event_id), Some(&organizer.auth), None, None)
+        .send(hyper::Method::POST, &format!("/events/{}/publish", event.event_id), Some(&organizer.auth()), None, None)
         .await?;
     if !published.ok() {
         bail!("publishing the event: {} {}", published.status, String::from_utf8_lossy(&published.body));
@@ -199,4 +256,31 @@ pub async fn prepare(api: &Api, args: &SaleArgs, show_progress: bool) -> anyhow:
         );
     }
     Ok(Setup { run_id, event_id: event.event_id, plan, buyers, opens_at, register_secs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_refreshed_between_half_and_three_quarters_of_their_life() {
+        let reply = |token: &str| AuthReply {
+            user: UserReply { user_id: Uuid::nil() },
+            access_token: token.to_owned(),
+            expires_in: 900,
+            refresh_token: format!("refresh-{token}"),
+        };
+        let before = Instant::now();
+        let buyer = Buyer::new(Uuid::nil(), reply("a")).expect("a buyer");
+        assert_eq!(buyer.auth(), "Bearer a");
+        assert!(buyer.refresh_due(before + Duration::from_secs(449)).is_none());
+        let due = Instant::now() + Duration::from_secs(675);
+        assert_eq!(buyer.refresh_due(due).as_deref(), Some("refresh-a"));
+        let body = br#"{"user":{"user_id":"00000000-0000-0000-0000-000000000000"},"access_token":"b","expires_in":900,"refresh_token":"refresh-b","token_type":"Bearer"}"#;
+        buyer.refreshed(&Reply::new(200, None, bytes::Bytes::from_static(body))).expect("refreshed");
+        assert_eq!(buyer.auth(), "Bearer b");
+        assert!(buyer.refresh_due(Instant::now()).is_none());
+        buyer.retry_refresh_after(Duration::ZERO);
+        assert_eq!(buyer.refresh_due(Instant::now()).as_deref(), Some("refresh-b"));
+    }
 }

@@ -46,12 +46,14 @@ pub enum Op {
     Details,
     Search,
     Tickets,
+    /// POST /auth/refresh: a buyer's access token renewed before it expires.
+    Refresh,
     /// A whole basket: first hold attempt to tickets in hand (successful baskets only).
     Basket,
 }
 
 impl Op {
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 10] = [
         Op::Hold,
         Op::Purchase,
         Op::OneShot,
@@ -60,6 +62,7 @@ impl Op {
         Op::Details,
         Op::Search,
         Op::Tickets,
+        Op::Refresh,
         Op::Basket,
     ];
 
@@ -73,6 +76,7 @@ impl Op {
             Op::Details => "details",
             Op::Search => "search",
             Op::Tickets => "user_tickets",
+            Op::Refresh => "token_refresh",
             Op::Basket => "basket",
         }
     }
@@ -248,7 +252,7 @@ impl Stats {
                     second.browses.fetch_add(1, Relaxed);
                     self.live.browses_ok.fetch_add(1, Relaxed);
                 }
-                Op::GetHold | Op::Tickets | Op::Basket => {}
+                Op::GetHold | Op::Tickets | Op::Refresh | Op::Basket => {}
             },
             Class::LostRace => {
                 second.lost_races.fetch_add(1, Relaxed);
