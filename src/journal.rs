@@ -16,9 +16,10 @@
 //! fails (the actors undo it) and the journal's breaker opens: for the next
 //! [`BREAKER_OPEN_FOR`] every record is failed at once, without touching the
 //! database, so callers get a 503 in microseconds instead of each waiting out
-//! connection timeouts (a database outage fails fast). The first batch after
-//! that window is the probe: if it commits, the breaker closes; if not, it opens
-//! again. A constraint violation — which would mean an engine
+//! connection timeouts (a database outage fails fast). After that window one
+//! record goes through as the probe while the others keep failing fast: if its
+//! batch reaches the database, the breaker closes; if not, it opens again. A
+//! constraint violation — which would mean an engine
 //! bug, since the constraints only back up its decisions — is isolated by writing
 //! the batch's records one by one, so one bad record cannot fail its neighbours.
 
@@ -55,7 +56,7 @@ impl Default for JournalConfig {
 const RETRY_BACKOFF: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(100)];
 
 /// How long the breaker stays open after a batch failed for want of a database.
-pub const BREAKER_OPEN_FOR: Duration = Duration::from_millis(250);
+const BREAKER_OPEN_FOR: Duration = Duration::from_millis(250);
 
 type Queue = Arc<Mutex<mpsc::UnboundedReceiver<(Record, Ack)>>>;
 
@@ -79,12 +80,6 @@ struct Breaker {
     probing: AtomicBool,
 }
 
-enum Admission {
-    Go,
-    Probe,
-    Refuse,
-}
-
 impl Breaker {
     fn new() -> Self {
         Self { epoch: Instant::now(), open_until_ms: AtomicU64::new(0), probing: AtomicBool::new(false) }
@@ -98,17 +93,13 @@ impl Breaker {
         self.open_until_ms.load(Ordering::Acquire) == 0
     }
 
-    fn admit(&self) -> Admission {
+    /// Whether a record may go to the database: the breaker is closed, or it is
+    /// half-open and this record becomes the probe.
+    fn admits(&self) -> bool {
         let until = self.open_until_ms.load(Ordering::Acquire);
-        if until == 0 {
-            Admission::Go
-        } else if self.now_ms() >= until
-            && self.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
-            Admission::Probe
-        } else {
-            Admission::Refuse
-        }
+        until == 0
+            || (self.now_ms() >= until
+                && self.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok())
     }
 
     /// A batch of queued records may go to the database: the breaker is closed, or
@@ -163,16 +154,11 @@ impl PgJournal {
             .collect();
         (Self { tx, breaker }, writers)
     }
-
-    /// Whether writes are failed at once because the database is down.
-    pub fn is_failing_fast(&self) -> bool {
-        !self.breaker.is_closed()
-    }
 }
 
 impl Journal for PgJournal {
     fn append(&self, record: Record, ack: Ack) {
-        if matches!(self.breaker.admit(), Admission::Refuse) {
+        if !self.breaker.admits() {
             fail_fast([ack]);
             return;
         }

@@ -149,11 +149,10 @@ impl EventHandle {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inbox = &self.inner.inbox;
-        if inbox.push(msg(RpcReplyPort::from(tx))) && self.inner.actor.send_message(EventMsg::Batch).is_err() {
-            inbox.close();
-        }
-        // Queued after the actor stopped: nobody will answer; dropping the request says so.
-        if inbox.is_closed() {
+        let must_post = inbox.push(msg(RpcReplyPort::from(tx)));
+        // The actor is gone (the post failed, or it stopped before or after the push):
+        // nobody will answer what is queued; dropping it tells its callers at once.
+        if (must_post && self.inner.actor.send_message(EventMsg::Batch).is_err()) || inbox.is_closed() {
             inbox.close();
         }
         match tokio::time::timeout(limits.call_timeout, rx).await {
