@@ -68,7 +68,7 @@ fn hold_created(event: Uuid, buyer: Uuid, n: u64) -> Record {
             hold: HoldRecord {
                 id: HoldId::new(),
                 buyer: BuyerId(buyer),
-                items: Arc::new(Items::Seats { seats: vec![format!("R{}-{}", n / 100, n % 100 + 1)] }),
+                items: Arc::new(Items::Seats { seats: vec![format!("R{}-{}", n / 100, n % 100 + 1)].into() }),
                 amount: 5000,
                 created_at: UnixMs::now(),
                 expires_at: UnixMs::now().plus_ms(600_000),

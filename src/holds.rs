@@ -97,7 +97,7 @@ pub struct HoldOut {
 impl HoldOut {
     pub fn new(event_id: Uuid, currency: String, view: HoldView) -> Self {
         let (seats, section) = match view.items.as_ref() {
-            Items::Seats { seats } => (seats.clone(), None),
+            Items::Seats { seats } => (seats.to_vec(), None),
             Items::General { section, .. } => (vec![], Some(section.clone())),
         };
         HoldOut {

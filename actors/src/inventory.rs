@@ -21,13 +21,12 @@
 //! hold; a buyer never has more than the per-buyer limit held + sold.
 
 use crate::ids::{BuyerId, HoldId, IdempotencyKey, TicketId, UnixMs};
-use crate::record::{Change, HoldRecord, HoldStatus, Items, Payment, TicketRecord};
-use crate::seatmap::{Layout, SeatIdx, SectionKind};
+use crate::record::{Change, HoldRecord, HoldStatus, Items, Payment, SeatLabels, TicketRecord};
+use crate::seatmap::{Layout, SeatIdx, SeatList, SectionKind};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 /// Most seats or GA units in one hold.
@@ -97,10 +96,18 @@ impl Selection {
                 }
             }
             Selection::BestAvailable { quantity, section, allow_split } => {
-                let _ = write!(h, "B|{quantity}|{}|{allow_split}", section.as_deref().unwrap_or(""));
+                // "B|{quantity}|{section}|{allow_split}", without the formatter.
+                h.feed("B|");
+                h.feed_u32(*quantity);
+                h.feed("|");
+                h.feed(section.as_deref().unwrap_or(""));
+                h.feed(if *allow_split { "|true" } else { "|false" });
             }
             Selection::General { quantity, section } => {
-                let _ = write!(h, "G|{quantity}|{}", section.as_deref().unwrap_or(""));
+                h.feed("G|");
+                h.feed_u32(*quantity);
+                h.feed("|");
+                h.feed(section.as_deref().unwrap_or(""));
             }
         }
         h.0
@@ -112,14 +119,26 @@ struct Fnv1a(u64);
 
 impl Fnv1a {
     fn feed(&mut self, s: &str) {
-        self.0 = s.bytes().fold(self.0, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        self.feed_bytes(s.as_bytes());
     }
-}
 
-impl fmt::Write for Fnv1a {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.feed(s);
-        Ok(())
+    fn feed_bytes(&mut self, bytes: &[u8]) {
+        self.0 = bytes.iter().fold(self.0, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    }
+
+    /// The decimal digits of `n`, as `write!` would print them.
+    fn feed_u32(&mut self, mut n: u32) {
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.feed_bytes(&digits[at..]);
     }
 }
 
@@ -245,8 +264,54 @@ const FREE: u32 = u32::MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Units {
-    Seats(Vec<SeatIdx>),
+    Seats(SeatList),
     General { section: u16, quantity: u32 },
+}
+
+/// An active hold's place in the expiry queue. `serial` tells a live entry from a
+/// stale one (the hold ended, or its slot now holds another hold).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Expiry {
+    at: UnixMs,
+    serial: u64,
+    slot: u32,
+}
+
+/// Active holds by expiry. Holds made under one sales window expire in the order
+/// they were made, so nearly every entry goes to the back of a FIFO and leaves from
+/// its front in O(1); the few that would break its order (a shorter TTL, restored
+/// holds, retries) go to a heap. Stale entries are skipped when they come out.
+#[derive(Clone, Debug, Default)]
+struct ExpiryQueue {
+    in_order: VecDeque<Expiry>,
+    out_of_order: BinaryHeap<Reverse<Expiry>>,
+}
+
+impl ExpiryQueue {
+    fn push(&mut self, e: Expiry) {
+        match self.in_order.back() {
+            Some(last) if last.at > e.at => self.out_of_order.push(Reverse(e)),
+            _ => self.in_order.push_back(e),
+        }
+    }
+
+    /// The earliest entry, and whether it is the FIFO's.
+    fn peek(&self) -> Option<(Expiry, bool)> {
+        match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(&a), Some(&Reverse(b))) => Some(if a <= b { (a, true) } else { (b, false) }),
+            (Some(&a), None) => Some((a, true)),
+            (None, Some(&Reverse(b))) => Some((b, false)),
+            (None, None) => None,
+        }
+    }
+
+    fn pop(&mut self, from_fifo: bool) {
+        if from_fifo {
+            self.in_order.pop_front();
+        } else {
+            self.out_of_order.pop();
+        }
+    }
 }
 
 impl Units {
@@ -287,10 +352,13 @@ struct Hold {
     idempotency_key: Option<IdempotencyKey>,
     fingerprint: u64,
     tickets: Vec<Ticket>,
-    /// How the purchase was paid, once purchased.
-    payment: Option<Payment>,
+    /// How the purchase was paid, once purchased (boxed: most holds never are).
+    payment: Option<Box<Payment>>,
     /// When it became expired/released, for pruning.
     ended_at: UnixMs,
+    /// Unique per hold in this inventory, so queue entries can tell a slot's
+    /// current hold from an earlier one.
+    serial: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -317,9 +385,13 @@ pub struct SeatInventory {
     /// Seats or units each buyer has held + sold.
     per_buyer: FxHashMap<BuyerId, u32>,
     /// Active holds by expiry; stale entries are skipped when popped.
-    expiries: BinaryHeap<Reverse<(UnixMs, u32, HoldId)>>,
-    /// Ended holds in the order they ended, for pruning.
-    ended: VecDeque<(UnixMs, u32, HoldId)>,
+    expiries: ExpiryQueue,
+    /// Ended holds in the order they ended, for pruning: (ended at, slot, serial).
+    ended: VecDeque<(UnixMs, u32, u64)>,
+    /// The next hold's `serial`.
+    next_serial: u64,
+    /// `Items` of GA holds by (section, quantity): at most sections × `MAX_UNITS_PER_HOLD`.
+    general_items: FxHashMap<(u16, u32), Arc<Items>>,
 }
 
 impl SeatInventory {
@@ -338,8 +410,10 @@ impl SeatInventory {
             by_id: FxHashMap::default(),
             by_key: FxHashMap::default(),
             per_buyer: FxHashMap::default(),
-            expiries: BinaryHeap::new(),
+            expiries: ExpiryQueue::default(),
             ended: VecDeque::new(),
+            next_serial: 0,
+            general_items: FxHashMap::default(),
         }
     }
 
@@ -387,6 +461,7 @@ impl SeatInventory {
             tickets,
             payment: None,
             ended_at: rec.expires_at,
+            serial: 0,
         };
         let status = hold.status;
         let slot = self.insert(hold);
@@ -398,7 +473,7 @@ impl SeatInventory {
             }
             HoldStatus::Expired | HoldStatus::Released => {
                 let h = self.slot(slot);
-                self.ended.push_back((h.ended_at, slot, h.id));
+                self.ended.push_back((h.ended_at, slot, h.serial));
                 true
             }
         };
@@ -406,8 +481,7 @@ impl SeatInventory {
             return Err(RestoreError::Conflict(rec.id));
         }
         if status == HoldStatus::Active {
-            let h = self.slot(slot);
-            self.expiries.push(Reverse((h.expires_at, slot, h.id)));
+            self.push_expiry(slot);
         }
         Ok(())
     }
@@ -480,7 +554,7 @@ impl SeatInventory {
         }
         let units = self.select(selection, quantity)?;
         let amount = self.price(&units);
-        let items = Arc::new(self.items_of(&units));
+        let items = self.items_of(&units);
         let hold = Hold {
             id,
             buyer,
@@ -496,12 +570,12 @@ impl SeatInventory {
             tickets: Vec::new(),
             payment: None,
             ended_at: now,
+            serial: 0,
         };
         let slot = self.insert(hold);
         let took = self.take_own(slot, false);
         debug_assert!(took, "select() returned units that are not free");
-        let h = self.slot(slot);
-        self.expiries.push(Reverse((h.expires_at, slot, id)));
+        self.push_expiry(slot);
         Ok(Outcome::Pending(Change::HoldCreated { hold: self.record(slot) }))
     }
 
@@ -525,7 +599,7 @@ impl SeatInventory {
         let prior = h.status;
         let retaken = match prior {
             HoldStatus::Purchased => {
-                return Ok(Outcome::Unchanged(Sale { hold: self.view(slot), payment: h.payment.clone() }));
+                return Ok(Outcome::Unchanged(Sale { hold: self.view(slot), payment: h.payment.as_deref().cloned() }));
             }
             HoldStatus::Active => false,
             HoldStatus::Expired | HoldStatus::Released => {
@@ -564,7 +638,7 @@ impl SeatInventory {
         let h = self.slot_mut(slot);
         h.tickets = tickets;
         h.status = HoldStatus::Purchased;
-        h.payment = payment.clone();
+        h.payment = payment.clone().map(Box::new);
         h.pending = Some(Pending::Purchase { prior, retaken });
         let h = self.slot(slot);
         Ok(Outcome::Pending(Change::HoldPurchased {
@@ -599,20 +673,21 @@ impl SeatInventory {
         let mut changes = Vec::new();
         let mut busy = Vec::new();
         while changes.len() < max {
-            let Some(&Reverse((at, slot, id))) = self.expiries.peek() else { break };
-            if at > now {
+            let Some((e, from_fifo)) = self.expiries.peek() else { break };
+            if e.at > now {
                 break;
             }
-            self.expiries.pop();
-            let Some(h) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else { continue };
-            if h.id != id || h.expires_at != at {
+            self.expiries.pop(from_fifo);
+            let Some(h) = self.slots.get_mut(e.slot as usize).and_then(Option::as_mut) else { continue };
+            if h.serial != e.serial || h.expires_at != e.at {
                 continue;
             }
+            let id = h.id;
             if h.pending.is_some() {
                 // Being created, paid for or released right now; look again next time.
                 // Checked before the status: a pending purchase already shows
                 // `Purchased`, and if it fails to save the hold is active again.
-                busy.push(Reverse((at, slot, id)));
+                busy.push(e);
                 continue;
             }
             if h.status != HoldStatus::Active {
@@ -621,13 +696,15 @@ impl SeatInventory {
             h.pending = Some(Pending::Expire);
             changes.push(Change::HoldExpired { hold: id, at: now });
         }
-        self.expiries.extend(busy);
+        for e in busy {
+            self.expiries.push(e);
+        }
         changes
     }
 
     /// When the next active hold expires, if any.
     pub fn next_expiry(&self) -> Option<UnixMs> {
-        self.expiries.peek().map(|Reverse((at, _, _))| *at)
+        self.expiries.peek().map(|(e, _)| e.at)
     }
 
     /// Cancels tickets of a purchased hold (the refund path): their seats go back on
@@ -674,7 +751,7 @@ impl SeatInventory {
         Some(match pending {
             Pending::Create => Settled::Created(self.view(slot)),
             Pending::Purchase { .. } => {
-                Settled::Purchased(Sale { hold: self.view(slot), payment: self.slot(slot).payment.clone() })
+                Settled::Purchased(Sale { hold: self.view(slot), payment: self.slot(slot).payment.as_deref().cloned() })
             }
             Pending::Release | Pending::Expire => {
                 self.give_back_own(slot, false);
@@ -683,8 +760,8 @@ impl SeatInventory {
                 let h = self.slot_mut(slot);
                 h.status = status;
                 h.ended_at = now;
-                let id = h.id;
-                self.ended.push_back((now, slot, id));
+                let serial = h.serial;
+                self.ended.push_back((now, slot, serial));
                 let view = self.view(slot);
                 if status == HoldStatus::Released { Settled::Released(view) } else { Settled::Expired(view) }
             }
@@ -722,8 +799,7 @@ impl SeatInventory {
             // Nothing was freed yet, so there is nothing to put back.
             Pending::Release | Pending::Expire | Pending::Cancel { .. } => {
                 if matches!(pending, Pending::Expire) {
-                    let h = self.slot(slot);
-                    self.expiries.push(Reverse((h.expires_at, slot, h.id)));
+                    self.push_expiry(slot);
                 }
             }
         }
@@ -733,13 +809,15 @@ impl SeatInventory {
     /// are long free; only a very late payment or idempotent retry would ask).
     pub fn prune_ended(&mut self, before: UnixMs) -> usize {
         let mut pruned = 0;
-        while let Some(&(at, slot, id)) = self.ended.front() {
+        while let Some(&(at, slot, serial)) = self.ended.front() {
             if at >= before {
                 break;
             }
             self.ended.pop_front();
             let still = self.slots.get(slot as usize).and_then(Option::as_ref).is_some_and(|h| {
-                h.id == id && h.pending.is_none() && matches!(h.status, HoldStatus::Expired | HoldStatus::Released)
+                h.serial == serial
+                    && h.pending.is_none()
+                    && matches!(h.status, HoldStatus::Expired | HoldStatus::Released)
             });
             if still {
                 self.remove(slot);
@@ -866,7 +944,7 @@ impl SeatInventory {
                 *per_buyer.entry(h.buyer).or_default() += units_len(&units);
                 match units {
                     Units::Seats(seats) => {
-                        for s in seats {
+                        for &s in seats.iter() {
                             if owner[s as usize] != FREE {
                                 return Err(format!("seat {} owned twice", self.layout.label(s)));
                             }
@@ -911,6 +989,11 @@ impl SeatInventory {
 
     // ---- internals -----------------------------------------------------------
 
+    fn push_expiry(&mut self, slot: u32) {
+        let h = self.slot(slot);
+        self.expiries.push(Expiry { at: h.expires_at, serial: h.serial, slot });
+    }
+
     fn slot(&self, slot: u32) -> &Hold {
         self.slots[slot as usize].as_ref().expect("slot in use")
     }
@@ -926,7 +1009,9 @@ impl SeatInventory {
         }
     }
 
-    fn insert(&mut self, hold: Hold) -> u32 {
+    fn insert(&mut self, mut hold: Hold) -> u32 {
+        hold.serial = self.next_serial;
+        self.next_serial += 1;
         let id = hold.id;
         let key = hold.idempotency_key.clone().map(|k| (hold.buyer, k));
         let slot = match self.free_slots.pop() {
@@ -949,6 +1034,9 @@ impl SeatInventory {
     fn remove(&mut self, slot: u32) {
         if let Some(h) = self.slots[slot as usize].take() {
             self.by_id.remove(&h.id);
+            if self.per_buyer.get(&h.buyer) == Some(&0) {
+                self.per_buyer.remove(&h.buyer);
+            }
             if let Some(key) = h.idempotency_key {
                 // Only if the key still names this hold: a newer hold may reuse it.
                 let entry = (h.buyer, key);
@@ -964,7 +1052,7 @@ impl SeatInventory {
     fn select(&self, selection: &Selection, quantity: u32) -> Result<Units, InventoryError> {
         match selection {
             Selection::Seats { seats: labels } => {
-                let mut seats = Vec::with_capacity(labels.len());
+                let mut seats = SeatList::new();
                 let mut taken = Vec::new();
                 for label in labels {
                     let seat =
@@ -1032,12 +1120,7 @@ impl SeatInventory {
 
     /// Best seats: sections by preference, rows front to back, and within a row the
     /// run of adjacent free seats closest to the row's centre. Deterministic.
-    fn best_available(
-        &self,
-        quantity: u32,
-        only: Option<u16>,
-        allow_split: bool,
-    ) -> Result<Vec<SeatIdx>, InventoryError> {
+    fn best_available(&self, quantity: u32, only: Option<u16>, allow_split: bool) -> Result<SeatList, InventoryError> {
         let sections: Vec<u16> = match only {
             Some(s) => vec![s],
             None => self.layout.preference.clone(),
@@ -1066,7 +1149,7 @@ impl SeatInventory {
         if !allow_split {
             return Err(InventoryError::NoAdjacentSeats(quantity));
         }
-        let mut picked = Vec::with_capacity(quantity as usize);
+        let mut picked = SeatList::new();
         'outer: for &s in &sections {
             let SectionKind::Seated { rows } = self.layout.sections[s as usize].kind else { continue };
             for r in rows.0..rows.1 {
@@ -1114,11 +1197,14 @@ impl SeatInventory {
 
     fn units_of(&self, items: &Items) -> Result<Units, String> {
         match items {
-            Items::Seats { seats } => seats
-                .iter()
-                .map(|l| self.layout.seat_by_label(l).ok_or_else(|| l.clone()))
-                .collect::<Result<_, _>>()
-                .map(Units::Seats),
+            Items::Seats { seats } => match seats.seats_in(&self.layout.rows) {
+                Some(own) => Ok(Units::Seats(own.iter().copied().collect())),
+                None => seats
+                    .iter()
+                    .map(|l| self.layout.seat_by_label(&l).ok_or_else(|| l.to_owned()))
+                    .collect::<Result<_, _>>()
+                    .map(Units::Seats),
+            },
             Items::General { section, quantity } => {
                 let s = self.layout.section_by_name(section).ok_or_else(|| section.clone())?;
                 match self.layout.sections[s as usize].kind {
@@ -1129,11 +1215,24 @@ impl SeatInventory {
         }
     }
 
-    fn items_of(&self, units: &Units) -> Items {
+    /// What `units` are, for records and views. Seat labels render when read; a
+    /// GA quantity is the same `Items` for every hold of that size, so it is shared.
+    fn items_of(&mut self, units: &Units) -> Arc<Items> {
         match units {
-            Units::Seats(seats) => Items::Seats { seats: seats.iter().map(|&s| self.layout.label(s)).collect() },
+            Units::Seats(seats) => {
+                Arc::new(Items::Seats { seats: SeatLabels::of_seats(Arc::clone(&self.layout.rows), seats.clone()) })
+            }
             Units::General { section, quantity } => {
-                Items::General { section: self.layout.section_name(*section).into(), quantity: *quantity }
+                let key = (*section, *quantity);
+                if let Some(items) = self.general_items.get(&key) {
+                    return Arc::clone(items);
+                }
+                let items = Arc::new(Items::General {
+                    section: self.layout.section_name(*section).into(),
+                    quantity: *quantity,
+                });
+                self.general_items.insert(key, Arc::clone(&items));
+                items
             }
         }
     }
@@ -1159,10 +1258,10 @@ impl SeatInventory {
                 if seats.iter().any(|&s| self.seats[s as usize] != FREE) {
                     return false;
                 }
-                for &s in seats {
+                for &s in seats.iter() {
                     self.seats[s as usize] = slot;
-                    let row = self.layout.row_of(s);
-                    let (section, r) = (row.section, self.row_index(s));
+                    let r = self.layout.row_index(s);
+                    let section = self.layout.rows[r].section;
                     self.row_free[r] -= 1;
                     let t = &mut self.tally[section as usize];
                     if sold { t.sold += 1 } else { t.held += 1 }
@@ -1189,8 +1288,8 @@ impl SeatInventory {
                 for &s in seats {
                     debug_assert_eq!(self.seats[s as usize], slot);
                     self.seats[s as usize] = FREE;
-                    let section = self.layout.section_of_seat(s);
-                    let r = self.row_index(s);
+                    let r = self.layout.row_index(s);
+                    let section = self.layout.rows[r].section;
                     self.row_free[r] += 1;
                     let t = &mut self.tally[section as usize];
                     if sold { t.sold -= 1 } else { t.held -= 1 }
@@ -1203,10 +1302,9 @@ impl SeatInventory {
         }
         let buyer = self.slot(slot).buyer;
         if let Some(n) = self.per_buyer.get_mut(&buyer) {
+            // A zero stays until the hold is removed (see `remove`): a buyer who
+            // holds and releases again soon costs no map insert and removal.
             *n -= units_len(units);
-            if *n == 0 {
-                self.per_buyer.remove(&buyer);
-            }
         }
     }
 
@@ -1230,10 +1328,6 @@ impl SeatInventory {
             }
             Units::General { section, quantity } => shift(*section, *quantity),
         }
-    }
-
-    fn row_index(&self, seat: SeatIdx) -> usize {
-        self.layout.rows.partition_point(|r| r.start <= seat) - 1
     }
 
     fn live_ticket_units(&self, slot: u32) -> Vec<Units> {
@@ -1316,7 +1410,7 @@ fn units_len(units: &Units) -> u32 {
 
 fn ticket_unit(t: &Ticket) -> Units {
     match t.seat {
-        Some(seat) => Units::Seats(vec![seat]),
+        Some(seat) => Units::Seats(SeatList::one(seat)),
         None => Units::General { section: t.section, quantity: 1 },
     }
 }

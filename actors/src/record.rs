@@ -7,8 +7,10 @@
 //! SQL, the in-memory journal does it with [`apply`].
 
 use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId, UnixMs};
+use crate::seatmap::{LabelBuf, Row, SeatIdx, SeatList};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::sync::Arc;
 
 /// What a hold is on.
@@ -16,9 +18,138 @@ use std::sync::Arc;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Items {
     /// Reserved seats, by label.
-    Seats { seats: Vec<String> },
+    Seats { seats: SeatLabels },
     /// A quantity in a general-admission section.
     General { section: String, quantity: u32 },
+}
+
+/// The labels of a hold's seats (`A-12`), serialised as a list of strings.
+///
+/// A hold the engine makes keeps its seat indexes and a share of the layout's rows,
+/// and renders labels only when they are read (a reply, the journal's write):
+/// rendering a `String` per seat for every hold — most of which are never shown —
+/// was a fifth of a hold's cost. Labels read back from storage keep their strings.
+#[derive(Clone)]
+pub struct SeatLabels(LabelsRepr);
+
+#[derive(Clone)]
+enum LabelsRepr {
+    Strings(Vec<String>),
+    Seats { rows: Arc<[Row]>, seats: SeatList },
+}
+
+/// One label, borrowed or rendered on the stack.
+pub struct Label<'a>(LabelRef<'a>);
+
+enum LabelRef<'a> {
+    Str(&'a str),
+    Buf(LabelBuf),
+}
+
+impl std::ops::Deref for Label<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match &self.0 {
+            LabelRef::Str(s) => s,
+            LabelRef::Buf(b) => b.as_str(),
+        }
+    }
+}
+
+impl Serialize for Label<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self)
+    }
+}
+
+impl fmt::Debug for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl SeatLabels {
+    /// Labels of `seats` in the layout whose rows these are.
+    pub(crate) fn of_seats(rows: Arc<[Row]>, seats: SeatList) -> Self {
+        Self(LabelsRepr::Seats { rows, seats })
+    }
+
+    /// The seat indexes, if these labels were made from `rows`.
+    pub(crate) fn seats_in(&self, rows: &Arc<[Row]>) -> Option<&[SeatIdx]> {
+        match &self.0 {
+            LabelsRepr::Seats { rows: own, seats } if Arc::ptr_eq(own, rows) => Some(seats),
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            LabelsRepr::Strings(v) => v.len(),
+            LabelsRepr::Seats { seats, .. } => seats.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The labels in order.
+    pub fn iter(&self) -> impl Iterator<Item = Label<'_>> + '_ {
+        let (strings, seats, rows): (&[String], &[SeatIdx], Option<&[Row]>) = match &self.0 {
+            LabelsRepr::Strings(v) => (v, &[], None),
+            LabelsRepr::Seats { rows, seats } => (&[], seats, Some(rows)),
+        };
+        strings
+            .iter()
+            .map(|s| Label(LabelRef::Str(s)))
+            .chain(seats.iter().filter_map(move |&seat| Some(Label(LabelRef::Buf(LabelBuf::render(rows?, seat))))))
+    }
+
+    /// The labels as strings.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(|l| l.to_owned()).collect()
+    }
+}
+
+impl From<Vec<String>> for SeatLabels {
+    fn from(labels: Vec<String>) -> Self {
+        Self(LabelsRepr::Strings(labels))
+    }
+}
+
+impl PartialEq for SeatLabels {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| *a == *b)
+    }
+}
+
+impl Eq for SeatLabels {}
+
+impl std::hash::Hash for SeatLabels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.len());
+        for label in self.iter() {
+            (*label).hash(state);
+        }
+    }
+}
+
+impl fmt::Debug for SeatLabels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for SeatLabels {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for SeatLabels {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(deserializer).map(Self::from)
+    }
 }
 
 impl Items {
@@ -195,5 +326,30 @@ pub fn apply(holds: &mut FxHashMap<HoldId, HoldRecord>, change: &Change) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seatmap::{Layout, grid};
+
+    #[test]
+    fn seat_labels_made_from_seats_equal_and_serialise_like_strings() {
+        let layout = Layout::compile(&grid(1, 2, 12)).expect("valid map");
+        let seats: SeatList = [0, 11, 12].into_iter().collect();
+        let lazy = Items::Seats { seats: SeatLabels::of_seats(Arc::clone(&layout.rows), seats) };
+        let strings = Items::Seats { seats: vec!["S0R0-1".into(), "S0R0-12".into(), "S0R1-1".into()].into() };
+        assert_eq!(lazy, strings);
+        let json = serde_json::to_string(&lazy).expect("serialises");
+        assert_eq!(json, r#"{"kind":"seats","seats":["S0R0-1","S0R0-12","S0R1-1"]}"#);
+        assert_eq!(serde_json::to_string(&strings).expect("serialises"), json);
+        assert_eq!(serde_json::from_str::<Items>(&json).expect("parses"), lazy);
+        assert_eq!(format!("{lazy:?}"), format!("{strings:?}"));
+        let hash = |items: &Items| {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(items)
+        };
+        assert_eq!(hash(&lazy), hash(&strings));
     }
 }

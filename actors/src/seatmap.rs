@@ -10,6 +10,7 @@
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Most seats (and GA capacity) one event may have.
 pub const MAX_EVENT_CAPACITY: u64 = 1_000_000;
@@ -101,6 +102,79 @@ pub enum SeatMapError {
 /// Index of a seat in the layout's flat seat array.
 pub type SeatIdx = u32;
 
+/// Seats kept inline by a [`SeatList`]: most holds are for 1 to 4 seats.
+const INLINE_SEATS: usize = 4;
+
+/// A hold's seats: up to [`INLINE_SEATS`] inline, more on the heap, so the common
+/// hold allocates nothing for its seats.
+#[derive(Clone, Debug)]
+pub(crate) enum SeatList {
+    Inline { len: u8, seats: [SeatIdx; INLINE_SEATS] },
+    Heap(Vec<SeatIdx>),
+}
+
+impl SeatList {
+    pub(crate) const fn new() -> Self {
+        SeatList::Inline { len: 0, seats: [0; INLINE_SEATS] }
+    }
+
+    pub(crate) fn one(seat: SeatIdx) -> Self {
+        SeatList::Inline { len: 1, seats: [seat, 0, 0, 0] }
+    }
+
+    pub(crate) fn push(&mut self, seat: SeatIdx) {
+        match self {
+            SeatList::Inline { len, seats } if usize::from(*len) < INLINE_SEATS => {
+                seats[usize::from(*len)] = seat;
+                *len += 1;
+            }
+            SeatList::Inline { seats, .. } => {
+                let mut heap = Vec::with_capacity(INLINE_SEATS * 2);
+                heap.extend_from_slice(seats);
+                heap.push(seat);
+                *self = SeatList::Heap(heap);
+            }
+            SeatList::Heap(heap) => heap.push(seat),
+        }
+    }
+}
+
+impl std::ops::Deref for SeatList {
+    type Target = [SeatIdx];
+    fn deref(&self) -> &[SeatIdx] {
+        match self {
+            SeatList::Inline { len, seats } => &seats[..usize::from(*len)],
+            SeatList::Heap(heap) => heap,
+        }
+    }
+}
+
+impl PartialEq for SeatList {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SeatList {}
+
+impl FromIterator<SeatIdx> for SeatList {
+    fn from_iter<I: IntoIterator<Item = SeatIdx>>(iter: I) -> Self {
+        let mut list = SeatList::new();
+        for seat in iter {
+            list.push(seat);
+        }
+        list
+    }
+}
+
+impl<'a> IntoIterator for &'a SeatList {
+    type Item = &'a SeatIdx;
+    type IntoIter = std::slice::Iter<'a, SeatIdx>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// A row in the compiled layout: a contiguous range of seat indexes.
 #[derive(Clone, Debug)]
 pub(crate) struct Row {
@@ -138,7 +212,9 @@ pub(crate) struct Section {
 pub struct Layout {
     pub(crate) tiers: Vec<(Box<str>, i64)>,
     pub(crate) sections: Vec<Section>,
-    pub(crate) rows: Vec<Row>,
+    /// Shared with the seat labels of holds (see [`crate::record::SeatLabels`]),
+    /// which render from it when read.
+    pub(crate) rows: Arc<[Row]>,
     pub(crate) row_by_label: FxHashMap<Box<str>, u32>,
     pub(crate) section_by_name: FxHashMap<Box<str>, u16>,
     pub(crate) seat_count: u32,
@@ -255,7 +331,15 @@ impl Layout {
             .filter(|&s| matches!(sections[s as usize].kind, SectionKind::Seated { .. }))
             .collect();
         preference.sort_by_key(|&s| (sections[s as usize].tier, s));
-        Ok(Self { tiers, sections, rows, row_by_label, section_by_name, seat_count: seats as u32, preference })
+        Ok(Self {
+            tiers,
+            sections,
+            rows: rows.into(),
+            row_by_label,
+            section_by_name,
+            seat_count: seats as u32,
+            preference,
+        })
     }
 
     /// Number of reserved seats (GA capacity not included).
@@ -272,33 +356,19 @@ impl Layout {
         (offset < row.len).then_some(row.start + offset)
     }
 
-    /// The row a seat is in (rows are sorted by `start`).
+    /// Index of the row a seat is in (rows are sorted by `start`).
+    pub(crate) fn row_index(&self, seat: SeatIdx) -> usize {
+        self.rows.partition_point(|r| r.start <= seat) - 1
+    }
+
+    /// The row a seat is in.
     pub(crate) fn row_of(&self, seat: SeatIdx) -> &Row {
-        let i = self.rows.partition_point(|r| r.start <= seat) - 1;
-        &self.rows[i]
+        &self.rows[self.row_index(seat)]
     }
 
     /// The label of a seat; `seat` must be in range.
     pub fn label(&self, seat: SeatIdx) -> String {
-        let row = self.row_of(seat);
-        // Built for every hold's record and view, so without the formatter and
-        // with one exact-size allocation: `format!` was a quarter of a hold+release.
-        let mut digits = [0u8; 10];
-        let mut at = digits.len();
-        let mut number = row.first + (seat - row.start);
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (number % 10) as u8;
-            number /= 10;
-            if number == 0 {
-                break;
-            }
-        }
-        let mut label = String::with_capacity(row.label.len() + 1 + digits.len() - at);
-        label.push_str(&row.label);
-        label.push('-');
-        label.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
-        label
+        LabelBuf::render(&self.rows, seat).as_str().to_owned()
     }
 
     pub(crate) fn price_of_seat(&self, seat: SeatIdx) -> i64 {
@@ -332,12 +402,50 @@ impl Layout {
 
     /// Heap bytes the layout itself uses (for the memory figures).
     pub fn heap_bytes(&self) -> usize {
-        let rows = self.rows.capacity() * std::mem::size_of::<Row>()
+        let rows = self.rows.len() * std::mem::size_of::<Row>()
             + self.rows.iter().map(|r| r.label.len()).sum::<usize>() * 2
             + self.row_by_label.capacity() * (std::mem::size_of::<(Box<str>, u32)>() + 1);
         let sections = self.sections.capacity() * std::mem::size_of::<Section>()
             + self.section_by_name.capacity() * (std::mem::size_of::<(Box<str>, u16)>() + 1);
         rows + sections + self.preference.capacity() * 2
+    }
+}
+
+/// A seat label (`{row}-{number}`) rendered on the stack: labels are read far
+/// more often than kept, and this way reading one allocates nothing.
+pub(crate) struct LabelBuf {
+    bytes: [u8; MAX_NAME_LEN + 1 + 10],
+    len: usize,
+}
+
+impl LabelBuf {
+    /// `seat`'s label; `seat` must be in range of `rows`.
+    pub(crate) fn render(rows: &[Row], seat: SeatIdx) -> Self {
+        let row = &rows[rows.partition_point(|r| r.start <= seat) - 1];
+        let mut buf = LabelBuf { bytes: [0; MAX_NAME_LEN + 1 + 10], len: 0 };
+        // Row labels are at most MAX_NAME_LEN bytes (checked by `compile`).
+        let label = &row.label.as_bytes()[..row.label.len().min(MAX_NAME_LEN)];
+        buf.bytes[..label.len()].copy_from_slice(label);
+        buf.bytes[label.len()] = b'-';
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        let mut number = row.first + (seat - row.start);
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (number % 10) as u8;
+            number /= 10;
+            if number == 0 {
+                break;
+            }
+        }
+        let start = label.len() + 1;
+        buf.bytes[start..start + digits.len() - at].copy_from_slice(&digits[at..]);
+        buf.len = start + digits.len() - at;
+        buf
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
 

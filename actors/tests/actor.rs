@@ -147,7 +147,7 @@ fn seat(label: &str) -> Selection {
 
 fn seats_of(hold: &HoldView) -> Vec<String> {
     match hold.items.as_ref() {
-        Items::Seats { seats } => seats.clone(),
+        Items::Seats { seats } => seats.to_vec(),
         Items::General { .. } => Vec::new(),
     }
 }

@@ -46,7 +46,7 @@ fn buy(inv: &mut SeatInventory, h: &HoldView, now: UnixMs) -> Result<Sale, Inven
 
 fn labels(h: &HoldView) -> Vec<String> {
     match h.items.as_ref() {
-        Items::Seats { seats } => seats.clone(),
+        Items::Seats { seats } => seats.to_vec(),
         Items::General { .. } => vec![],
     }
 }
