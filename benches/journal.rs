@@ -8,7 +8,7 @@
 
 use boxoffice::embedded_pg::EmbeddedPostgres;
 use boxoffice::journal::{JournalConfig, PgJournal};
-use boxoffice_actors::journal::Journal;
+use boxoffice_actors::journal::{Ack, Journal};
 use boxoffice_actors::{BuyerId, Change, EventId, HoldId, HoldRecord, HoldStatus, Items, Record, UnixMs};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sqlx::PgPool;
@@ -91,7 +91,7 @@ async fn append_all(journal: &PgJournal, db: &Db, n: u64) -> Duration {
         let tx = done_tx.clone();
         journal.append(
             hold_created(db.event, db.buyer, i),
-            Box::new(move |result| {
+            Ack::new(move |result| {
                 drop(permit);
                 let _ = tx.send(result.is_ok());
             }),

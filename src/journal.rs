@@ -135,7 +135,7 @@ fn unavailable() -> JournalError {
 fn fail_fast(acks: impl IntoIterator<Item = Ack>) {
     let mut n = 0;
     for ack in acks {
-        ack(Err(unavailable()));
+        ack.done(Err(unavailable()));
         n += 1;
     }
     metrics::counter!("boxoffice_journal_fast_failures_total").increment(n);
@@ -163,7 +163,7 @@ impl Journal for PgJournal {
             return;
         }
         if let Err(mpsc::error::SendError((_, ack))) = self.tx.send((record, ack)) {
-            ack(Err(JournalError::Failed("the journal is shut down".into())));
+            ack.done(Err(JournalError::Failed("the journal is shut down".into())));
         }
     }
 }
@@ -224,7 +224,7 @@ async fn commit(pool: &PgPool, breaker: &Breaker, batch: Vec<(Record, Ack)>) {
             metrics::histogram!("boxoffice_journal_commit_seconds").record(started.elapsed().as_secs_f64());
             metrics::counter!("boxoffice_journal_records_total").increment(records.len() as u64);
             for ack in acks {
-                ack(Ok(()));
+                ack.done(Ok(()));
             }
         }
         Err(e) if !is_transient(&e) && records.len() > 1 => {
@@ -236,14 +236,14 @@ async fn commit(pool: &PgPool, breaker: &Breaker, batch: Vec<(Record, Ack)>) {
                     tracing::error!(error = %e, change = one[0].change.kind(), "journal record refused");
                     metrics::counter!("boxoffice_journal_failures_total").increment(1);
                 }
-                ack(result.map_err(|e| JournalError::Failed(e.to_string())));
+                ack.done(result.map_err(|e| JournalError::Failed(e.to_string())));
             }
         }
         Err(e) => {
             tracing::error!(error = %e, records = records.len(), "journal batch failed");
             metrics::counter!("boxoffice_journal_failures_total").increment(records.len() as u64);
             for ack in acks {
-                ack(Err(JournalError::Failed(e.to_string())));
+                ack.done(Err(JournalError::Failed(e.to_string())));
             }
         }
     }

@@ -3,7 +3,8 @@
 //! Every request is a message, handled one at a time, so the inventory needs no
 //! locks and the database never arbitrates a seat. A change is applied in memory,
 //! handed to the journal, and the caller's reply port is parked until the journal
-//! acknowledges (a `Durable` message back to this actor). Meanwhile the actor keeps
+//! acknowledges (the ack lands in the actor's `Inbox`; a journal that answers inside
+//! `append` is settled before the next request). Meanwhile the actor keeps
 //! serving other messages: durability costs each caller latency, not the event
 //! throughput. A failed journal write is undone (see `SeatInventory::settle`) and
 //! the caller gets `Unavailable`; no reply ever claims a change that is not durable.
@@ -17,13 +18,13 @@ use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId, UnixMs};
 use crate::inventory::{
     Counts, HoldView, Outcome, ReconfigureError, Sale, SalesWindow, SeatInventory, SectionCounts, Selection, Settled,
 };
-use crate::journal::Journal;
+use crate::journal::{Ack, Journal};
 use crate::record::{Change, Payment, Record};
 use crate::seatmap::Layout;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rustc_hash::FxHashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Most holds expired per tick, so one tick never stalls the event.
@@ -108,55 +109,92 @@ pub enum EventMsg {
     Drain {
         reply: RpcReplyPort<()>,
     },
-    /// The journal's answer for the pending change on `hold`.
-    Durable {
-        hold: HoldId,
-        ok: bool,
-    },
     Tick,
-    /// Requests are waiting in the [`Inbox`]: handle them all.
+    /// Requests or journal acknowledgements are waiting in the [`Inbox`]: handle
+    /// them all.
     Batch,
 }
 
-/// Requests on their way to one actor, shared by its handles and the actor.
+/// Requests on their way to one actor, shared by its handles and the actor, and
+/// the journal's acknowledgements on their way back.
 ///
-/// A caller pushes its request here and posts a `Batch` message only if none is
-/// pending; the actor takes everything queued per `Batch`. Under load one mailbox
-/// message and one wake-up serve many requests, instead of one each.
+/// A caller (or the journal) pushes here and posts a `Batch` message only if none
+/// is scheduled. The actor keeps `scheduled` set while it works through the queue,
+/// so under load one mailbox message and one wake-up serve many requests and every
+/// acknowledgement, instead of one message each.
 #[derive(Default)]
 pub(crate) struct Inbox {
-    queue: std::sync::Mutex<Vec<EventMsg>>,
-    /// A `Batch` is posted and the queue not yet taken.
+    queue: Mutex<Vec<EventMsg>>,
+    /// Journal answers: (hold, durable). Its own lock, so the journal never
+    /// waits behind callers.
+    acks: Mutex<Vec<(HoldId, bool)>>,
+    /// A `Batch` is posted, or the actor is working through the queues.
     scheduled: AtomicBool,
     /// The actor has stopped: nothing queued will be handled.
     closed: AtomicBool,
+    /// Where `Batch` goes; set when the actor starts.
+    actor: OnceLock<ActorRef<EventMsg>>,
 }
 
 impl Inbox {
     /// Queues `msg`; true when the caller must post a `Batch` to wake the actor.
     pub(crate) fn push(&self, msg: EventMsg) -> bool {
-        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(msg);
+        lock(&self.queue).push(msg);
         !self.scheduled.swap(true, Ordering::SeqCst)
     }
 
-    /// Everything queued. Clears `scheduled` first, so a request queued after the
-    /// take posts a new `Batch` (and one queued before it is in the take).
-    fn take(&self) -> Vec<EventMsg> {
+    /// The journal's answer for the pending change on `hold`.
+    pub(crate) fn acknowledge(&self, hold: HoldId, ok: bool) {
+        lock(&self.acks).push((hold, ok));
+        if !self.scheduled.swap(true, Ordering::SeqCst) {
+            // If the actor is gone the change was settled by nobody; a restart
+            // reloads whatever became durable.
+            if let Some(actor) = self.actor.get() {
+                let _ = actor.send_message(EventMsg::Batch);
+            }
+        }
+    }
+
+    /// Every queued request, swapped into the actor's (empty) buffer.
+    fn take_requests(&self, requests: &mut Vec<EventMsg>) {
+        debug_assert!(requests.is_empty());
+        std::mem::swap(&mut *lock(&self.queue), requests);
+    }
+
+    /// Every queued acknowledgement, appended to `acks`.
+    fn take_acks(&self, acks: &mut Vec<(HoldId, bool)>) {
+        acks.append(&mut lock(&self.acks));
+    }
+
+    /// The actor ran out of work: clears `scheduled`, unless something arrived
+    /// meanwhile whose sender saw it still set (and so posted nothing) — then the
+    /// actor goes on (true).
+    fn idle_or_more(&self) -> bool {
         self.scheduled.store(false, Ordering::SeqCst);
-        std::mem::take(&mut *self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        let more = !lock(&self.queue).is_empty() || !lock(&self.acks).is_empty();
+        more && !self.scheduled.swap(true, Ordering::SeqCst)
     }
 
     /// The actor is gone: drops what is queued (and anything queued later, when
     /// its caller sees `is_closed`), so those callers learn it at once.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        drop(std::mem::take(&mut *self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
+        drop(std::mem::take(&mut *lock(&self.queue)));
     }
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
 }
+
+/// Locks a std mutex, also after a panic elsewhere (the data are plain queues).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Most requests one `Batch` handles before the actor yields (posting itself
+/// another `Batch`), so ticks and other actors on the same worker get a turn.
+const MAX_REQUESTS_PER_BATCH: usize = 4096;
 
 /// What an actor starts from.
 pub struct EventArgs {
@@ -169,14 +207,6 @@ pub struct EventArgs {
     pub on_passivate: Option<Box<dyn Fn() + Send + Sync>>,
     /// Shared with the actor's handles.
     pub(crate) inbox: Arc<Inbox>,
-}
-
-/// Where a journal acknowledgement goes: settled inline if it arrives while
-/// `append` is still running, else sent back as a `Durable` message.
-enum Ack {
-    Waiting,
-    Inline(bool),
-    Later,
 }
 
 /// A caller waiting for its change to become durable.
@@ -213,6 +243,45 @@ pub struct EventState {
     draining: bool,
     last_request: UnixMs,
     inbox: Arc<Inbox>,
+    /// Buffers swapped with the inbox's, so taking a batch allocates nothing.
+    requests: Vec<EventMsg>,
+    acks: Vec<(HoldId, bool)>,
+    changes: ChangeCounters,
+}
+
+/// `boxoffice_engine_changes_total` by kind, registered once per actor rather
+/// than looked up (and its key built) on every change.
+struct ChangeCounters {
+    created: metrics::Counter,
+    purchased: metrics::Counter,
+    released: metrics::Counter,
+    expired: metrics::Counter,
+    cancelled: metrics::Counter,
+    undone: metrics::Counter,
+}
+
+impl ChangeCounters {
+    fn register() -> Self {
+        Self {
+            created: metrics::counter!("boxoffice_engine_changes_total", "kind" => "hold_created"),
+            purchased: metrics::counter!("boxoffice_engine_changes_total", "kind" => "purchased"),
+            released: metrics::counter!("boxoffice_engine_changes_total", "kind" => "hold_released"),
+            expired: metrics::counter!("boxoffice_engine_changes_total", "kind" => "hold_expired"),
+            cancelled: metrics::counter!("boxoffice_engine_changes_total", "kind" => "tickets_cancelled"),
+            undone: metrics::counter!("boxoffice_engine_changes_total", "kind" => "undone"),
+        }
+    }
+
+    fn of(&self, settled: &Settled) -> &metrics::Counter {
+        match settled {
+            Settled::Created(_) => &self.created,
+            Settled::Purchased(_) => &self.purchased,
+            Settled::Released(_) => &self.released,
+            Settled::Expired(_) => &self.expired,
+            Settled::Cancelled { .. } => &self.cancelled,
+            Settled::Undone => &self.undone,
+        }
+    }
 }
 
 /// The actor itself holds no data: all of it is in `EventState`.
@@ -225,6 +294,7 @@ impl Actor for EventActor {
 
     async fn pre_start(&self, myself: ActorRef<EventMsg>, args: EventArgs) -> Result<EventState, ActorProcessingErr> {
         myself.send_interval(args.config.tick, || EventMsg::Tick);
+        let _ = args.inbox.actor.set(myself.clone());
         let now = args.clock.now();
         let mut state = EventState {
             event: args.event,
@@ -238,9 +308,12 @@ impl Actor for EventActor {
             draining: false,
             last_request: now,
             inbox: args.inbox,
+            requests: Vec::new(),
+            acks: Vec::new(),
+            changes: ChangeCounters::register(),
         };
         // Holds that lapsed while nobody was running this event expire now.
-        state.expire(&myself, now);
+        state.expire(now);
         Ok(state)
     }
 
@@ -251,12 +324,11 @@ impl Actor for EventActor {
         state: &mut EventState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            EventMsg::Batch => {
-                for message in state.inbox.take() {
-                    state.handle_one(&myself, message);
-                }
+            EventMsg::Batch => state.handle_batch(&myself),
+            message => {
+                state.handle_one(&myself, message);
+                state.settle_acks();
             }
-            message => state.handle_one(&myself, message),
         }
         Ok(())
     }
@@ -268,6 +340,48 @@ impl Actor for EventActor {
 }
 
 impl EventState {
+    /// Works through the inbox until it is empty (or the batch limit is reached),
+    /// acknowledgements first: they free holds that requests may be waiting on.
+    fn handle_batch(&mut self, myself: &ActorRef<EventMsg>) {
+        let mut handled = 0;
+        loop {
+            let mut requests = std::mem::take(&mut self.requests);
+            self.inbox.take_requests(&mut requests);
+            self.settle_acks();
+            let empty = requests.is_empty();
+            for message in requests.drain(..) {
+                self.handle_one(myself, message);
+                // A journal that answers inside `append` (the in-memory one) is
+                // settled before the next request, as if it had answered inline.
+                self.settle_acks();
+                handled += 1;
+            }
+            self.requests = requests;
+            if empty && !self.inbox.idle_or_more() {
+                return;
+            }
+            if handled >= MAX_REQUESTS_PER_BATCH {
+                // Still scheduled: this Batch stands for the rest.
+                let _ = myself.send_message(EventMsg::Batch);
+                return;
+            }
+        }
+    }
+
+    /// Settles every change the journal has answered for.
+    fn settle_acks(&mut self) {
+        self.inbox.take_acks(&mut self.acks);
+        if self.acks.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let mut acks = std::mem::take(&mut self.acks);
+        for (hold, ok) in acks.drain(..) {
+            self.settle(hold, ok, now);
+        }
+        self.acks = acks;
+    }
+
     fn handle_one(&mut self, myself: &ActorRef<EventMsg>, message: EventMsg) {
         let state = self;
         let now = state.clock.now();
@@ -275,27 +389,27 @@ impl EventState {
             EventMsg::Hold { buyer, selection, key, reply } => {
                 state.last_request = now;
                 let Some(reply) = state.admit(reply) else { return };
-                let id = HoldId::new();
+                let id = HoldId::at(now);
                 let outcome = state.inventory.hold(id, buyer, &selection, key.as_ref(), now);
-                state.respond(myself, outcome, reply, Waiter::Hold);
+                state.respond(outcome, reply, Waiter::Hold);
             }
             EventMsg::Purchase { hold, buyer, payment, reply } => {
                 state.last_request = now;
                 let Some(reply) = state.admit(reply) else { return };
                 let outcome = state.inventory.purchase(hold, buyer, payment, TicketId::new, now);
-                state.respond(myself, outcome, reply, Waiter::Purchase);
+                state.respond(outcome, reply, Waiter::Purchase);
             }
             EventMsg::Release { hold, buyer, reply } => {
                 state.last_request = now;
                 let Some(reply) = state.admit(reply) else { return };
                 let outcome = state.inventory.release(hold, buyer, now);
-                state.respond(myself, outcome, reply, Waiter::Release);
+                state.respond(outcome, reply, Waiter::Release);
             }
             EventMsg::CancelTickets { hold, buyer, tickets, reply } => {
                 state.last_request = now;
                 let Some(reply) = state.admit(reply) else { return };
                 let outcome = state.inventory.cancel_tickets(hold, buyer, &tickets, now);
-                state.respond(myself, outcome, reply, Waiter::Cancel);
+                state.respond(outcome, reply, Waiter::Cancel);
             }
             EventMsg::GetHold { hold, buyer, reply } => {
                 let view = match buyer {
@@ -323,9 +437,8 @@ impl EventState {
                 state.drains.push(reply);
                 state.finish_drain_if_done();
             }
-            EventMsg::Durable { hold, ok } => state.settle(hold, ok, now),
             EventMsg::Tick => {
-                state.expire(myself, now);
+                state.expire(now);
                 let retention = i64::try_from(state.config.ended_retention.as_millis()).unwrap_or(i64::MAX);
                 state.inventory.prune_ended(now.plus_ms(-retention));
                 if state.idle(now) {
@@ -354,7 +467,6 @@ impl EventState {
     /// Answers at once, or journals the change and parks the reply until durable.
     fn respond<T: Send + 'static>(
         &mut self,
-        myself: &ActorRef<EventMsg>,
         outcome: Result<Outcome<T>, crate::inventory::InventoryError>,
         reply: Reply<T>,
         waiter: fn(Reply<T>) -> Waiter,
@@ -369,59 +481,22 @@ impl EventState {
             Ok(Outcome::Pending(change)) => {
                 let hold = change.hold_id();
                 self.waiting.insert(hold, waiter(reply));
-                self.journal_change(myself, change);
+                self.journal_change(change);
             }
         }
     }
 
-    /// Hands `change` to the journal. A journal that acknowledges inside `append`
-    /// (the in-memory one) is settled right here; otherwise the acknowledgement
-    /// comes back later as a `Durable` message.
-    fn journal_change(&mut self, myself: &ActorRef<EventMsg>, change: Change) {
-        let hold = change.hold_id();
-        let me = myself.clone();
-        let slot = Arc::new(std::sync::Mutex::new(Ack::Waiting));
-        let slot_in_ack = Arc::clone(&slot);
-        self.journal.append(
-            Record { event: self.event, change },
-            Box::new(move |result| {
-                if let Err(e) = &result {
-                    tracing::warn!(%hold, error = %e, "journal write failed; change undone");
-                }
-                let mut ack = slot_in_ack.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if matches!(*ack, Ack::Waiting) {
-                    *ack = Ack::Inline(result.is_ok());
-                    return;
-                }
-                drop(ack);
-                // If the actor is gone the change was settled by nobody; a restart
-                // reloads whatever became durable.
-                let _ = me.send_message(EventMsg::Durable { hold, ok: result.is_ok() });
-            }),
-        );
-        let inline = {
-            let mut ack = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            std::mem::replace(&mut *ack, Ack::Later)
-        };
-        if let Ack::Inline(ok) = inline {
-            let now = self.clock.now();
-            self.settle(hold, ok, now);
-        }
+    /// Hands `change` to the journal; its answer comes back through the inbox.
+    fn journal_change(&mut self, change: Change) {
+        let ack = Ack::to_actor(change.hold_id(), Arc::clone(&self.inbox));
+        self.journal.append(Record { event: self.event, change }, ack);
     }
 
     fn settle(&mut self, hold: HoldId, ok: bool, now: UnixMs) {
         let settled = self.inventory.settle(hold, ok, now);
         let waiter = self.waiting.remove(&hold);
         if let Some(settled) = &settled {
-            let kind = match settled {
-                Settled::Created(_) => "hold_created",
-                Settled::Purchased(_) => "purchased",
-                Settled::Released(_) => "hold_released",
-                Settled::Expired(_) => "hold_expired",
-                Settled::Cancelled { .. } => "tickets_cancelled",
-                Settled::Undone => "undone",
-            };
-            metrics::counter!("boxoffice_engine_changes_total", "kind" => kind).increment(1);
+            self.changes.of(settled).increment(1);
         }
         let (Some(settled), Some(waiter)) = (settled, waiter) else { return };
         match (waiter, settled) {
@@ -436,10 +511,10 @@ impl EventState {
         self.finish_drain_if_done();
     }
 
-    fn expire(&mut self, myself: &ActorRef<EventMsg>, now: UnixMs) {
+    fn expire(&mut self, now: UnixMs) {
         for change in self.inventory.expire_due(now, MAX_EXPIRIES_PER_TICK) {
             self.waiting.insert(change.hold_id(), Waiter::Internal);
-            self.journal_change(myself, change);
+            self.journal_change(change);
         }
     }
 

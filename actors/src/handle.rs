@@ -48,21 +48,34 @@ struct Inner {
     inbox: Arc<Inbox>,
     in_flight: AtomicUsize,
     limits: Limits,
+    /// `boxoffice_actor_in_flight`, registered once instead of looked up per call.
+    in_flight_gauge: metrics::Gauge,
+    overloads: metrics::Counter,
 }
 
 /// Releases an admission slot when the call ends, however it ends.
-struct Admitted<'a>(&'a AtomicUsize);
+struct Admitted<'a>(&'a Inner);
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!("boxoffice_actor_in_flight").decrement(1.0);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_flight_gauge.decrement(1.0);
     }
 }
 
 impl EventHandle {
     pub(crate) fn new(event: EventId, actor: ActorRef<EventMsg>, inbox: Arc<Inbox>, limits: Limits) -> Self {
-        Self { inner: Arc::new(Inner { event, actor, inbox, in_flight: AtomicUsize::new(0), limits }) }
+        Self {
+            inner: Arc::new(Inner {
+                event,
+                actor,
+                inbox,
+                in_flight: AtomicUsize::new(0),
+                limits,
+                in_flight_gauge: metrics::gauge!("boxoffice_actor_in_flight"),
+                overloads: metrics::counter!("boxoffice_actor_overload_rejections_total"),
+            }),
+        }
     }
 
     pub fn event(&self) -> EventId {
@@ -141,10 +154,10 @@ impl EventHandle {
     async fn call<T: Send + 'static>(&self, msg: impl FnOnce(RpcReplyPort<T>) -> EventMsg) -> Result<T, EventError> {
         let limits = self.inner.limits;
         let before = self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
-        metrics::gauge!("boxoffice_actor_in_flight").increment(1.0);
-        let _admitted = Admitted(&self.inner.in_flight);
+        self.inner.in_flight_gauge.increment(1.0);
+        let _admitted = Admitted(&self.inner);
         if before >= limits.max_in_flight {
-            metrics::counter!("boxoffice_actor_overload_rejections_total").increment(1);
+            self.inner.overloads.increment(1);
             return Err(EventError::Overloaded { retry_after: limits.retry_after });
         }
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -55,6 +55,20 @@ id_type!(
     /// A hold on seats; once paid, the same id names the order.
     HoldId
 );
+
+impl HoldId {
+    /// A fresh v7 id for the millisecond `now` (the engine's clock), with 74
+    /// random bits. What `new` makes, less its process-wide ordering within one
+    /// millisecond: no shared lock and no clock read, which were a tenth of a
+    /// hold's cost in the actor. Ids still sort by millisecond.
+    pub fn at(now: UnixMs) -> Self {
+        let r = Uuid::new_v4().into_bytes();
+        // Bytes 6 and 8 of a v4 carry its version and variant; skip them.
+        let random = [r[0], r[1], r[2], r[3], r[4], r[5], r[7], r[9], r[10], r[11]];
+        let millis = u64::try_from(now.0).unwrap_or(0);
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
+    }
+}
 id_type!(
     /// One admission: a seat, or one unit of a general-admission section.
     TicketId
@@ -131,6 +145,19 @@ mod tests {
         assert!(IdempotencyKey::parse("ünïcode").is_err());
         assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
         assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn hold_ids_at_a_time_are_v7_of_that_millisecond_and_distinct() {
+        let now = UnixMs(1_700_000_000_123);
+        let a = HoldId::at(now);
+        let b = HoldId::at(now);
+        assert_ne!(a, b);
+        assert_eq!(a.0.get_version_num(), 7);
+        assert_eq!(a.0.get_variant(), uuid::Variant::RFC4122);
+        let (secs, nanos) = a.0.get_timestamp().expect("v7 has a timestamp").to_unix();
+        assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, 1_700_000_000_123);
+        assert!(HoldId::at(UnixMs(1_700_000_000_124)) > a, "later milliseconds sort later");
     }
 
     #[test]

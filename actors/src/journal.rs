@@ -1,8 +1,8 @@
 //! The persistence port: where the actor sends each change and learns when it is
 //! durable.
 //!
-//! `Journal::append` must not block: it queues the record and calls `ack` exactly
-//! once, later or at once, with `Ok` only when the record is durable. The actor
+//! `Journal::append` must not block: it queues the record and answers `ack`
+//! exactly once, later or at once, with `Ok` only when the record is durable. The actor
 //! keeps serving other requests meanwhile, so a journal that group-commits turns
 //! durability into latency, not lost throughput.
 //!
@@ -10,15 +10,49 @@
 //! in memory (so an actor can be "restarted" from it), can group-commit with a
 //! delay, and can be told to fail.
 
+use crate::actor::Inbox;
 use crate::ids::{EventId, HoldId};
-use crate::record::{HoldRecord, Record, apply};
+use crate::record::{Change, HoldRecord, Record, apply};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-/// Called once per record: `Ok` when durable, `Err` when it never will be.
-pub type Ack = Box<dyn FnOnce(Result<(), JournalError>) + Send + 'static>;
+/// The answer a journal owes for one record: call [`Ack::done`] exactly once,
+/// `Ok` when the record is durable, `Err` when it never will be.
+pub struct Ack(AckTo);
+
+enum AckTo {
+    /// Back to the actor that made the change, through its inbox: no allocation
+    /// per record, and no message when the actor is running anyway.
+    Actor { hold: HoldId, inbox: Arc<Inbox> },
+    /// Anyone else (benches, tools): a callback.
+    Callback(Box<dyn FnOnce(Result<(), JournalError>) + Send + 'static>),
+}
+
+impl Ack {
+    /// An acknowledgement that calls `f`.
+    pub fn new(f: impl FnOnce(Result<(), JournalError>) + Send + 'static) -> Self {
+        Self(AckTo::Callback(Box::new(f)))
+    }
+
+    pub(crate) fn to_actor(hold: HoldId, inbox: Arc<Inbox>) -> Self {
+        Self(AckTo::Actor { hold, inbox })
+    }
+
+    /// Reports the record's fate.
+    pub fn done(self, result: Result<(), JournalError>) {
+        match self.0 {
+            AckTo::Actor { hold, inbox } => {
+                if let Err(e) = &result {
+                    tracing::warn!(%hold, error = %e, "journal write failed; change undone");
+                }
+                inbox.acknowledge(hold, result.is_ok());
+            }
+            AckTo::Callback(f) => f(result),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum JournalError {
@@ -28,7 +62,7 @@ pub enum JournalError {
 
 /// Where changes become durable.
 pub trait Journal: Send + Sync + 'static {
-    /// Queues `record`; calls `ack` once it is durable or has failed. Never blocks.
+    /// Queues `record`; answers `ack` once it is durable or has failed. Never blocks.
     fn append(&self, record: Record, ack: Ack);
 }
 
@@ -51,7 +85,8 @@ struct MemoryInner {
     fail_every: AtomicU64,
     appended: AtomicU64,
     committed: AtomicU64,
-    batcher: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(Record, Ack)>>>,
+    /// Set once by `with_commit_delay`; read without a lock on every append.
+    batcher: OnceLock<tokio::sync::mpsc::UnboundedSender<(Record, Ack)>>,
 }
 
 impl MemoryJournal {
@@ -66,7 +101,7 @@ impl MemoryJournal {
     pub fn with_commit_delay(delay: Duration) -> Self {
         let journal = Self::default();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Record, Ack)>();
-        *journal.inner.batcher.lock().expect("journal lock") = Some(tx);
+        let _ = journal.inner.batcher.set(tx);
         let inner = Arc::downgrade(&journal.inner);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -113,25 +148,31 @@ impl MemoryInner {
         let n = self.appended.fetch_add(1, Ordering::SeqCst) + 1;
         let every = self.fail_every.load(Ordering::SeqCst);
         if self.failing.load(Ordering::SeqCst) || (every > 0 && n.is_multiple_of(every)) {
-            ack(Err(JournalError::Failed("injected failure".into())));
+            ack.done(Err(JournalError::Failed("injected failure".into())));
             return;
         }
         {
             let mut store = self.store.lock().expect("journal lock");
-            apply(store.entry(record.event).or_default(), &record.change);
+            let holds = store.entry(record.event).or_default();
+            match record.change {
+                // Moved in, not cloned: the record is the journal's now.
+                Change::HoldCreated { hold } => {
+                    holds.insert(hold.id, hold);
+                }
+                change => apply(holds, &change),
+            }
         }
         self.committed.fetch_add(1, Ordering::SeqCst);
-        ack(Ok(()));
+        ack.done(Ok(()));
     }
 }
 
 impl Journal for MemoryJournal {
     fn append(&self, record: Record, ack: Ack) {
-        let batcher = self.inner.batcher.lock().expect("journal lock").clone();
-        match batcher {
+        match self.inner.batcher.get() {
             Some(tx) => {
                 if let Err(tokio::sync::mpsc::error::SendError((_, ack))) = tx.send((record, ack)) {
-                    ack(Err(JournalError::Failed("journal stopped".into())));
+                    ack.done(Err(JournalError::Failed("journal stopped".into())));
                 }
             }
             None => self.inner.commit(record, ack),
