@@ -17,6 +17,7 @@ use crate::payments::stripe::StripeProvider;
 use crate::payments::test_provider::TestProvider;
 use crate::qr::QrSigner;
 use crate::relay::OutboxRelay;
+use crate::search::SearchIndex;
 use crate::{auth, db, events, holds, purchases, system, tickets};
 use anyhow::Context;
 use axum::extract::{MatchedPath, Request};
@@ -65,6 +66,8 @@ pub struct Shared {
     currencies: DashMap<Uuid, Arc<tokio::sync::OnceCell<String>>>,
     /// Event and buyer of the holds created here, so paying for one does not ask the database.
     pub hold_owners: crate::holds::HoldOwners,
+    /// Published events in memory for `GET /events/search`.
+    pub search: Arc<SearchIndex>,
 }
 
 impl Deref for AppState {
@@ -96,12 +99,16 @@ impl AppState {
         result
     }
 
-    /// Forgets cached facts about an event after it changed: its currency here,
-    /// and event details and search results in Redis.
+    /// Forgets cached facts about an event after it changed (its currency here,
+    /// event details in Redis) and brings the search index up to date, so the
+    /// change shows in the next search.
     pub async fn invalidate_event(&self, event: Uuid) {
         self.currencies.remove(&event);
         self.cache.invalidate_prefix("event").await;
-        self.cache.invalidate_prefix("search").await;
+        if let Err(e) = self.search.sync().await {
+            // The background sync catches up once the database answers.
+            tracing::warn!(error = %e, "search index not refreshed after an event change");
+        }
     }
 }
 
@@ -254,6 +261,10 @@ impl Application {
         let relay_task = tokio::spawn(OutboxRelay::new(pool.clone(), redis.as_ref(), notifier).run(async move {
             let _ = relay_stopped.await;
         }));
+        let search = Arc::new(SearchIndex::new(pool.clone()));
+        let started = Instant::now();
+        search.sync().await.context("loading the search index")?;
+        tracing::info!(events = search.len(), took_ms = started.elapsed().as_millis() as u64, "search index loaded");
         let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
         let state = AppState(Arc::new(Shared {
             db: pool,
@@ -267,9 +278,11 @@ impl Application {
             settings,
             currencies: DashMap::new(),
             hold_owners: crate::holds::HoldOwners::default(),
+            search: search.clone(),
         }));
         let router = router(state.clone());
-        let background = vec![tokio::spawn(system::report_availability(state.clone()))];
+        let background =
+            vec![tokio::spawn(system::report_availability(state.clone())), tokio::spawn(search.keep_in_sync())];
         Ok(Self { listener, router, state, journal_writers, embedded, background, relay: (relay_stop, relay_task) })
     }
 

@@ -16,12 +16,12 @@ use crate::auth::{AuthUser, MaybeAuthUser, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::loader::sales_window;
+use crate::search::{Filters, Order};
 use axum::extract::State;
 use axum::http::StatusCode;
 use boxoffice_actors::{Availability, EventId, Layout, SeatMap};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -149,8 +149,6 @@ struct CachedEvent {
 
 /// How long cached details live (they are also invalidated on every change).
 const DETAILS_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-/// Search results carry an availability snapshot, so they live briefly.
-const SEARCH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct EventRow {
@@ -749,44 +747,17 @@ pub struct SearchResult {
     pub events: Vec<EventOut>,
     pub page: u32,
     pub per_page: u32,
-    /// Matching events, exact up to 10,000 (and 10,000 beyond).
+    /// How many events match, in all.
     pub total: i64,
 }
 
 /// Most results one search returns per page.
 const MAX_PER_PAGE: u32 = 100;
-/// Deepest page reachable by offset (keeps every search query cheap).
+/// Deepest page reachable by offset.
 const MAX_OFFSET: u32 = 10_000;
 
-/// Search totals are exact up to this many matches, and this number beyond.
-const MAX_SEARCH_TOTAL: i64 = 10_000;
-
-/// The WHERE clauses of a search, after `status = 'published'`.
-fn push_search_filters(qb: &mut QueryBuilder<Postgres>, q: Option<&str>, p: &SearchParams) {
-    if let Some(q) = q {
-        qb.push(" AND e.search @@ websearch_to_tsquery('simple', ").push_bind(q.to_owned()).push(")");
-    }
-    if let Some(c) = p.category.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
-        qb.push(" AND e.category = ").push_bind(c.to_owned());
-    }
-    if let Some(from) = p.from {
-        qb.push(" AND e.event_date >= ").push_bind(from);
-    }
-    if let Some(to) = p.to {
-        qb.push(" AND e.event_date < ").push_bind(to);
-    }
-    if let Some(max) = p.max_price {
-        qb.push(" AND e.min_price <= ").push_bind(max);
-    }
-    if let Some(min) = p.min_price {
-        qb.push(" AND e.max_price >= ").push_bind(min);
-    }
-    if p.available == Some(true) {
-        qb.push(" AND e.taken_count < e.total_seats");
-    }
-}
-
-/// Search published events.
+/// Search published events: filtered, ranked, counted and paged in memory
+/// (src/search.rs); only the page's rows come from the database.
 #[utoipa::path(get, path = "/events/search", tag = "events", params(SearchParams),
     responses((status = 200, body = SearchResult), (status = 400)))]
 async fn search_events(
@@ -811,54 +782,36 @@ async fn search_events(
     if q.is_some_and(|q| q.len() > 200) {
         return Err(ApiError::bad_request("invalid_query", "q is at most 200 characters"));
     }
-    let sort = match p.sort.as_deref().unwrap_or(if q.is_some() { "relevance" } else { "date" }) {
-        "date" => "e.event_date ASC, e.event_id",
-        "-date" => "e.event_date DESC, e.event_id",
-        "price" => "e.min_price ASC NULLS LAST, e.event_id",
-        "-price" => "e.max_price DESC NULLS LAST, e.event_id",
-        "relevance" if q.is_some() => {
-            "ts_rank(e.search, websearch_to_tsquery('simple', $q)) DESC, e.event_date, e.event_id"
-        }
+    let order = match p.sort.as_deref().unwrap_or(if q.is_some() { "relevance" } else { "date" }) {
+        "date" => Order::Date,
+        "-date" => Order::DateDesc,
+        "price" => Order::Price,
+        "-price" => Order::PriceDesc,
+        "relevance" if q.is_some() => Order::Relevance,
         other => return Err(ApiError::bad_request("invalid_query", format!("unknown sort {other:?}"))),
     };
-
-    let canonical =
-        serde_json::json!([q, p.category, p.from, p.to, p.max_price, p.min_price, p.available, sort, page, per_page])
-            .to_string();
-    let cache_key = state.cache.namespace_key("search", &canonical).await;
-    if let Some(key) = &cache_key
-        && let Some(hit) = state.cache.get_json::<SearchResult>(key).await
-    {
-        return Ok(axum::Json(hit));
+    let filters = Filters {
+        category: p.category.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned),
+        from: p.from,
+        to: p.to,
+        max_price: p.max_price,
+        min_price: p.min_price,
+        available: p.available == Some(true),
+    };
+    let hits = state.search.search(q, &filters, order, ((page - 1) * per_page) as usize, per_page as usize);
+    let mut events = Vec::with_capacity(hits.ids.len());
+    if !hits.ids.is_empty() {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events e JOIN users u ON u.user_id = e.organizer_id
+             WHERE e.event_id = ANY($1) AND e.status = 'published'"
+        );
+        let mut rows: Vec<EventRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&hits.ids).fetch_all(&state.db).await?;
+        // In the index's order; an event unpublished since the index last synced drops out.
+        let position: std::collections::HashMap<Uuid, usize> =
+            hits.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        rows.sort_by_key(|r| position.get(&r.event_id).copied());
+        events.extend(rows.into_iter().map(EventOut::from));
     }
-    // The page: ordered by an index-friendly key and cut at LIMIT, so a listing
-    // reads only the rows it returns.
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {EVENT_COLUMNS} FROM events e JOIN users u ON u.user_id = e.organizer_id WHERE e.status = 'published'"
-    ));
-    push_search_filters(&mut qb, q, &p);
-    qb.push(" ORDER BY ");
-    match sort.split_once("$q") {
-        Some((before, after)) => {
-            qb.push(before).push_bind(q.unwrap_or_default().to_owned()).push(after);
-        }
-        None => {
-            qb.push(sort);
-        }
-    }
-    qb.push(" LIMIT ").push_bind(i64::from(per_page)).push(" OFFSET ").push_bind(i64::from((page - 1) * per_page));
-    let rows: Vec<EventRow> = qb.build_query_as().fetch_all(&state.db).await?;
-    // The total, counted separately and capped: counting every match of a broad
-    // query would cost more than the page itself.
-    let mut count: QueryBuilder<Postgres> =
-        // No select list: a bitmap scan that needs no column may skip all-visible pages.
-        QueryBuilder::new("SELECT count(*) FROM (SELECT FROM events e WHERE e.status = 'published'");
-    push_search_filters(&mut count, q, &p);
-    count.push(" LIMIT ").push_bind(MAX_SEARCH_TOTAL).push(") AS matches");
-    let total: i64 = count.build_query_scalar().fetch_one(&state.db).await?;
-    let result = SearchResult { events: rows.into_iter().map(Into::into).collect(), page, per_page, total };
-    if let Some(key) = &cache_key {
-        state.cache.set_json(key, &result, SEARCH_CACHE_TTL).await;
-    }
-    Ok(axum::Json(result))
+    Ok(axum::Json(SearchResult { events, page, per_page, total: i64::try_from(hits.total).unwrap_or(i64::MAX) }))
 }

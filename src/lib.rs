@@ -23,6 +23,7 @@ pub mod payments;
 pub mod purchases;
 pub mod qr;
 pub mod relay;
+pub mod search;
 pub mod system;
 pub mod telemetry;
 pub mod tickets;

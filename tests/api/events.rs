@@ -269,6 +269,71 @@ async fn search_filters_sorts_and_pages_published_events_only() {
     assert_problem(app.get("/events/search?bogus=1", None).await, StatusCode::BAD_REQUEST, "invalid_query").await;
 }
 
+async fn insert_published(conn: &mut sqlx::PgConnection, organizer: Uuid, title: &str) {
+    sqlx::query(
+        "INSERT INTO events (event_id, organizer_id, title, venue_name, event_date, status)
+         VALUES (gen_random_uuid(), $1, $2, 'Side Hall', now() + interval '30 days', 'published')",
+    )
+    .bind(organizer)
+    .bind(title)
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
+/// How many events a search for `q` finds once it finds `want` (or what it finds
+/// after ten seconds of syncs).
+async fn search_total_becomes(app: &TestApp, q: &str, want: i64) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found: Value = app.get(&format!("/events/search?q={q}"), None).await.json().await.unwrap();
+        let total = found["total"].as_i64().unwrap();
+        if total == want || std::time::Instant::now() > deadline {
+            return total;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The search index follows the database whoever writes it: rows inserted, renamed,
+/// unpublished and deleted with plain SQL show up in search, and a transaction that
+/// started first but commits last is not skipped.
+#[tokio::test]
+async fn search_follows_changes_made_straight_in_the_database() {
+    let app = spawn_app().await;
+    let (organizer, org, _) = app.user("organizer").await;
+    app.published_event(&org, None, None).await;
+
+    let mut slow = app.db.begin().await.unwrap();
+    insert_published(&mut slow, organizer, "Slowpoke Recital").await;
+    let mut quick = app.db.acquire().await.unwrap();
+    insert_published(&mut quick, organizer, "Quick Quartet").await;
+    assert_eq!(search_total_becomes(&app, "quartet", 1).await, 1);
+    assert_eq!(search_total_becomes(&app, "slowpoke", 0).await, 0, "not committed yet");
+    slow.commit().await.unwrap();
+    assert_eq!(search_total_becomes(&app, "slowpoke", 1).await, 1, "the late commit was read");
+
+    sqlx::query("UPDATE events SET title = 'Renamed Recital' WHERE title = 'Slowpoke Recital'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(search_total_becomes(&app, "renamed", 1).await, 1);
+    assert_eq!(search_total_becomes(&app, "slowpoke", 0).await, 0, "the old title is forgotten");
+    sqlx::query("UPDATE events SET status = 'closed' WHERE title = 'Quick Quartet'").execute(&app.db).await.unwrap();
+    assert_eq!(search_total_becomes(&app, "quartet", 0).await, 0, "a closed event leaves the search");
+    sqlx::query("DELETE FROM events WHERE title = 'Renamed Recital'").execute(&app.db).await.unwrap();
+    assert_eq!(search_total_becomes(&app, "recital", 0).await, 0, "a deleted event leaves the search");
+
+    let all: Value = app.get("/events/search", None).await.json().await.unwrap();
+    assert_eq!(all["total"], 1, "only the event published through the API is left: {all}");
+    // A restarted server loads the same index from the database.
+    let url = app.stop().await;
+    let app = spawn_app_on(url, &[]).await;
+    let all: Value = app.get("/events/search", None).await.json().await.unwrap();
+    assert_eq!(all["total"], 1);
+    assert_eq!(search_total_becomes(&app, "quartet", 0).await, 0);
+}
+
 #[tokio::test]
 async fn bad_event_input_is_a_clear_4xx_and_writes_nothing() {
     let app = spawn_app().await;
