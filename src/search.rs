@@ -185,12 +185,14 @@ impl SearchIndex {
                     index.remove(event.event_id);
                 }
             }
+            index.finish();
         }
         if !deleted.is_empty() {
             let mut index = self.write();
             for id in deleted {
                 index.remove(id);
             }
+            index.finish();
         }
         *floor = next;
         metrics::gauge!("boxoffice_search_indexed_events").set(self.len() as f64);
@@ -285,27 +287,80 @@ struct Resolved {
     terms: Option<Box<[u32]>>,
 }
 
+/// What every query reads of an event, packed so a scan of 100k events streams
+/// ~5 MB; the rest ([`Doc`]) is read only for words and phrases.
+#[derive(Clone, Copy, Default)]
+struct Hot {
+    /// Microseconds since the epoch.
+    date: i64,
+    min_price: i64,
+    max_price: i64,
+    /// The event id as two big-endian halves: sorts like the UUID.
+    id: (u64, u64),
+    /// Interned category (0: none).
+    category: u32,
+    total: i32,
+    taken: i32,
+    flags: u8,
+}
+
+const LIVE: u8 = 1;
+const HAS_MIN: u8 = 2;
+const HAS_MAX: u8 = 4;
+
+/// [`Filters`] in the index's terms.
+struct Wanted {
+    category: Option<u32>,
+    from: i64,
+    to: i64,
+    max_price: Option<i64>,
+    min_price: Option<i64>,
+    available: bool,
+}
+
+impl Hot {
+    fn passes(&self, w: &Wanted) -> bool {
+        self.date >= w.from
+            && self.date < w.to
+            && w.category.is_none_or(|c| self.category == c)
+            && w.max_price.is_none_or(|max| self.flags & HAS_MIN != 0 && self.min_price <= max)
+            && w.min_price.is_none_or(|min| self.flags & HAS_MAX != 0 && self.max_price >= min)
+            && (!w.available || self.taken < self.total)
+    }
+
+    /// Smaller sorts first.
+    fn key(&self, order: Order, score: i64) -> (i64, i64, (u64, u64)) {
+        match order {
+            Order::Date => (self.date, 0, self.id),
+            Order::DateDesc => (-self.date, 0, self.id),
+            Order::Price => (i64::from(self.flags & HAS_MIN == 0), self.min_price, self.id),
+            Order::PriceDesc => (i64::from(self.flags & HAS_MAX == 0), -self.max_price, self.id),
+            Order::Relevance => (-score, self.date, self.id),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Index {
-    slots: Vec<Option<Doc>>,
+    /// By slot; a free slot is not [`LIVE`].
+    hot: Vec<Hot>,
+    docs: Vec<Option<Doc>>,
     free: Vec<u32>,
     by_id: FxHashMap<Uuid, u32>,
-    /// Token → term id. Terms are never forgotten (the vocabulary is bounded).
+    /// Live slots by date, for date-range filters; rebuilt by [`Index::finish`].
+    by_date: Vec<(i64, u32)>,
+    by_date_stale: bool,
+    /// Category → id from 1. Never forgotten (few distinct categories).
+    categories: FxHashMap<Box<str>, u32>,
+    /// Token → term id. Never forgotten (the vocabulary is bounded).
     terms: FxHashMap<Box<str>, u32>,
-    /// Term id → the slots of the events that have it (unordered).
-    postings: Vec<Vec<u32>>,
+    /// Term id → (slot, fields) of the events that have it (unordered).
+    postings: Vec<Vec<(u32, u8)>>,
     live: usize,
 }
 
+/// What words and phrases need of an event.
 struct Doc {
-    id: Uuid,
-    /// Microseconds since the epoch.
-    date: i64,
-    min_price: Option<i64>,
-    max_price: Option<i64>,
-    category: Option<Box<str>>,
-    total: i32,
-    taken: i32,
     /// Term ids in text order: the title, then venue and category, then the description.
     tokens: Box<[u32]>,
     /// Where the title's and the venue/category's tokens end.
@@ -339,26 +394,6 @@ impl Doc {
             }
         }
     }
-
-    fn passes(&self, f: &Filters) -> bool {
-        f.category.as_deref().is_none_or(|c| self.category.as_deref() == Some(c))
-            && f.from.is_none_or(|from| self.date >= from.timestamp_micros())
-            && f.to.is_none_or(|to| self.date < to.timestamp_micros())
-            && f.max_price.is_none_or(|max| self.min_price.is_some_and(|p| p <= max))
-            && f.min_price.is_none_or(|min| self.max_price.is_some_and(|p| p >= min))
-            && (!f.available || self.taken < self.total)
-    }
-
-    /// Smaller sorts first.
-    fn key(&self, order: Order, score: i64) -> (i64, i64, Uuid) {
-        match order {
-            Order::Date => (self.date, 0, self.id),
-            Order::DateDesc => (-self.date, 0, self.id),
-            Order::Price => (i64::from(self.min_price.is_none()), self.min_price.unwrap_or(0), self.id),
-            Order::PriceDesc => (i64::from(self.max_price.is_none()), -self.max_price.unwrap_or(0), self.id),
-            Order::Relevance => (-score, self.date, self.id),
-        }
-    }
 }
 
 impl Index {
@@ -372,7 +407,21 @@ impl Index {
         id
     }
 
+    fn category_id(&mut self, category: Option<&str>) -> u32 {
+        let Some(category) = category else { return 0 };
+        if let Some(&id) = self.categories.get(category) {
+            return id;
+        }
+        let id = u32::try_from(self.categories.len() + 1).expect("fewer than 4 billion categories");
+        self.categories.insert(category.into(), id);
+        id
+    }
+
     fn upsert(&mut self, e: IndexedEvent) {
+        // A change that keeps the date (an availability report, a new title) keeps
+        // the date order: the slot just freed is the one reused.
+        let before = self.by_id.get(&e.event_id).map(|&slot| (self.hot[slot as usize].date, slot));
+        let order_was_stale = self.by_date_stale;
         self.remove(e.event_id);
         let mut tokens = Vec::new();
         let mut ends = [0u32; 2];
@@ -411,40 +460,59 @@ impl Index {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slots.push(None);
-                u32::try_from(self.slots.len() - 1).expect("fewer than 4 billion events")
+                self.hot.push(Hot::default());
+                self.docs.push(None);
+                u32::try_from(self.docs.len() - 1).expect("fewer than 4 billion events")
             }
         };
-        for &(t, _) in &terms {
-            self.postings[t as usize].push(slot);
+        for &(t, fields) in &terms {
+            self.postings[t as usize].push((slot, fields));
         }
-        self.slots[slot as usize] = Some(Doc {
-            id: e.event_id,
+        self.hot[slot as usize] = Hot {
             date: e.event_date.timestamp_micros(),
-            min_price: e.min_price,
-            max_price: e.max_price,
-            category: e.category.map(String::into_boxed_str),
+            min_price: e.min_price.unwrap_or(0),
+            max_price: e.max_price.unwrap_or(0),
+            id: e.event_id.as_u64_pair(),
+            category: self.category_id(e.category.as_deref()),
             total: e.total_seats,
             taken: e.taken_count,
-            tokens: tokens.into_boxed_slice(),
-            ends,
-            terms: terms.into_boxed_slice(),
-        });
+            flags: LIVE
+                | if e.min_price.is_some() { HAS_MIN } else { 0 }
+                | if e.max_price.is_some() { HAS_MAX } else { 0 },
+        };
+        self.docs[slot as usize] =
+            Some(Doc { tokens: tokens.into_boxed_slice(), ends, terms: terms.into_boxed_slice() });
         self.by_id.insert(e.event_id, slot);
         self.live += 1;
+        self.by_date_stale = order_was_stale || before != Some((self.hot[slot as usize].date, slot));
     }
 
     fn remove(&mut self, id: Uuid) {
         let Some(slot) = self.by_id.remove(&id) else { return };
-        let doc = self.slots[slot as usize].take().expect("an indexed event has a slot");
+        let doc = self.docs[slot as usize].take().expect("an indexed event has a slot");
         for &(t, _) in doc.terms.iter() {
             let posting = &mut self.postings[t as usize];
-            if let Some(at) = posting.iter().position(|&s| s == slot) {
+            if let Some(at) = posting.iter().position(|&(s, _)| s == slot) {
                 posting.swap_remove(at);
             }
         }
+        self.hot[slot as usize] = Hot::default();
         self.free.push(slot);
         self.live -= 1;
+        self.by_date_stale = true;
+    }
+
+    /// Rebuilds the date order after changes (a sort of nearly sorted data).
+    fn finish(&mut self) {
+        if !self.by_date_stale {
+            return;
+        }
+        self.by_date.clear();
+        self.by_date.extend(
+            self.hot.iter().enumerate().filter(|(_, h)| h.flags & LIVE != 0).map(|(slot, h)| (h.date, slot as u32)),
+        );
+        self.by_date.sort_unstable();
+        self.by_date_stale = false;
     }
 
     fn resolve(&self, group: &[Operand]) -> Vec<Resolved> {
@@ -457,11 +525,11 @@ impl Index {
             .collect()
     }
 
-    /// The slots a group can match: the shortest posting list among its positive
-    /// operands; `None` = every event (a group of exclusions only); empty when a
-    /// required word is in no event.
-    fn candidates<'a>(&'a self, group: &[Resolved]) -> Option<&'a [u32]> {
-        let mut best: Option<&[u32]> = None;
+    /// The postings a group can match: the shortest list among its positive
+    /// operands' words; `None` = every event (a group of exclusions only); empty
+    /// when a required word is in no event.
+    fn candidates<'a>(&'a self, group: &[Resolved]) -> Option<&'a [(u32, u8)]> {
+        let mut best: Option<&[(u32, u8)]> = None;
         for op in group.iter().filter(|op| !op.negated) {
             let Some(terms) = &op.terms else { return Some(&[]) };
             for &t in terms.iter() {
@@ -491,60 +559,88 @@ impl Index {
         total
     }
 
+    fn wanted(&self, f: &Filters) -> Option<Wanted> {
+        let category = match f.category.as_deref() {
+            // A category no event has matches nothing.
+            Some(c) => Some(*self.categories.get(c)?),
+            None => None,
+        };
+        Some(Wanted {
+            category,
+            from: f.from.map_or(i64::MIN, |t| t.timestamp_micros()),
+            to: f.to.map_or(i64::MAX, |t| t.timestamp_micros()),
+            max_price: f.max_price,
+            min_price: f.min_price,
+            available: f.available,
+        })
+    }
+
     fn search(&self, words: Option<&str>, filters: &Filters, order: Order, offset: usize, limit: usize) -> Hits {
+        let Some(wanted) = self.wanted(filters) else { return Hits { ids: Vec::new(), total: 0 } };
         let groups: Option<Vec<Vec<Resolved>>> = words.map(|q| parse(q).iter().map(|g| self.resolve(g)).collect());
-        let wanted = offset.saturating_add(limit);
-        let mut best: BinaryHeap<((i64, i64, Uuid), u32)> = BinaryHeap::with_capacity(wanted.min(1_024) + 1);
+        // One plain word: its postings carry the score.
+        let single_word = match groups.as_deref() {
+            Some([group]) => matches!(group.as_slice(), [Resolved { negated: false, terms: Some(t) }] if t.len() == 1),
+            _ => false,
+        };
+        let keep = offset.saturating_add(limit);
+        let mut best: BinaryHeap<((i64, i64, (u64, u64)), u32)> = BinaryHeap::with_capacity(keep.min(1_024) + 1);
         let mut total = 0u64;
-        let mut consider = |slot: u32, doc: &Doc| {
-            if !doc.passes(filters) {
+        let mut consider = |slot: u32, fields: u8| {
+            let hot = &self.hot[slot as usize];
+            if hot.flags & LIVE == 0 || !hot.passes(&wanted) {
                 return;
             }
             let score = match &groups {
-                Some(groups) => match Self::score(doc, groups) {
-                    Some(score) => score,
-                    None => return,
-                },
                 None => 0,
+                Some(_) if single_word => weight(fields),
+                Some(groups) => {
+                    let Some(doc) = &self.docs[slot as usize] else { return };
+                    match Self::score(doc, groups) {
+                        Some(score) => score,
+                        None => return,
+                    }
+                }
             };
             total += 1;
-            if wanted == 0 {
+            if keep == 0 {
                 return;
             }
-            let key = doc.key(order, score);
-            if best.len() < wanted {
+            let key = hot.key(order, score);
+            if best.len() < keep {
                 best.push((key, slot));
             } else if best.peek().is_some_and(|(worst, _)| key < *worst) {
                 best.pop();
                 best.push((key, slot));
             }
         };
-        let all = || self.slots.iter().enumerate().filter_map(|(i, d)| d.as_ref().map(|d| (i as u32, d)));
-        match &groups {
-            None => all().for_each(|(slot, doc)| consider(slot, doc)),
-            Some(groups) => {
-                let lists: Vec<Option<&[u32]>> = groups.iter().map(|g| self.candidates(g)).collect();
-                if lists.iter().any(Option::is_none) {
-                    all().for_each(|(slot, doc)| consider(slot, doc));
-                } else {
-                    let mut slots: Vec<u32> = lists.into_iter().flatten().flatten().copied().collect();
-                    if groups.len() > 1 {
-                        slots.sort_unstable();
-                        slots.dedup();
-                    }
-                    for slot in slots {
-                        if let Some(doc) = &self.slots[slot as usize] {
-                            consider(slot, doc);
-                        }
-                    }
+        let lists: Option<Vec<&[(u32, u8)]>> =
+            groups.as_ref().and_then(|groups| groups.iter().map(|g| self.candidates(g)).collect());
+        match lists {
+            Some(lists) => {
+                let mut postings: Vec<(u32, u8)> = lists.into_iter().flatten().copied().collect();
+                if postings.len() > 1 && groups.as_ref().is_some_and(|g| g.len() > 1) {
+                    postings.sort_unstable_by_key(|&(slot, _)| slot);
+                    postings.dedup_by_key(|&mut (slot, _)| slot);
                 }
+                postings.into_iter().for_each(|(slot, fields)| consider(slot, fields));
             }
+            // Every event is a candidate: a date range reads only its dates.
+            None if !self.by_date_stale && (filters.from.is_some() || filters.to.is_some()) => {
+                let start = self.by_date.partition_point(|&(d, _)| d < wanted.from);
+                let end = self.by_date.partition_point(|&(d, _)| d < wanted.to);
+                self.by_date[start..end.max(start)].iter().for_each(|&(_, slot)| consider(slot, 0));
+            }
+            None => (0..self.hot.len() as u32).for_each(|slot| consider(slot, 0)),
         }
         let ids = best
             .into_sorted_vec()
             .into_iter()
             .skip(offset)
-            .filter_map(|(_, slot)| self.slots[slot as usize].as_ref().map(|d| d.id))
+            .map(|(_, slot)| {
+                let (hi, lo) = self.hot[slot as usize].id;
+                Uuid::from_u64_pair(hi, lo)
+            })
             .collect();
         Hits { ids, total }
     }
@@ -581,6 +677,7 @@ mod tests {
         for e in events {
             index.upsert(e);
         }
+        index.finish();
         index
     }
 
@@ -705,7 +802,25 @@ mod tests {
         index.upsert(event(9, "Gala Rock", "", None, "2030-01-01T00:00:00Z", None));
         assert_eq!(ids(&index, Some("gala"), &f, Order::Date), [9]);
         assert_eq!(ids(&index, Some("rock"), &f, Order::Relevance), [9, 2]);
-        assert_eq!(index.slots.len(), 4);
+        assert_eq!(index.docs.len(), 4);
+    }
+
+    #[test]
+    fn the_date_order_follows_changes() {
+        let mut index = sample();
+        let mut chess = event(3, "Chess Open", "Rapid and blitz.", Some("sport"), "2031-05-01T09:00:00Z", Some(1000));
+        chess.taken_count = 5;
+        index.upsert(chess.clone());
+        assert!(!index.by_date_stale, "an availability change keeps the date order");
+        chess.event_date = "2030-01-01T00:00:00Z".parse().unwrap();
+        index.upsert(chess);
+        assert!(index.by_date_stale);
+        let early = Filters { to: "2031-01-02T00:00:00Z".parse().ok(), ..Filters::default() };
+        assert_eq!(ids(&index, None, &early, Order::Date), [3, 4], "a stale order falls back to a full scan");
+        index.finish();
+        assert_eq!(ids(&index, None, &early, Order::Date), [3, 4]);
+        let unknown = Filters { category: Some("opera".into()), ..Filters::default() };
+        assert!(ids(&index, None, &unknown, Order::Date).is_empty());
     }
 
     #[test]
