@@ -304,6 +304,9 @@ struct Hot {
     flags: u8,
 }
 
+/// Orders results: two ranks, then the event id; smaller first.
+type SortKey = (i64, i64, (u64, u64));
+
 const LIVE: u8 = 1;
 const HAS_MIN: u8 = 2;
 const HAS_MAX: u8 = 4;
@@ -329,7 +332,7 @@ impl Hot {
     }
 
     /// Smaller sorts first.
-    fn key(&self, order: Order, score: i64) -> (i64, i64, (u64, u64)) {
+    fn key(&self, order: Order, score: i64) -> SortKey {
         match order {
             Order::Date => (self.date, 0, self.id),
             Order::DateDesc => (-self.date, 0, self.id),
@@ -584,7 +587,7 @@ impl Index {
             _ => false,
         };
         let keep = offset.saturating_add(limit);
-        let mut best: BinaryHeap<((i64, i64, (u64, u64)), u32)> = BinaryHeap::with_capacity(keep.min(1_024) + 1);
+        let mut best: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep.min(1_024) + 1);
         let mut total = 0u64;
         let mut consider = |slot: u32, fields: u8| {
             let hot = &self.hot[slot as usize];

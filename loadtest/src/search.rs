@@ -11,7 +11,7 @@ use crate::cli::SearchArgs;
 use crate::http::Api;
 use crate::report::{LatencyRow, OutcomeRow, Report, Timeline, fact, rate_row};
 use crate::stats::new_histogram;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chrono::{DateTime, Duration as Days, Utc};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
@@ -285,6 +285,23 @@ pub async fn run(
     let published: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE status = 'published'").fetch_one(pool).await?;
     facts.push(fact("published events", published.to_string()));
+    // The server searches an in-memory index that picks up rows written straight in
+    // SQL within a sync or two; measure only once it lists every published event.
+    let waited = Instant::now();
+    loop {
+        let listed = match api.get("/events/search?per_page=1", None).await {
+            Ok(r) if r.ok() => r.json::<SearchReply>().map(|r| r.total).ok(),
+            _ => None,
+        };
+        if listed == Some(published) {
+            break;
+        }
+        if waited.elapsed() > Duration::from_secs(120) {
+            bail!("the server lists {listed:?} of {published} published events after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    facts.push(fact("index caught up", format!("{:.1} s after seeding", waited.elapsed().as_secs_f64())));
 
     eprintln!("loadtest: measuring {} searches at concurrency {}…", args.requests, args.concurrency);
     let before_metrics = crate::prom::scrape(api).await;
