@@ -303,27 +303,28 @@ pub fn apply(holds: &mut FxHashMap<HoldId, HoldRecord>, change: &Change) {
         Change::HoldCreated { hold } => {
             holds.insert(hold.id, hold.clone());
         }
-        Change::HoldPurchased { hold, tickets, .. } => {
-            if let Some(h) = holds.get_mut(hold) {
-                h.status = HoldStatus::Purchased;
-                h.tickets = tickets.clone();
+        other => {
+            if let Some(h) = holds.get_mut(&other.hold_id()) {
+                apply_to(h, other);
             }
         }
-        Change::HoldReleased { hold, .. } => {
-            if let Some(h) = holds.get_mut(hold) {
-                h.status = HoldStatus::Released;
-            }
+    }
+}
+
+/// Applies a durable change to the stored hold it is about; a creation (which
+/// has no stored hold yet) changes nothing here.
+pub fn apply_to(h: &mut HoldRecord, change: &Change) {
+    match change {
+        Change::HoldCreated { .. } => {}
+        Change::HoldPurchased { tickets, .. } => {
+            h.status = HoldStatus::Purchased;
+            h.tickets = tickets.clone();
         }
-        Change::HoldExpired { hold, .. } => {
-            if let Some(h) = holds.get_mut(hold) {
-                h.status = HoldStatus::Expired;
-            }
-        }
-        Change::TicketsCancelled { hold, tickets, .. } => {
-            if let Some(h) = holds.get_mut(hold) {
-                for t in h.tickets.iter_mut().filter(|t| tickets.contains(&t.id)) {
-                    t.cancelled = true;
-                }
+        Change::HoldReleased { .. } => h.status = HoldStatus::Released,
+        Change::HoldExpired { .. } => h.status = HoldStatus::Expired,
+        Change::TicketsCancelled { tickets, .. } => {
+            for t in h.tickets.iter_mut().filter(|t| tickets.contains(&t.id)) {
+                t.cancelled = true;
             }
         }
     }
