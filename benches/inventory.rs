@@ -68,8 +68,9 @@ fn thread_cpu_time() -> Option<Duration> {
 }
 
 /// Hold one explicit seat, settle, release it, settle: two decisions per round.
-/// `fresh_ids` makes a new time-ordered `HoldId` per hold as the actor does;
-/// otherwise ids come from a counter, to time the state machine alone.
+/// `fresh_ids` makes a new time-ordered `HoldId` per hold as the actor does
+/// (`HoldId::at` the engine clock's millisecond); otherwise ids come from a
+/// counter, to time the state machine alone.
 fn hold_release_rounds(iters: u64, fresh_ids: bool, timer: Timer) -> Duration {
     let mut inv = inventory(&grid(1, 10, 50));
     let buyer = BuyerId::new();
@@ -77,7 +78,7 @@ fn hold_release_rounds(iters: u64, fresh_ids: bool, timer: Timer) -> Duration {
     let mut now = T0;
     timer.time(|| {
         for i in 0..iters {
-            let id = if fresh_ids { HoldId::new() } else { HoldId(Uuid::from_u64_pair(1, i)) };
+            let id = if fresh_ids { HoldId::at(now) } else { HoldId(Uuid::from_u64_pair(1, i)) };
             let held = inv.hold(id, buyer, &selection, None, now);
             settled(&mut inv, held, now);
             let released = inv.release(id, buyer, now);
@@ -96,7 +97,7 @@ fn decisions(c: &mut Criterion) {
     group.throughput(Throughput::Elements(2));
     group.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     let mut cases =
-        vec![("decisions (counter ids)", false, Timer::Wall), ("decisions (HoldId::new per hold)", true, Timer::Wall)];
+        vec![("decisions (counter ids)", false, Timer::Wall), ("decisions (HoldId::at per hold)", true, Timer::Wall)];
     if thread_cpu_time().is_some() {
         cases.push(("decisions (counter ids, on-CPU time)", false, Timer::OnCpu));
     }
