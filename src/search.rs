@@ -357,7 +357,7 @@ struct Index {
     categories: FxHashMap<Box<str>, u32>,
     /// Token → term id. Never forgotten (the vocabulary is bounded).
     terms: FxHashMap<Box<str>, u32>,
-    /// Term id → (slot, fields) of the events that have it (unordered).
+    /// Term id → (slot, fields) of the events that have it, sorted by slot.
     postings: Vec<Vec<(u32, u8)>>,
     live: usize,
 }
@@ -425,7 +425,6 @@ impl Index {
         // the date order: the slot just freed is the one reused.
         let before = self.by_id.get(&e.event_id).map(|&slot| (self.hot[slot as usize].date, slot));
         let order_was_stale = self.by_date_stale;
-        self.remove(e.event_id);
         let mut tokens = Vec::new();
         let mut ends = [0u32; 2];
         let venue_and_category = format!("{} {}", e.venue_name, e.category.as_deref().unwrap_or(""));
@@ -438,6 +437,27 @@ impl Index {
                 ends[i] = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
             }
         }
+        let hot = Hot {
+            date: e.event_date.timestamp_micros(),
+            min_price: e.min_price.unwrap_or(0),
+            max_price: e.max_price.unwrap_or(0),
+            id: e.event_id.as_u64_pair(),
+            category: self.category_id(e.category.as_deref()),
+            total: e.total_seats,
+            taken: e.taken_count,
+            flags: LIVE
+                | if e.min_price.is_some() { HAS_MIN } else { 0 }
+                | if e.max_price.is_some() { HAS_MAX } else { 0 },
+        };
+        // Same words (an availability report, a new price or date): the postings stay.
+        if let Some((date, slot)) = before
+            && self.docs[slot as usize].as_ref().is_some_and(|d| *d.tokens == *tokens && d.ends == ends)
+        {
+            self.hot[slot as usize] = hot;
+            self.by_date_stale = order_was_stale || date != hot.date;
+            return;
+        }
+        self.remove(e.event_id);
         let mut terms: Vec<(u32, u8)> = tokens
             .iter()
             .enumerate()
@@ -469,20 +489,12 @@ impl Index {
             }
         };
         for &(t, fields) in &terms {
-            self.postings[t as usize].push((slot, fields));
+            let posting = &mut self.postings[t as usize];
+            // Sorted by slot; a bulk load appends.
+            let at = posting.partition_point(|&(s, _)| s < slot);
+            posting.insert(at, (slot, fields));
         }
-        self.hot[slot as usize] = Hot {
-            date: e.event_date.timestamp_micros(),
-            min_price: e.min_price.unwrap_or(0),
-            max_price: e.max_price.unwrap_or(0),
-            id: e.event_id.as_u64_pair(),
-            category: self.category_id(e.category.as_deref()),
-            total: e.total_seats,
-            taken: e.taken_count,
-            flags: LIVE
-                | if e.min_price.is_some() { HAS_MIN } else { 0 }
-                | if e.max_price.is_some() { HAS_MAX } else { 0 },
-        };
+        self.hot[slot as usize] = hot;
         self.docs[slot as usize] =
             Some(Doc { tokens: tokens.into_boxed_slice(), ends, terms: terms.into_boxed_slice() });
         self.by_id.insert(e.event_id, slot);
@@ -495,8 +507,8 @@ impl Index {
         let doc = self.docs[slot as usize].take().expect("an indexed event has a slot");
         for &(t, _) in doc.terms.iter() {
             let posting = &mut self.postings[t as usize];
-            if let Some(at) = posting.iter().position(|&(s, _)| s == slot) {
-                posting.swap_remove(at);
+            if let Ok(at) = posting.binary_search_by_key(&slot, |&(s, _)| s) {
+                posting.remove(at);
             }
         }
         self.hot[slot as usize] = Hot::default();
@@ -528,38 +540,86 @@ impl Index {
             .collect()
     }
 
-    /// The postings a group can match: the shortest list among its positive
-    /// operands' words; `None` = every event (a group of exclusions only); empty
-    /// when a required word is in no event.
-    fn candidates<'a>(&'a self, group: &[Resolved]) -> Option<&'a [(u32, u8)]> {
-        let mut best: Option<&[(u32, u8)]> = None;
-        for op in group.iter().filter(|op| !op.negated) {
-            let Some(terms) = &op.terms else { return Some(&[]) };
-            for &t in terms.iter() {
-                let posting = self.postings[t as usize].as_slice();
-                if best.is_none_or(|b| posting.len() < b.len()) {
-                    best = Some(posting);
-                }
+    /// The events a group matches, as (slot, score) sorted by slot. Plain words
+    /// intersect their postings (sorted by slot, carrying the fields: no event is
+    /// read); phrases and exclusions are then checked on what is left.
+    fn group_matches(&self, group: &[Resolved]) -> Vec<(u32, i64)> {
+        let mut words: Vec<&[(u32, u8)]> = Vec::new();
+        let mut checks: Vec<&Resolved> = Vec::new();
+        for op in group {
+            match (&op.terms, op.negated) {
+                // A required word that no event has.
+                (None, false) => return Vec::new(),
+                (None, true) => {}
+                (Some(terms), false) if terms.len() == 1 => words.push(&self.postings[terms[0] as usize]),
+                (Some(_), _) => checks.push(op),
             }
         }
-        best
+        words.sort_by_key(|list| list.len());
+        let mut found: Vec<(u32, i64)> = match words.split_first() {
+            Some((shortest, rest)) => {
+                let mut found: Vec<(u32, i64)> = shortest.iter().map(|&(slot, f)| (slot, weight(f))).collect();
+                for list in rest {
+                    let mut at = 0;
+                    found.retain_mut(|(slot, score)| {
+                        at += list[at..].partition_point(|&(s, _)| s < *slot);
+                        match list.get(at) {
+                            Some(&(s, f)) if s == *slot => {
+                                *score += weight(f);
+                                true
+                            }
+                            _ => false,
+                        }
+                    });
+                }
+                found
+            }
+            // Phrases: the candidates are the events with the phrase's rarest word.
+            None => match checks
+                .iter()
+                .filter(|op| !op.negated)
+                .filter_map(|op| op.terms.as_deref())
+                .flatten()
+                .min_by_key(|&&t| self.postings[t as usize].len())
+            {
+                Some(&t) => self.postings[t as usize].iter().map(|&(slot, _)| (slot, 0)).collect(),
+                // Exclusions only: every event.
+                None => {
+                    (0..self.hot.len() as u32).filter(|&s| self.docs[s as usize].is_some()).map(|s| (s, 0)).collect()
+                }
+            },
+        };
+        if !checks.is_empty() {
+            found.retain_mut(|(slot, score)| {
+                let Some(doc) = &self.docs[*slot as usize] else { return false };
+                checks.iter().all(|op| {
+                    let fields = op.terms.as_deref().map_or(0, |t| doc.fields_matching(t));
+                    *score += weight(fields);
+                    (fields != 0) != op.negated
+                })
+            });
+        }
+        found
     }
 
-    /// The doc's score for the query, or `None` when it does not match.
-    fn score(doc: &Doc, groups: &[Vec<Resolved>]) -> Option<i64> {
-        let mut total = None;
+    /// The events the query matches, as (slot, score) sorted by slot; the score
+    /// sums the groups (`or`) an event matches.
+    fn matches(&self, groups: &[Vec<Resolved>]) -> Vec<(u32, i64)> {
+        let mut all: Vec<(u32, i64)> = Vec::new();
         for group in groups {
-            let mut score = 0;
-            let matched = group.iter().all(|op| {
-                let fields = op.terms.as_deref().map_or(0, |t| doc.fields_matching(t));
-                score += weight(fields);
-                (fields != 0) != op.negated
-            });
-            if matched {
-                total = Some(total.unwrap_or(0) + score);
-            }
+            all.extend(self.group_matches(group));
         }
-        total
+        if groups.len() > 1 {
+            all.sort_unstable_by_key(|&(slot, _)| slot);
+            all.dedup_by(|later, first| {
+                let same = later.0 == first.0;
+                if same {
+                    first.1 += later.1;
+                }
+                same
+            });
+        }
+        all
     }
 
     fn wanted(&self, f: &Filters) -> Option<Wanted> {
@@ -581,30 +641,14 @@ impl Index {
     fn search(&self, words: Option<&str>, filters: &Filters, order: Order, offset: usize, limit: usize) -> Hits {
         let Some(wanted) = self.wanted(filters) else { return Hits { ids: Vec::new(), total: 0 } };
         let groups: Option<Vec<Vec<Resolved>>> = words.map(|q| parse(q).iter().map(|g| self.resolve(g)).collect());
-        // One plain word: its postings carry the score.
-        let single_word = match groups.as_deref() {
-            Some([group]) => matches!(group.as_slice(), [Resolved { negated: false, terms: Some(t) }] if t.len() == 1),
-            _ => false,
-        };
         let keep = offset.saturating_add(limit);
         let mut best: BinaryHeap<(SortKey, u32)> = BinaryHeap::with_capacity(keep.min(1_024) + 1);
         let mut total = 0u64;
-        let mut consider = |slot: u32, fields: u8| {
+        let mut consider = |slot: u32, score: i64| {
             let hot = &self.hot[slot as usize];
             if hot.flags & LIVE == 0 || !hot.passes(&wanted) {
                 return;
             }
-            let score = match &groups {
-                None => 0,
-                Some(_) if single_word => weight(fields),
-                Some(groups) => {
-                    let Some(doc) = &self.docs[slot as usize] else { return };
-                    match Self::score(doc, groups) {
-                        Some(score) => score,
-                        None => return,
-                    }
-                }
-            };
             total += 1;
             if keep == 0 {
                 return;
@@ -617,17 +661,9 @@ impl Index {
                 best.push((key, slot));
             }
         };
-        let lists: Option<Vec<&[(u32, u8)]>> =
-            groups.as_ref().and_then(|groups| groups.iter().map(|g| self.candidates(g)).collect());
-        match lists {
-            Some(lists) => {
-                let mut postings: Vec<(u32, u8)> = lists.into_iter().flatten().copied().collect();
-                if postings.len() > 1 && groups.as_ref().is_some_and(|g| g.len() > 1) {
-                    postings.sort_unstable_by_key(|&(slot, _)| slot);
-                    postings.dedup_by_key(|&mut (slot, _)| slot);
-                }
-                postings.into_iter().for_each(|(slot, fields)| consider(slot, fields));
-            }
+        match &groups {
+            // In slot order: the packed records are read front to back.
+            Some(groups) => self.matches(groups).into_iter().for_each(|(slot, score)| consider(slot, score)),
             // Every event is a candidate: a date range reads only its dates.
             None if !self.by_date_stale && (filters.from.is_some() || filters.to.is_some()) => {
                 let start = self.by_date.partition_point(|&(d, _)| d < wanted.from);
@@ -824,6 +860,58 @@ mod tests {
         assert_eq!(ids(&index, None, &early, Order::Date), [3, 4]);
         let unknown = Filters { category: Some("opera".into()), ..Filters::default() };
         assert!(ids(&index, None, &unknown, Order::Date).is_empty());
+    }
+
+    /// Random inserts, renames, availability updates and removals: the postings stay
+    /// sorted and every two-word query finds what a plain scan of the events finds.
+    #[test]
+    fn churn_keeps_the_postings_exact() {
+        const WORDS: [&str; 6] = ["jazz", "rock", "tokyo", "osaka", "live", "night"];
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut index = Index::default();
+        let mut model: std::collections::BTreeMap<u128, IndexedEvent> = Default::default();
+        for step in 0..3_000u32 {
+            let id = u128::from(next(60) as u32);
+            match next(4) {
+                0 => {
+                    index.remove(Uuid::from_u128(id));
+                    model.remove(&id);
+                }
+                1 if model.contains_key(&id) => {
+                    let mut e = model[&id].clone();
+                    e.taken_count = (e.taken_count + 1) % 11;
+                    index.upsert(e.clone());
+                    model.insert(id, e);
+                }
+                _ => {
+                    let title = format!("{} {}", WORDS[next(6) as usize], WORDS[next(6) as usize]);
+                    let date = format!("2031-01-{:02}T00:00:00Z", 1 + next(28));
+                    let e = event(id, &title, WORDS[next(6) as usize], None, &date, Some(i64::from(step)));
+                    index.upsert(e.clone());
+                    model.insert(id, e);
+                }
+            }
+        }
+        index.finish();
+        assert!(index.postings.iter().all(|p| p.windows(2).all(|w| w[0].0 < w[1].0)), "postings sorted by slot");
+        assert_eq!(index.live, model.len());
+        for a in WORDS {
+            for b in WORDS {
+                let q = format!("{a} {b}");
+                let has = |e: &IndexedEvent, w: &str| tokens(&e.title).chain(tokens(&e.description)).any(|t| t == w);
+                let mut want: Vec<(DateTime<Utc>, u128)> =
+                    model.iter().filter(|(_, e)| has(e, a) && has(e, b)).map(|(id, e)| (e.event_date, *id)).collect();
+                want.sort();
+                let want: Vec<u128> = want.into_iter().map(|(_, id)| id).collect();
+                assert_eq!(ids(&index, Some(&q), &Filters::default(), Order::Date), want, "{q}");
+            }
+        }
     }
 
     #[test]
