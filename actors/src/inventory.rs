@@ -392,7 +392,14 @@ pub struct SeatInventory {
     next_serial: u64,
     /// `Items` of GA holds by (section, quantity): at most sections × `MAX_UNITS_PER_HOLD`.
     general_items: FxHashMap<(u16, u32), Arc<Items>>,
+    /// `Items` allocations of removed seat holds that nothing else shared, reused
+    /// by the next seat holds instead of allocating (at most `SPARE_ITEMS`).
+    spare_items: Vec<Arc<Items>>,
 }
+
+/// How many unshared `Arc<Items>` allocations are kept for reuse: about a tick's
+/// worth of ended holds on a busy event, at most ~64 KiB.
+const SPARE_ITEMS: usize = 1024;
 
 impl SeatInventory {
     pub fn new(layout: Layout, window: SalesWindow) -> Self {
@@ -414,6 +421,7 @@ impl SeatInventory {
             ended: VecDeque::new(),
             next_serial: 0,
             general_items: FxHashMap::default(),
+            spare_items: Vec::new(),
         }
     }
 
@@ -1032,17 +1040,24 @@ impl SeatInventory {
     }
 
     fn remove(&mut self, slot: u32) {
-        if let Some(h) = self.slots[slot as usize].take() {
-            self.by_id.remove(&h.id);
-            if self.per_buyer.get(&h.buyer) == Some(&0) {
-                self.per_buyer.remove(&h.buyer);
+        if let Some(Hold { id, buyer, idempotency_key, mut items, .. }) = self.slots[slot as usize].take() {
+            self.by_id.remove(&id);
+            if self.per_buyer.get(&buyer) == Some(&0) {
+                self.per_buyer.remove(&buyer);
             }
-            if let Some(key) = h.idempotency_key {
+            if let Some(key) = idempotency_key {
                 // Only if the key still names this hold: a newer hold may reuse it.
-                let entry = (h.buyer, key);
+                let entry = (buyer, key);
                 if self.by_key.get(&entry) == Some(&slot) {
                     self.by_key.remove(&entry);
                 }
+            }
+            // Keep the allocation for the next seat hold if no record or view shares it.
+            if self.spare_items.len() < SPARE_ITEMS
+                && matches!(*items, Items::Seats { .. })
+                && Arc::get_mut(&mut items).is_some()
+            {
+                self.spare_items.push(items);
             }
             self.free_slots.push(slot);
         }
@@ -1220,7 +1235,14 @@ impl SeatInventory {
     fn items_of(&mut self, units: &Units) -> Arc<Items> {
         match units {
             Units::Seats(seats) => {
-                Arc::new(Items::Seats { seats: SeatLabels::of_seats(Arc::clone(&self.layout.rows), seats.clone()) })
+                let items = Items::Seats { seats: SeatLabels::of_seats(Arc::clone(&self.layout.rows), seats.clone()) };
+                if let Some(mut spare) = self.spare_items.pop()
+                    && let Some(unshared) = Arc::get_mut(&mut spare)
+                {
+                    *unshared = items;
+                    return spare;
+                }
+                Arc::new(items)
             }
             Units::General { section, quantity } => {
                 let key = (*section, *quantity);
@@ -1360,7 +1382,7 @@ impl SeatInventory {
             status: h.status,
             idempotency_key: h.idempotency_key.clone(),
             fingerprint: h.fingerprint,
-            tickets: self.ticket_records(slot),
+            tickets: if h.tickets.is_empty() { Vec::new() } else { self.ticket_records(slot) },
         }
     }
 
