@@ -501,7 +501,7 @@ impl EventState {
         let (Some(settled), Some(waiter)) = (settled, waiter) else { return };
         match (waiter, settled) {
             (Waiter::Hold(r), Settled::Created(v)) => drop(r.send(Ok(v))),
-            (Waiter::Purchase(r), Settled::Purchased(s)) => drop(r.send(Ok(s))),
+            (Waiter::Purchase(r), Settled::Purchased(s)) => drop(r.send(Ok(*s))),
             (Waiter::Release(r), Settled::Released(v)) => drop(r.send(Ok(v))),
             (Waiter::Cancel(r), Settled::Cancelled { hold, .. }) => drop(r.send(Ok(hold))),
             (waiter, Settled::Undone) => waiter.fail(),

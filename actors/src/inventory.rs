@@ -213,7 +213,8 @@ pub enum Outcome<T> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Settled {
     Created(HoldView),
-    Purchased(Sale),
+    /// Boxed: the other, far more common, answers stay small to move.
+    Purchased(Box<Sale>),
     Released(HoldView),
     Expired(HoldView),
     Cancelled {
@@ -758,9 +759,10 @@ impl SeatInventory {
         }
         Some(match pending {
             Pending::Create => Settled::Created(self.view(slot)),
-            Pending::Purchase { .. } => {
-                Settled::Purchased(Sale { hold: self.view(slot), payment: self.slot(slot).payment.as_deref().cloned() })
-            }
+            Pending::Purchase { .. } => Settled::Purchased(Box::new(Sale {
+                hold: self.view(slot),
+                payment: self.slot(slot).payment.as_deref().cloned(),
+            })),
             Pending::Release | Pending::Expire => {
                 self.give_back_own(slot, false);
                 let status =
@@ -1017,6 +1019,7 @@ impl SeatInventory {
         }
     }
 
+    #[inline(always)]
     fn insert(&mut self, mut hold: Hold) -> u32 {
         hold.serial = self.next_serial;
         self.next_serial += 1;

@@ -229,6 +229,22 @@ fn valid_name(name: &str, is_row: bool) -> bool {
         && name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.' || (!is_row && (c == ' ' || c == '-')))
 }
 
+/// `label.rsplit_once('-')` with the part after the dash parsed as `u32::from_str`
+/// would. The usual label (`A-12`: 1 to 9 digits after the last dash) is read in
+/// one pass without the generic parser; anything else takes the generic path.
+fn split_label(label: &str) -> Option<(&str, u32)> {
+    let bytes = label.as_bytes();
+    let digits = bytes.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if (1..=9).contains(&digits) && bytes.len() > digits && bytes[bytes.len() - digits - 1] == b'-' {
+        let dash = bytes.len() - digits - 1;
+        // At most 9 digits: no overflow.
+        let number = bytes[dash + 1..].iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+        return Some((&label[..dash], number));
+    }
+    let (row, number) = label.rsplit_once('-')?;
+    Some((row, number.parse().ok()?))
+}
+
 impl Layout {
     /// Validates and compiles a seat map. Never panics, whatever the input.
     pub fn compile(map: &SeatMap) -> Result<Self, SeatMapError> {
@@ -349,8 +365,7 @@ impl Layout {
 
     /// Finds a seat by its label (`A-12`).
     pub fn seat_by_label(&self, label: &str) -> Option<SeatIdx> {
-        let (row, number) = label.rsplit_once('-')?;
-        let number: u32 = number.parse().ok()?;
+        let (row, number) = split_label(label)?;
         let row = &self.rows[*self.row_by_label.get(row)? as usize];
         let offset = number.checked_sub(row.first)?;
         (offset < row.len).then_some(row.start + offset)
@@ -474,6 +489,38 @@ mod tests {
 
     fn map_json(json: &str) -> SeatMap {
         serde_json::from_str(json).expect("valid json")
+    }
+
+    #[test]
+    fn split_label_agrees_with_rsplit_and_parse() {
+        fn generic(l: &str) -> Option<(&str, u32)> {
+            l.rsplit_once('-').and_then(|(r, n)| Some((r, n.parse::<u32>().ok()?)))
+        }
+        for l in [
+            "A-12",
+            "S0R0-25",
+            "A-0",
+            "A-0012",
+            "A-",
+            "-5",
+            "5",
+            "A",
+            "",
+            "A-+5",
+            "A-4294967295",
+            "A-4294967296",
+            "A-999999999",
+            "A-1234567890",
+            "A--3",
+            "A-3-4",
+            "é-3",
+            "A-3é",
+            "A- 3",
+            "A-12a",
+            "AB-C-123456789",
+        ] {
+            assert_eq!(split_label(l), generic(l), "{l:?}");
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn hold(inv: &mut SeatInventory, buyer: BuyerId, sel: &Selection, now: UnixMs) -
 
 fn buy(inv: &mut SeatInventory, h: &HoldView, now: UnixMs) -> Result<Sale, InventoryError> {
     match commit(inv, |i| i.purchase(h.id, h.buyer, None, TicketId::new, now), now)? {
-        Settled::Purchased(s) => Ok(s),
+        Settled::Purchased(s) => Ok(*s),
         other => panic!("unexpected {other:?}"),
     }
 }
