@@ -14,7 +14,6 @@ use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId};
 use crate::inventory::{HoldView, ReconfigureError, Sale, SalesWindow, Selection};
 use crate::record::Payment;
 use crate::seatmap::Layout;
-use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,9 +142,18 @@ impl EventHandle {
     /// Waits for pending writes, then stops the actor. New changes are refused
     /// meanwhile.
     pub async fn drain_and_stop(&self) {
-        let drained =
-            self.inner.actor.call(|reply| EventMsg::Drain { reply }, Some(self.inner.limits.call_timeout)).await;
-        if !matches!(drained, Ok(CallResult::Success(()))) {
+        // Through the inbox, like every request, so it is ordered after those queued
+        // before it and before those queued after it (admission control aside: a
+        // drain is never shed).
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inbox = &self.inner.inbox;
+        let must_post = inbox.push(EventMsg::Drain { reply: RpcReplyPort::from(tx) });
+        if (must_post && self.inner.actor.send_message(EventMsg::Batch).is_err()) || inbox.is_closed() {
+            // Already stopped: nothing to drain.
+            inbox.close();
+        }
+        let drained = tokio::time::timeout(self.inner.limits.call_timeout, rx).await;
+        if !matches!(drained, Ok(Ok(()))) {
             tracing::warn!(event = %self.inner.event, "event actor did not drain in time");
         }
         self.inner.actor.stop(Some("shutdown".into()));
