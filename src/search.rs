@@ -151,17 +151,14 @@ impl SearchIndex {
             .fetch_one(&mut *tx)
             .await?;
         // Rows no longer published come back with listed = false and leave the index.
-        let rows: Vec<(bool, IndexedEvent)> = sqlx::query_as::<_, ChangedRow>(
+        let rows: Vec<ChangedRow> = sqlx::query_as(
             "SELECT status = 'published' AS listed, event_id, title, description, category, venue_name, event_date,
                     min_price, max_price, total_seats, taken_count
              FROM events WHERE search_xid >= $1::text::xid8 AND ($1 > 0 OR status = 'published')",
         )
         .bind(*floor)
         .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|r| (r.listed, r.event))
-        .collect();
+        .await?;
         let deleted: Vec<Uuid> =
             sqlx::query_scalar("SELECT event_id FROM event_deletions WHERE deleted_xid >= $1::text::xid8")
                 .bind(*floor)
@@ -175,24 +172,24 @@ impl SearchIndex {
         }
 
         let changed = rows.len() + deleted.len();
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
+        let mut changes = rows
+            .into_iter()
+            .map(|r| if r.listed { Change::Upsert(r.event) } else { Change::Remove(r.event.event_id) })
+            .chain(deleted.into_iter().map(Change::Remove))
+            .peekable();
+        // In chunks, so searches run between them; a search meanwhile scans instead
+        // of using the date order, which is rebuilt once at the end.
+        while changes.peek().is_some() {
             let mut index = self.write();
-            for (listed, event) in rows.by_ref().take(APPLY_CHUNK) {
-                if listed {
-                    index.upsert(event);
-                } else {
-                    index.remove(event.event_id);
+            for change in changes.by_ref().take(APPLY_CHUNK) {
+                match change {
+                    Change::Upsert(event) => index.upsert(event),
+                    Change::Remove(id) => index.remove(id),
                 }
             }
-            index.finish();
         }
-        if !deleted.is_empty() {
-            let mut index = self.write();
-            for id in deleted {
-                index.remove(id);
-            }
-            index.finish();
+        if changed > 0 {
+            self.write().finish();
         }
         *floor = next;
         metrics::gauge!("boxoffice_search_indexed_events").set(self.len() as f64);
@@ -219,6 +216,12 @@ impl SearchIndex {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// What a sync does to one event.
+enum Change {
+    Upsert(IndexedEvent),
+    Remove(Uuid),
 }
 
 #[derive(sqlx::FromRow)]
@@ -426,15 +429,19 @@ impl Index {
         let before = self.by_id.get(&e.event_id).map(|&slot| (self.hot[slot as usize].date, slot));
         let order_was_stale = self.by_date_stale;
         let mut tokens = Vec::new();
+        let mut terms: Vec<(u32, u8)> = Vec::new();
         let mut ends = [0u32; 2];
         let venue_and_category = format!("{} {}", e.venue_name, e.category.as_deref().unwrap_or(""));
-        for (i, text) in [e.title.as_str(), venue_and_category.as_str(), e.description.as_str()].into_iter().enumerate()
-        {
+        let fields =
+            [(e.title.as_str(), TITLE), (venue_and_category.as_str(), VENUE), (e.description.as_str(), DESCRIPTION)];
+        for (i, (text, field)) in fields.into_iter().enumerate() {
             for token in self::tokens(text) {
-                tokens.push(self.term_id(token));
+                let term = self.term_id(token);
+                tokens.push(term);
+                terms.push((term, field));
             }
-            if i < 2 {
-                ends[i] = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+            if let Some(end) = ends.get_mut(i) {
+                *end = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
             }
         }
         let hot = Hot {
@@ -458,20 +465,6 @@ impl Index {
             return;
         }
         self.remove(e.event_id);
-        let mut terms: Vec<(u32, u8)> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| {
-                let field = if i < ends[0] as usize {
-                    TITLE
-                } else if i < ends[1] as usize {
-                    VENUE
-                } else {
-                    DESCRIPTION
-                };
-                (t, field)
-            })
-            .collect();
         terms.sort_unstable();
         terms.dedup_by(|later, first| {
             let same = later.0 == first.0;
