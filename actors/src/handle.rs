@@ -145,13 +145,7 @@ impl EventHandle {
         // Through the inbox, like every request, so it is ordered after those queued
         // before it and before those queued after it (admission control aside: a
         // drain is never shed).
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let inbox = &self.inner.inbox;
-        let must_post = inbox.push(EventMsg::Drain { reply: RpcReplyPort::from(tx) });
-        if (must_post && self.inner.actor.send_message(EventMsg::Batch).is_err()) || inbox.is_closed() {
-            // Already stopped: nothing to drain.
-            inbox.close();
-        }
+        let rx = self.enqueue(|reply| EventMsg::Drain { reply });
         let drained = tokio::time::timeout(self.inner.limits.call_timeout, rx).await;
         if !matches!(drained, Ok(Ok(()))) {
             tracing::warn!(event = %self.inner.event, "event actor did not drain in time");
@@ -168,6 +162,21 @@ impl EventHandle {
             self.inner.overloads.increment(1);
             return Err(EventError::Overloaded { retry_after: limits.retry_after });
         }
+        let rx = self.enqueue(msg);
+        match tokio::time::timeout(limits.call_timeout, rx).await {
+            Ok(Ok(value)) => Ok(value),
+            // The reply port was dropped unanswered: the actor stopped.
+            Ok(Err(_)) => Err(EventError::Stopped),
+            Err(_) => Err(EventError::Timeout),
+        }
+    }
+
+    /// Queues a request in the actor's inbox (posting one `Batch` if the actor is
+    /// idle) and returns where its answer will arrive.
+    fn enqueue<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<T>) -> EventMsg,
+    ) -> tokio::sync::oneshot::Receiver<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inbox = &self.inner.inbox;
         let must_post = inbox.push(msg(RpcReplyPort::from(tx)));
@@ -176,11 +185,6 @@ impl EventHandle {
         if (must_post && self.inner.actor.send_message(EventMsg::Batch).is_err()) || inbox.is_closed() {
             inbox.close();
         }
-        match tokio::time::timeout(limits.call_timeout, rx).await {
-            Ok(Ok(value)) => Ok(value),
-            // The reply port was dropped unanswered: the actor stopped.
-            Ok(Err(_)) => Err(EventError::Stopped),
-            Err(_) => Err(EventError::Timeout),
-        }
+        rx
     }
 }
