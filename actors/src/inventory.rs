@@ -22,7 +22,7 @@
 
 use crate::ids::{BuyerId, HoldId, IdempotencyKey, TicketId, UnixMs};
 use crate::record::{Change, HoldRecord, HoldStatus, Items, Payment, SeatLabels, TicketRecord};
-use crate::seatmap::{Layout, SeatIdx, SeatList, SectionKind};
+use crate::seatmap::{Layout, SeatIdx, SeatList, SectionKind, decimal};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -127,18 +127,8 @@ impl Fnv1a {
     }
 
     /// The decimal digits of `n`, as `write!` would print them.
-    fn feed_u32(&mut self, mut n: u32) {
-        let mut digits = [0u8; 10];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.feed_bytes(&digits[at..]);
+    fn feed_u32(&mut self, n: u32) {
+        self.feed_bytes(decimal(n, &mut [0u8; 10]));
     }
 }
 

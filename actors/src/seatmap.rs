@@ -443,24 +443,28 @@ impl LabelBuf {
         buf.bytes[..label.len()].copy_from_slice(label);
         buf.bytes[label.len()] = b'-';
         let mut digits = [0u8; 10];
-        let mut at = digits.len();
-        let mut number = row.first + (seat - row.start);
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (number % 10) as u8;
-            number /= 10;
-            if number == 0 {
-                break;
-            }
-        }
+        let number = decimal(row.first + (seat - row.start), &mut digits);
         let start = label.len() + 1;
-        buf.bytes[start..start + digits.len() - at].copy_from_slice(&digits[at..]);
-        buf.len = start + digits.len() - at;
+        buf.bytes[start..start + number.len()].copy_from_slice(number);
+        buf.len = start + number.len();
         buf
     }
 
     pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+/// The decimal digits of `n`, as `write!` prints them, written into the end of `digits`.
+pub(crate) fn decimal(mut n: u32, digits: &mut [u8; 10]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[at..];
+        }
     }
 }
 
