@@ -22,7 +22,6 @@ use crate::journal::{Ack, Journal};
 use crate::record::{Change, Payment, Record};
 use crate::seatmap::Layout;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -125,9 +124,9 @@ pub enum EventMsg {
 #[derive(Default)]
 pub(crate) struct Inbox {
     queue: Mutex<Vec<EventMsg>>,
-    /// Journal answers: (hold, durable). Its own lock, so the journal never
-    /// waits behind callers.
-    acks: Mutex<Vec<(HoldId, bool)>>,
+    /// Journal answers: (the waiting change's token, durable). Its own lock, so
+    /// the journal never waits behind callers.
+    acks: Mutex<Vec<(u32, bool)>>,
     /// A `Batch` is posted, or the actor is working through the queues.
     scheduled: AtomicBool,
     /// The actor has stopped: nothing queued will be handled.
@@ -143,9 +142,9 @@ impl Inbox {
         !self.scheduled.swap(true, Ordering::SeqCst)
     }
 
-    /// The journal's answer for the pending change on `hold`.
-    pub(crate) fn acknowledge(&self, hold: HoldId, ok: bool) {
-        lock(&self.acks).push((hold, ok));
+    /// The journal's answer for the waiting change `token`.
+    pub(crate) fn acknowledge(&self, token: u32, ok: bool) {
+        lock(&self.acks).push((token, ok));
         if !self.scheduled.swap(true, Ordering::SeqCst) {
             // If the actor is gone the change was settled by nobody; a restart
             // reloads whatever became durable.
@@ -162,7 +161,7 @@ impl Inbox {
     }
 
     /// Every queued acknowledgement, appended to `acks`.
-    fn take_acks(&self, acks: &mut Vec<(HoldId, bool)>) {
+    fn take_acks(&self, acks: &mut Vec<(u32, bool)>) {
         acks.append(&mut lock(&self.acks));
     }
 
@@ -238,15 +237,52 @@ pub struct EventState {
     clock: Arc<dyn Clock>,
     config: ActorConfig,
     on_passivate: Option<Box<dyn Fn() + Send + Sync>>,
-    waiting: FxHashMap<HoldId, Waiter>,
+    waiting: Waiting,
     drains: Vec<RpcReplyPort<()>>,
     draining: bool,
     last_request: UnixMs,
     inbox: Arc<Inbox>,
     /// Buffers swapped with the inbox's, so taking a batch allocates nothing.
     requests: Vec<EventMsg>,
-    acks: Vec<(HoldId, bool)>,
+    acks: Vec<(u32, bool)>,
     changes: ChangeCounters,
+}
+
+/// Changes handed to the journal and not yet answered, each with whoever waits
+/// for it, under the token its [`Ack`] carries back: a slab, so settling a change
+/// indexes a small, hot vector instead of hashing into a map.
+#[derive(Default)]
+struct Waiting {
+    entries: Vec<Option<(HoldId, Waiter)>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl Waiting {
+    fn insert(&mut self, hold: HoldId, waiter: Waiter) -> u32 {
+        self.len += 1;
+        match self.free.pop() {
+            Some(token) => {
+                self.entries[token as usize] = Some((hold, waiter));
+                token
+            }
+            None => {
+                self.entries.push(Some((hold, waiter)));
+                u32::try_from(self.entries.len() - 1).expect("fewer than 2^32 changes in flight")
+            }
+        }
+    }
+
+    fn take(&mut self, token: u32) -> Option<(HoldId, Waiter)> {
+        let taken = self.entries.get_mut(token as usize)?.take()?;
+        self.len -= 1;
+        self.free.push(token);
+        Some(taken)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// `boxoffice_engine_changes_total` by kind, registered once per actor rather
@@ -303,7 +339,7 @@ impl Actor for EventActor {
             clock: args.clock,
             config: args.config,
             on_passivate: args.on_passivate,
-            waiting: FxHashMap::default(),
+            waiting: Waiting::default(),
             drains: Vec::new(),
             draining: false,
             last_request: now,
@@ -326,8 +362,9 @@ impl Actor for EventActor {
         match message {
             EventMsg::Batch => state.handle_batch(&myself),
             message => {
-                state.handle_one(&myself, message);
-                state.settle_acks();
+                let now = state.clock.now();
+                state.handle_one(&myself, message, now);
+                state.settle_acks(now);
             }
         }
         Ok(())
@@ -347,13 +384,14 @@ impl EventState {
         loop {
             let mut requests = std::mem::take(&mut self.requests);
             self.inbox.take_requests(&mut requests);
-            self.settle_acks();
+            self.settle_acks(self.clock.now());
             let empty = requests.is_empty();
             for message in requests.drain(..) {
-                self.handle_one(myself, message);
+                let now = self.clock.now();
+                self.handle_one(myself, message, now);
                 // A journal that answers inside `append` (the in-memory one) is
                 // settled before the next request, as if it had answered inline.
-                self.settle_acks();
+                self.settle_acks(now);
                 handled += 1;
             }
             self.requests = requests;
@@ -369,22 +407,20 @@ impl EventState {
     }
 
     /// Settles every change the journal has answered for.
-    fn settle_acks(&mut self) {
+    fn settle_acks(&mut self, now: UnixMs) {
         self.inbox.take_acks(&mut self.acks);
         if self.acks.is_empty() {
             return;
         }
-        let now = self.clock.now();
         let mut acks = std::mem::take(&mut self.acks);
-        for (hold, ok) in acks.drain(..) {
-            self.settle(hold, ok, now);
+        for (token, ok) in acks.drain(..) {
+            self.settle(token, ok, now);
         }
         self.acks = acks;
     }
 
-    fn handle_one(&mut self, myself: &ActorRef<EventMsg>, message: EventMsg) {
+    fn handle_one(&mut self, myself: &ActorRef<EventMsg>, message: EventMsg, now: UnixMs) {
         let state = self;
-        let now = state.clock.now();
         match message {
             EventMsg::Hold { buyer, selection, key, reply } => {
                 state.last_request = now;
@@ -478,27 +514,30 @@ impl EventState {
             Ok(Outcome::Unchanged(value)) => {
                 let _ = reply.send(Ok(value));
             }
-            Ok(Outcome::Pending(change)) => {
-                let hold = change.hold_id();
-                self.waiting.insert(hold, waiter(reply));
-                self.journal_change(change);
-            }
+            Ok(Outcome::Pending(change)) => self.journal_change(change, waiter(reply)),
         }
     }
 
-    /// Hands `change` to the journal; its answer comes back through the inbox.
-    fn journal_change(&mut self, change: Change) {
-        let ack = Ack::to_actor(change.hold_id(), Arc::clone(&self.inbox));
+    /// Hands `change` to the journal, `waiter` waiting for it; the journal's answer
+    /// comes back through the inbox.
+    fn journal_change(&mut self, change: Change, waiter: Waiter) {
+        let hold = change.hold_id();
+        let token = self.waiting.insert(hold, waiter);
+        let ack = Ack::to_actor(hold, token, Arc::clone(&self.inbox));
         self.journal.append(Record { event: self.event, change }, ack);
     }
 
-    fn settle(&mut self, hold: HoldId, ok: bool, now: UnixMs) {
-        let settled = self.inventory.settle(hold, ok, now);
-        let waiter = self.waiting.remove(&hold);
-        if let Some(settled) = &settled {
-            self.changes.of(settled).increment(1);
+    fn settle(&mut self, token: u32, ok: bool, now: UnixMs) {
+        let Some((hold, waiter)) = self.waiting.take(token) else { return };
+        if let Some(settled) = self.inventory.settle(hold, ok, now) {
+            self.changes.of(&settled).increment(1);
+            Self::answer(waiter, settled);
         }
-        let (Some(settled), Some(waiter)) = (settled, waiter) else { return };
+        self.finish_drain_if_done();
+    }
+
+    /// Tells whoever waits for a settled change what became of it.
+    fn answer(waiter: Waiter, settled: Settled) {
         match (waiter, settled) {
             (Waiter::Hold(r), Settled::Created(v)) => drop(r.send(Ok(v))),
             (Waiter::Purchase(r), Settled::Purchased(s)) => drop(r.send(Ok(*s))),
@@ -508,13 +547,11 @@ impl EventState {
             (Waiter::Internal, _) => {}
             (_, other) => tracing::error!(?other, "settled change does not match its waiter"),
         }
-        self.finish_drain_if_done();
     }
 
     fn expire(&mut self, now: UnixMs) {
         for change in self.inventory.expire_due(now, MAX_EXPIRIES_PER_TICK) {
-            self.waiting.insert(change.hold_id(), Waiter::Internal);
-            self.journal_change(change);
+            self.journal_change(change, Waiter::Internal);
         }
     }
 

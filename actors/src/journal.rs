@@ -12,7 +12,7 @@
 
 use crate::actor::Inbox;
 use crate::ids::{EventId, HoldId};
-use crate::record::{Change, HoldRecord, Record, apply_to};
+use crate::record::{Change, HoldRecord, Record, apply};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,7 +25,7 @@ pub struct Ack(AckTo);
 enum AckTo {
     /// Back to the actor that made the change, through its inbox: no allocation
     /// per record, and no message when the actor is running anyway.
-    Actor { hold: HoldId, inbox: Arc<Inbox> },
+    Actor { hold: HoldId, token: u32, inbox: Arc<Inbox> },
     /// Anyone else (benches, tools): a callback.
     Callback(Box<dyn FnOnce(Result<(), JournalError>) + Send + 'static>),
 }
@@ -36,18 +36,19 @@ impl Ack {
         Self(AckTo::Callback(Box::new(f)))
     }
 
-    pub(crate) fn to_actor(hold: HoldId, inbox: Arc<Inbox>) -> Self {
-        Self(AckTo::Actor { hold, inbox })
+    /// `token` is where the actor keeps the waiting change; `hold` names it in logs.
+    pub(crate) fn to_actor(hold: HoldId, token: u32, inbox: Arc<Inbox>) -> Self {
+        Self(AckTo::Actor { hold, token, inbox })
     }
 
     /// Reports the record's fate.
     pub fn done(self, result: Result<(), JournalError>) {
         match self.0 {
-            AckTo::Actor { hold, inbox } => {
+            AckTo::Actor { hold, token, inbox } => {
                 if let Err(e) = &result {
                     tracing::warn!(%hold, error = %e, "journal write failed; change undone");
                 }
-                inbox.acknowledge(hold, result.is_ok());
+                inbox.acknowledge(token, result.is_ok());
             }
             AckTo::Callback(f) => f(result),
         }
@@ -69,35 +70,24 @@ pub trait Journal: Send + Sync + 'static {
 /// Durable state per event, as the in-memory journal holds it.
 type Store = FxHashMap<EventId, EventStore>;
 
-/// One event's durable holds, in the order they were created, and where each
-/// is. Records stay where they were appended: a hash map of whole records moved
-/// them all on every rehash, which was a quarter of a hold's time in the actor
-/// bench once an event had a few hundred thousand holds.
+/// One event's durable changes, in the order they became durable: a log, as a
+/// database's journal is. Appending is a push; the holds are rebuilt from it
+/// (with [`apply`]) only when someone reads them, which tests do rarely. Keeping
+/// the holds themselves up to date meant a hash-map insert and an in-place update
+/// per change, the journal's whole cost in the actor bench once an event had a
+/// few hundred thousand holds.
 #[derive(Default)]
 struct EventStore {
-    holds: Vec<HoldRecord>,
-    index: FxHashMap<HoldId, u32>,
+    log: Vec<Change>,
 }
 
 impl EventStore {
-    /// Applies a durable change, as `record::apply` does to a map of holds.
-    fn apply(&mut self, change: Change) {
-        match change {
-            // Moved in, not cloned: the record is the journal's now.
-            Change::HoldCreated { hold } => match self.index.get(&hold.id) {
-                Some(&at) => self.holds[at as usize] = hold,
-                None => {
-                    let at = u32::try_from(self.holds.len()).expect("fewer than 2^32 holds per event");
-                    self.index.insert(hold.id, at);
-                    self.holds.push(hold);
-                }
-            },
-            change => {
-                if let Some(&at) = self.index.get(&change.hold_id()) {
-                    apply_to(&mut self.holds[at as usize], &change);
-                }
-            }
+    fn holds(&self) -> Vec<HoldRecord> {
+        let mut holds = FxHashMap::default();
+        for change in &self.log {
+            apply(&mut holds, change);
         }
+        holds.into_values().collect()
     }
 }
 
@@ -164,7 +154,7 @@ impl MemoryJournal {
     /// The durable holds of an event, as a restart would load them.
     pub fn holds(&self, event: EventId) -> Vec<HoldRecord> {
         let store = self.inner.store.lock().expect("journal lock");
-        let mut holds: Vec<_> = store.get(&event).map(|e| e.holds.clone()).unwrap_or_default();
+        let mut holds = store.get(&event).map(EventStore::holds).unwrap_or_default();
         holds.sort_by_key(|h| h.id);
         holds
     }
@@ -185,7 +175,7 @@ impl MemoryInner {
         }
         {
             let mut store = self.store.lock().expect("journal lock");
-            store.entry(record.event).or_default().apply(record.change);
+            store.entry(record.event).or_default().log.push(record.change);
         }
         self.committed.fetch_add(1, Ordering::SeqCst);
         ack.done(Ok(()));
