@@ -271,6 +271,8 @@ pub struct EventState {
     /// Buffers swapped with the inbox's, so taking a batch allocates nothing.
     requests: Vec<EventMsg>,
     acks: Vec<(u32, bool)>,
+    /// Requests the last `Batch` handled.
+    last_batch: usize,
     changes: ChangeCounters,
 }
 
@@ -372,6 +374,7 @@ impl Actor for EventActor {
             inbox: args.inbox,
             requests: Vec::new(),
             acks: Vec::new(),
+            last_batch: 0,
             changes: ChangeCounters::register(),
         };
         // Holds that lapsed while nobody was running this event expire now.
@@ -387,13 +390,17 @@ impl Actor for EventActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             EventMsg::Batch => {
-                // Let the tasks that are ready on this worker (callers about to
-                // queue requests) run first: woken by the first request, the actor
-                // would otherwise run at once and take a batch of one. Under load
-                // this made batches ~10–30x larger (16 / 256 callers: ~20 → ~140 /
-                // ~360–600 requests per wake-up).
-                tokio::task::yield_now().await;
-                state.handle_batch(&myself)
+                // Under load, let the tasks that are ready on this worker (callers
+                // about to queue requests) run first: woken by the first request,
+                // the actor would otherwise run at once and take a batch of one.
+                // This made batches ~10–30x larger (16 / 256 callers: ~20 → ~140 /
+                // ~360–600 requests per wake-up). A lone caller gains nothing from
+                // it and would wait for the worker's I/O poll, so only when the
+                // last batch had company.
+                if state.last_batch > 1 {
+                    tokio::task::yield_now().await;
+                }
+                state.last_batch = state.handle_batch(&myself);
             }
             message => {
                 let now = state.clock.now();
@@ -413,7 +420,8 @@ impl Actor for EventActor {
 impl EventState {
     /// Works through the inbox until it is empty (or the batch limit is reached),
     /// acknowledgements first: they free holds that requests may be waiting on.
-    fn handle_batch(&mut self, myself: &ActorRef<EventMsg>) {
+    /// Returns how many requests it handled.
+    fn handle_batch(&mut self, myself: &ActorRef<EventMsg>) -> usize {
         let mut handled = 0;
         loop {
             let mut requests = std::mem::take(&mut self.requests);
@@ -430,12 +438,12 @@ impl EventState {
             }
             self.requests = requests;
             if empty && !self.inbox.idle_or_more() {
-                return;
+                return handled;
             }
             if handled >= MAX_REQUESTS_PER_BATCH {
                 // Still scheduled: this Batch stands for the rest.
                 let _ = myself.send_message(EventMsg::Batch);
-                return;
+                return handled;
             }
         }
     }
