@@ -521,7 +521,9 @@ impl SeatInventory {
         key: Option<&IdempotencyKey>,
         now: UnixMs,
     ) -> Result<Outcome<HoldView>, InventoryError> {
-        let fingerprint = selection.fingerprint();
+        // Only a retry with the same key is ever compared with it: without a key
+        // the hold stores 0 and the hashing is skipped.
+        let fingerprint = if key.is_some() { selection.fingerprint() } else { 0 };
         if let Some(key) = key
             && let Some(&slot) = self.by_key.get(&(buyer, key.clone()))
         {
@@ -637,7 +639,8 @@ impl SeatInventory {
         let h = self.slot_mut(slot);
         h.tickets = tickets;
         h.status = HoldStatus::Purchased;
-        h.payment = payment.clone().map(Box::new);
+        let payment = payment.map(Box::new);
+        h.payment = payment.clone();
         h.pending = Some(Pending::Purchase { prior, retaken });
         let h = self.slot(slot);
         Ok(Outcome::Pending(Change::HoldPurchased {

@@ -220,6 +220,11 @@ pub struct Layout {
     pub(crate) seat_count: u32,
     /// Seated sections ordered best first: by tier rank, then map order.
     pub(crate) preference: Vec<u16>,
+    /// Per seat, its row: every hold and release looks it up (row free counts,
+    /// section tallies), and a binary search over the rows was a tenth of a
+    /// hold + release. 2 bytes a seat; empty for maps of more than 65,536 rows,
+    /// which search instead.
+    pub(crate) seat_rows: Vec<u16>,
 }
 
 fn valid_name(name: &str, is_row: bool) -> bool {
@@ -347,7 +352,17 @@ impl Layout {
             .filter(|&s| matches!(sections[s as usize].kind, SectionKind::Seated { .. }))
             .collect();
         preference.sort_by_key(|&s| (sections[s as usize].tier, s));
+        let seat_rows = if rows.len() <= usize::from(u16::MAX) + 1 {
+            let mut seat_rows = Vec::with_capacity(seats as usize);
+            for (r, row) in rows.iter().enumerate() {
+                seat_rows.resize(seat_rows.len() + row.len as usize, r as u16);
+            }
+            seat_rows
+        } else {
+            Vec::new()
+        };
         Ok(Self {
+            seat_rows,
             tiers,
             sections,
             rows: rows.into(),
@@ -373,7 +388,10 @@ impl Layout {
 
     /// Index of the row a seat is in (rows are sorted by `start`).
     pub(crate) fn row_index(&self, seat: SeatIdx) -> usize {
-        self.rows.partition_point(|r| r.start <= seat) - 1
+        match self.seat_rows.get(seat as usize) {
+            Some(&r) => usize::from(r),
+            None => self.rows.partition_point(|r| r.start <= seat) - 1,
+        }
     }
 
     /// The row a seat is in.
@@ -422,7 +440,7 @@ impl Layout {
             + self.row_by_label.capacity() * (std::mem::size_of::<(Box<str>, u32)>() + 1);
         let sections = self.sections.capacity() * std::mem::size_of::<Section>()
             + self.section_by_name.capacity() * (std::mem::size_of::<(Box<str>, u16)>() + 1);
-        rows + sections + self.preference.capacity() * 2
+        rows + sections + self.preference.capacity() * 2 + self.seat_rows.capacity() * 2
     }
 }
 
