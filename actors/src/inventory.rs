@@ -350,6 +350,16 @@ struct Hold {
     /// Unique per hold in this inventory, so queue entries can tell a slot's
     /// current hold from an earlier one.
     serial: u64,
+    /// Where `buyer`'s count is in `SeatInventory::buyers`.
+    buyer_slot: u32,
+}
+
+/// What one buyer has: units held + sold (for the per-buyer limit), and how many
+/// holds in slots are theirs (the entry goes when the last one does).
+#[derive(Clone, Copy, Debug, Default)]
+struct BuyerCount {
+    units: u32,
+    holds: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -373,8 +383,11 @@ pub struct SeatInventory {
     free_slots: Vec<u32>,
     by_id: FxHashMap<HoldId, u32>,
     by_key: FxHashMap<(BuyerId, IdempotencyKey), u32>,
-    /// Seats or units each buyer has held + sold.
-    per_buyer: FxHashMap<BuyerId, u32>,
+    /// Each buyer's `BuyerCount`, by the index their holds carry: a hold looks
+    /// its buyer up once, and taking, giving back and removing it hash nothing.
+    buyer_slots: FxHashMap<BuyerId, u32>,
+    buyers: Vec<BuyerCount>,
+    free_buyers: Vec<u32>,
     /// Active holds by expiry; stale entries are skipped when popped.
     expiries: ExpiryQueue,
     /// Ended holds in the order they ended, for pruning: (ended at, slot, serial).
@@ -407,7 +420,9 @@ impl SeatInventory {
             free_slots: Vec::new(),
             by_id: FxHashMap::default(),
             by_key: FxHashMap::default(),
-            per_buyer: FxHashMap::default(),
+            buyer_slots: FxHashMap::default(),
+            buyers: Vec::new(),
+            free_buyers: Vec::new(),
             expiries: ExpiryQueue::default(),
             ended: VecDeque::new(),
             next_serial: 0,
@@ -445,7 +460,9 @@ impl SeatInventory {
             };
             tickets.push(Ticket { id: t.id, seat, section, price: t.price, cancelled: t.cancelled });
         }
+        let buyer_slot = self.buyer_slot(rec.buyer);
         let hold = Hold {
+            buyer_slot,
             id: rec.id,
             buyer: rec.buyer,
             units,
@@ -549,11 +566,19 @@ impl SeatInventory {
         if quantity == 0 || quantity > MAX_UNITS_PER_HOLD {
             return Err(InventoryError::BadQuantity);
         }
-        let current = self.per_buyer.get(&buyer).copied().unwrap_or(0);
+        let buyer_slot = self.buyer_slot(buyer);
+        let current = self.buyers[buyer_slot as usize].units;
         if current + quantity > self.window.per_buyer_limit {
+            self.forget_buyer_if_unused(buyer, buyer_slot);
             return Err(InventoryError::LimitExceeded { limit: self.window.per_buyer_limit, current });
         }
-        let units = self.select(selection, quantity)?;
+        let units = match self.select(selection, quantity) {
+            Ok(units) => units,
+            Err(e) => {
+                self.forget_buyer_if_unused(buyer, buyer_slot);
+                return Err(e);
+            }
+        };
         let amount = self.price(&units);
         let items = self.items_of(&units);
         let hold = Hold {
@@ -572,6 +597,7 @@ impl SeatInventory {
             payment: None,
             ended_at: now,
             serial: 0,
+            buyer_slot,
         };
         let slot = self.insert(hold);
         let took = self.take_own(slot, false);
@@ -605,7 +631,7 @@ impl SeatInventory {
             HoldStatus::Active => false,
             HoldStatus::Expired | HoldStatus::Released => {
                 let quantity = units_len(&h.units);
-                let current = self.per_buyer.get(&buyer).copied().unwrap_or(0);
+                let current = self.buyers[h.buyer_slot as usize].units;
                 if current + quantity > self.window.per_buyer_limit {
                     return Err(InventoryError::LimitExceeded { limit: self.window.per_buyer_limit, current });
                 }
@@ -886,7 +912,7 @@ impl SeatInventory {
 
     /// How many tickets `buyer` has held + sold.
     pub fn buyer_units(&self, buyer: BuyerId) -> u32 {
-        self.per_buyer.get(&buyer).copied().unwrap_or(0)
+        self.buyer_slots.get(&buyer).map_or(0, |&b| self.buyers[b as usize].units)
     }
 
     /// The hold that has `label`, if any, and whether it is sold.
@@ -975,10 +1001,23 @@ impl SeatInventory {
             }
         }
         per_buyer.retain(|_, n| *n > 0);
-        let mut have = self.per_buyer.clone();
+        let mut have: FxHashMap<BuyerId, u32> =
+            self.buyer_slots.iter().map(|(&buyer, &b)| (buyer, self.buyers[b as usize].units)).collect();
         have.retain(|_, n| *n > 0);
         if per_buyer != have {
             return Err("per-buyer counts drifted".into());
+        }
+        let mut holds: FxHashMap<BuyerId, u32> = FxHashMap::default();
+        for h in self.slots.iter().flatten() {
+            *holds.entry(h.buyer).or_default() += 1;
+            if self.buyer_slots.get(&h.buyer) != Some(&h.buyer_slot) {
+                return Err(format!("hold {} points at another buyer's count", h.id));
+            }
+        }
+        for (buyer, &b) in &self.buyer_slots {
+            if holds.get(buyer).copied().unwrap_or(0) != self.buyers[b as usize].holds {
+                return Err(format!("buyer {buyer}: hold count drifted"));
+            }
         }
         for (r, row) in self.layout.rows.iter().enumerate() {
             let free =
@@ -1014,6 +1053,7 @@ impl SeatInventory {
 
     #[inline(always)]
     fn insert(&mut self, mut hold: Hold) -> u32 {
+        self.buyers[hold.buyer_slot as usize].holds += 1;
         hold.serial = self.next_serial;
         self.next_serial += 1;
         let id = hold.id;
@@ -1036,11 +1076,10 @@ impl SeatInventory {
     }
 
     fn remove(&mut self, slot: u32) {
-        if let Some(Hold { id, buyer, idempotency_key, mut items, .. }) = self.slots[slot as usize].take() {
+        if let Some(Hold { id, buyer, idempotency_key, mut items, buyer_slot, .. }) = self.slots[slot as usize].take() {
             self.by_id.remove(&id);
-            if self.per_buyer.get(&buyer) == Some(&0) {
-                self.per_buyer.remove(&buyer);
-            }
+            self.buyers[buyer_slot as usize].holds -= 1;
+            self.forget_buyer_if_unused(buyer, buyer_slot);
             if let Some(key) = idempotency_key {
                 // Only if the key still names this hold: a newer hold may reuse it.
                 let entry = (buyer, key);
@@ -1294,8 +1333,8 @@ impl SeatInventory {
                 if sold { t.sold += quantity } else { t.held += quantity }
             }
         }
-        let buyer = self.slot(slot).buyer;
-        *self.per_buyer.entry(buyer).or_default() += units_len(units);
+        let b = self.slot(slot).buyer_slot;
+        self.buyers[b as usize].units += units_len(units);
         true
     }
 
@@ -1318,11 +1357,36 @@ impl SeatInventory {
                 if sold { t.sold -= quantity } else { t.held -= quantity }
             }
         }
-        let buyer = self.slot(slot).buyer;
-        if let Some(n) = self.per_buyer.get_mut(&buyer) {
-            // A zero stays until the hold is removed (see `remove`): a buyer who
-            // holds and releases again soon costs no map insert and removal.
-            *n -= units_len(units);
+        let b = self.slot(slot).buyer_slot;
+        self.buyers[b as usize].units -= units_len(units);
+    }
+
+    /// Where `buyer`'s count is, made (at zero) if they have none.
+    fn buyer_slot(&mut self, buyer: BuyerId) -> u32 {
+        if let Some(&b) = self.buyer_slots.get(&buyer) {
+            return b;
+        }
+        let b = match self.free_buyers.pop() {
+            Some(b) => {
+                self.buyers[b as usize] = BuyerCount::default();
+                b
+            }
+            None => {
+                self.buyers.push(BuyerCount::default());
+                (self.buyers.len() - 1) as u32
+            }
+        };
+        self.buyer_slots.insert(buyer, b);
+        b
+    }
+
+    /// Drops `buyer`'s count once no hold of theirs is left (they then hold
+    /// nothing, so it is zero).
+    fn forget_buyer_if_unused(&mut self, buyer: BuyerId, b: u32) {
+        if self.buyers[b as usize].holds == 0 {
+            debug_assert_eq!(self.buyers[b as usize].units, 0);
+            self.buyer_slots.remove(&buyer);
+            self.free_buyers.push(b);
         }
     }
 
