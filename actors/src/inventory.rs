@@ -1430,6 +1430,9 @@ impl SeatInventory {
             .collect()
     }
 
+    // Inlined: returned out of line, the caller re-read its 96–120 bytes with
+    // wider loads than they were written with (a store-forwarding stall).
+    #[inline(always)]
     fn record(&self, slot: u32) -> HoldRecord {
         let h = self.slot(slot);
         HoldRecord {
@@ -1446,6 +1449,9 @@ impl SeatInventory {
         }
     }
 
+    // Inlined: returned out of line, the caller re-read its 96–120 bytes with
+    // wider loads than they were written with (a store-forwarding stall).
+    #[inline(always)]
     fn view(&self, slot: u32) -> HoldView {
         let h = self.slot(slot);
         HoldView {
