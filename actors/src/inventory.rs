@@ -394,6 +394,8 @@ pub struct SeatInventory {
     ended: VecDeque<(UnixMs, u32, u64)>,
     /// The next hold's `serial`.
     next_serial: u64,
+    /// The slot last inserted into (it may since have been emptied or reused).
+    newest: u32,
     /// `Items` of GA holds by (section, quantity): at most sections × `MAX_UNITS_PER_HOLD`.
     general_items: FxHashMap<(u16, u32), Arc<Items>>,
     /// `Items` allocations of removed seat holds that nothing else shared, reused
@@ -426,6 +428,7 @@ impl SeatInventory {
             expiries: ExpiryQueue::default(),
             ended: VecDeque::new(),
             next_serial: 0,
+            newest: 0,
             general_items: FxHashMap::default(),
             spare_items: Vec::new(),
         }
@@ -770,7 +773,7 @@ impl SeatInventory {
     /// Reports whether the pending change on `hold` became durable, and finishes or
     /// undoes it. `None` if the hold has nothing pending.
     pub fn settle(&mut self, hold: HoldId, durable: bool, now: UnixMs) -> Option<Settled> {
-        let slot = *self.by_id.get(&hold)?;
+        let slot = self.slot_of(hold)?;
         let pending = self.slot_mut(slot).pending.take()?;
         if !durable {
             self.undo(slot, pending);
@@ -861,14 +864,14 @@ impl SeatInventory {
     /// A hold, if it exists and belongs to `buyer` (`None` for anyone else's, so
     /// callers cannot tell another buyer's hold from a missing one).
     pub fn hold_view(&self, hold: HoldId, buyer: BuyerId) -> Option<HoldView> {
-        let slot = *self.by_id.get(&hold)?;
+        let slot = self.slot_of(hold)?;
         let h = self.slot(slot);
         (h.buyer == buyer && !matches!(h.pending, Some(Pending::Create))).then(|| self.view(slot))
     }
 
     /// A hold regardless of owner, for administrators and the service's own checks.
     pub fn hold_view_any(&self, hold: HoldId) -> Option<HoldView> {
-        self.by_id.get(&hold).map(|&slot| self.view(slot))
+        self.slot_of(hold).map(|slot| self.view(slot))
     }
 
     pub fn counts(&self) -> Counts {
@@ -1045,9 +1048,19 @@ impl SeatInventory {
     }
 
     fn owned_slot(&self, hold: HoldId, buyer: BuyerId) -> Result<u32, InventoryError> {
-        match self.by_id.get(&hold) {
-            Some(&slot) if self.slot(slot).buyer == buyer => Ok(slot),
+        match self.slot_of(hold) {
+            Some(slot) if self.slot(slot).buyer == buyer => Ok(slot),
             _ => Err(InventoryError::HoldNotFound),
+        }
+    }
+
+    /// The slot of `hold`. The newest hold is checked before the id map: its
+    /// change is settled next, and often released or paid for next too.
+    #[inline]
+    fn slot_of(&self, hold: HoldId) -> Option<u32> {
+        match self.slots.get(self.newest as usize) {
+            Some(Some(h)) if h.id == hold => Some(self.newest),
+            _ => self.by_id.get(&hold).copied(),
         }
     }
 
@@ -1069,6 +1082,7 @@ impl SeatInventory {
             }
         };
         self.by_id.insert(id, slot);
+        self.newest = slot;
         if let Some(key) = key {
             self.by_key.insert(key, slot);
         }
@@ -1270,14 +1284,15 @@ impl SeatInventory {
     fn items_of(&mut self, units: &Units) -> Arc<Items> {
         match units {
             Units::Seats(seats) => {
-                let items = Items::Seats { seats: SeatLabels::of_seats(Arc::clone(&self.layout.rows), seats.clone()) };
                 if let Some(mut spare) = self.spare_items.pop()
-                    && let Some(unshared) = Arc::get_mut(&mut spare)
+                    && let Some(Items::Seats { seats: labels }) = Arc::get_mut(&mut spare)
                 {
-                    *unshared = items;
+                    // Usually made from this layout's rows: then only the seats
+                    // change, and the rows' reference count is not touched.
+                    labels.set_seats(&self.layout.rows, seats);
                     return spare;
                 }
-                Arc::new(items)
+                Arc::new(Items::Seats { seats: SeatLabels::of_seats(Arc::clone(&self.layout.rows), seats.clone()) })
             }
             Units::General { section, quantity } => {
                 let key = (*section, *quantity);

@@ -74,6 +74,15 @@ impl SeatLabels {
         Self(LabelsRepr::Seats { rows, seats })
     }
 
+    /// Makes these the labels of `seats` in `rows`, reusing the share of `rows`
+    /// they already hold if it is the same.
+    pub(crate) fn set_seats(&mut self, rows: &Arc<[Row]>, seats: &SeatList) {
+        match &mut self.0 {
+            LabelsRepr::Seats { rows: own, seats: mine } if Arc::ptr_eq(own, rows) => mine.clone_from(seats),
+            _ => *self = Self::of_seats(Arc::clone(rows), seats.clone()),
+        }
+    }
+
     /// The seat indexes, if these labels were made from `rows`.
     pub(crate) fn seats_in(&self, rows: &Arc<[Row]>) -> Option<&[SeatIdx]> {
         match &self.0 {
