@@ -271,8 +271,8 @@ pub struct EventState {
     /// Buffers swapped with the inbox's, so taking a batch allocates nothing.
     requests: Vec<EventMsg>,
     acks: Vec<(u32, bool)>,
-    /// Requests the last `Batch` handled.
-    last_batch: usize,
+    /// Changes the last `Batch` handed to the journal.
+    changes_in_last_batch: usize,
     changes: ChangeCounters,
 }
 
@@ -374,7 +374,7 @@ impl Actor for EventActor {
             inbox: args.inbox,
             requests: Vec::new(),
             acks: Vec::new(),
-            last_batch: 0,
+            changes_in_last_batch: 0,
             changes: ChangeCounters::register(),
         };
         // Holds that lapsed while nobody was running this event expire now.
@@ -390,17 +390,20 @@ impl Actor for EventActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             EventMsg::Batch => {
-                // Under load, let the tasks that are ready on this worker (callers
-                // about to queue requests) run first: woken by the first request,
-                // the actor would otherwise run at once and take a batch of one.
-                // This made batches ~10–30x larger (16 / 256 callers: ~20 → ~140 /
-                // ~360–600 requests per wake-up). A lone caller gains nothing from
-                // it and would wait for the worker's I/O poll, so only when the
-                // last batch had company.
-                if state.last_batch > 1 {
+                // When changes arrive together, let the tasks that are ready on
+                // this worker (callers about to queue more) run first: woken by the
+                // first request, the actor would otherwise run at once and take a
+                // batch of one. This made batches ~10–30x larger (16 / 256 callers:
+                // ~20 → ~140 / ~360–600 requests per wake-up) and GA holds/s ~25 %
+                // higher. Not for a lone caller (nothing to wait for, and the
+                // yielded actor waits for the worker's I/O poll) nor for reads
+                // (cheap to handle: running them at once, alongside the callers
+                // on the other worker, was twice as fast as batching them).
+                if state.changes_in_last_batch > 1 {
                     tokio::task::yield_now().await;
                 }
-                state.last_batch = state.handle_batch(&myself);
+                state.changes_in_last_batch = 0;
+                state.handle_batch(&myself);
             }
             message => {
                 let now = state.clock.now();
@@ -420,8 +423,7 @@ impl Actor for EventActor {
 impl EventState {
     /// Works through the inbox until it is empty (or the batch limit is reached),
     /// acknowledgements first: they free holds that requests may be waiting on.
-    /// Returns how many requests it handled.
-    fn handle_batch(&mut self, myself: &ActorRef<EventMsg>) -> usize {
+    fn handle_batch(&mut self, myself: &ActorRef<EventMsg>) {
         let mut handled = 0;
         loop {
             let mut requests = std::mem::take(&mut self.requests);
@@ -438,12 +440,12 @@ impl EventState {
             }
             self.requests = requests;
             if empty && !self.inbox.idle_or_more() {
-                return handled;
+                return;
             }
             if handled >= MAX_REQUESTS_PER_BATCH {
                 // Still scheduled: this Batch stands for the rest.
                 let _ = myself.send_message(EventMsg::Batch);
-                return handled;
+                return;
             }
         }
     }
@@ -565,6 +567,7 @@ impl EventState {
     fn journal_change(&mut self, change: Change, waiter: Waiter) {
         let hold = change.hold_id();
         let token = self.waiting.insert(hold, waiter);
+        self.changes_in_last_batch += 1;
         let ack = Ack::to_actor(hold, token, Arc::clone(&self.inbox));
         self.journal.append(Record { event: self.event, change }, ack);
     }
