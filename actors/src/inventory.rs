@@ -1325,55 +1325,16 @@ impl SeatInventory {
 
     /// Marks `units` as taken by `slot` (as sold or held) if they are all free.
     fn take(&mut self, slot: u32, units: &Units, sold: bool) -> bool {
-        match units {
-            Units::Seats(seats) => {
-                if seats.iter().any(|&s| self.seats[s as usize] != FREE) {
-                    return false;
-                }
-                for &s in seats.iter() {
-                    self.seats[s as usize] = slot;
-                    let r = self.layout.row_index(s);
-                    let section = self.layout.rows[r].section;
-                    self.row_free[r] -= 1;
-                    let t = &mut self.tally[section as usize];
-                    if sold { t.sold += 1 } else { t.held += 1 }
-                }
-            }
-            Units::General { section, quantity } => {
-                let capacity = self.layout.section_capacity(*section);
-                let t = &mut self.tally[*section as usize];
-                if capacity - t.held - t.sold < *quantity {
-                    return false;
-                }
-                if sold { t.sold += quantity } else { t.held += quantity }
-            }
-        }
         let b = self.slot(slot).buyer_slot;
-        self.buyers[b as usize].units += units_len(units);
-        true
+        let Self { layout, seats, row_free, tally, buyers, .. } = self;
+        Occupancy { layout, seats, row_free, tally, buyer: &mut buyers[b as usize] }.take(slot, units, sold)
     }
 
     /// Frees `units` taken by `slot`.
     fn give_back(&mut self, slot: u32, units: &Units, sold: bool) {
-        match units {
-            Units::Seats(seats) => {
-                for &s in seats {
-                    debug_assert_eq!(self.seats[s as usize], slot);
-                    self.seats[s as usize] = FREE;
-                    let r = self.layout.row_index(s);
-                    let section = self.layout.rows[r].section;
-                    self.row_free[r] += 1;
-                    let t = &mut self.tally[section as usize];
-                    if sold { t.sold -= 1 } else { t.held -= 1 }
-                }
-            }
-            Units::General { section, quantity } => {
-                let t = &mut self.tally[*section as usize];
-                if sold { t.sold -= quantity } else { t.held -= quantity }
-            }
-        }
         let b = self.slot(slot).buyer_slot;
-        self.buyers[b as usize].units -= units_len(units);
+        let Self { layout, seats, row_free, tally, buyers, .. } = self;
+        Occupancy { layout, seats, row_free, tally, buyer: &mut buyers[b as usize] }.give_back(slot, units, sold)
     }
 
     /// Where `buyer`'s count is, made (at zero) if they have none.
@@ -1481,19 +1442,20 @@ impl SeatInventory {
         }
     }
 
-    /// `take` of the hold's own units, without cloning them.
+    /// `take` of the hold's own units (borrowed beside the seat state, not moved).
     fn take_own(&mut self, slot: u32, sold: bool) -> bool {
-        let units = std::mem::replace(&mut self.slot_mut(slot).units, Units::NONE);
-        let took = self.take(slot, &units, sold);
-        self.slot_mut(slot).units = units;
-        took
+        let Self { layout, seats, row_free, tally, buyers, slots, .. } = self;
+        let h = slots[slot as usize].as_ref().expect("slot in use");
+        Occupancy { layout, seats, row_free, tally, buyer: &mut buyers[h.buyer_slot as usize] }
+            .take(slot, &h.units, sold)
     }
 
-    /// `give_back` of the hold's own units, without cloning them.
+    /// `give_back` of the hold's own units (borrowed beside the seat state, not moved).
     fn give_back_own(&mut self, slot: u32, sold: bool) {
-        let units = std::mem::replace(&mut self.slot_mut(slot).units, Units::NONE);
-        self.give_back(slot, &units, sold);
-        self.slot_mut(slot).units = units;
+        let Self { layout, seats, row_free, tally, buyers, slots, .. } = self;
+        let h = slots[slot as usize].as_ref().expect("slot in use");
+        Occupancy { layout, seats, row_free, tally, buyer: &mut buyers[h.buyer_slot as usize] }
+            .give_back(slot, &h.units, sold)
     }
 
     /// `shift_held_to_sold` of the hold's own units, without cloning them.
@@ -1501,6 +1463,70 @@ impl SeatInventory {
         let units = std::mem::replace(&mut self.slot_mut(slot).units, Units::NONE);
         self.shift_held_to_sold(&units, forward);
         self.slot_mut(slot).units = units;
+    }
+}
+
+/// What taking or giving back units changes: the seats, row and section counts,
+/// and the buyer's count. Borrowed field by field, so a hold's own units can be
+/// read from its slot while these change.
+struct Occupancy<'a> {
+    layout: &'a Layout,
+    seats: &'a mut [u32],
+    row_free: &'a mut [u32],
+    tally: &'a mut [Tally],
+    buyer: &'a mut BuyerCount,
+}
+
+impl Occupancy<'_> {
+    /// Marks `units` as taken by `slot` (as sold or held) if they are all free.
+    fn take(self, slot: u32, units: &Units, sold: bool) -> bool {
+        match units {
+            Units::Seats(seats) => {
+                if seats.iter().any(|&s| self.seats[s as usize] != FREE) {
+                    return false;
+                }
+                for &s in seats.iter() {
+                    self.seats[s as usize] = slot;
+                    let r = self.layout.row_index(s);
+                    let section = self.layout.rows[r].section;
+                    self.row_free[r] -= 1;
+                    let t = &mut self.tally[section as usize];
+                    if sold { t.sold += 1 } else { t.held += 1 }
+                }
+            }
+            Units::General { section, quantity } => {
+                let capacity = self.layout.section_capacity(*section);
+                let t = &mut self.tally[*section as usize];
+                if capacity - t.held - t.sold < *quantity {
+                    return false;
+                }
+                if sold { t.sold += quantity } else { t.held += quantity }
+            }
+        }
+        self.buyer.units += units_len(units);
+        true
+    }
+
+    /// Frees `units` taken by `slot`.
+    fn give_back(self, slot: u32, units: &Units, sold: bool) {
+        match units {
+            Units::Seats(seats) => {
+                for &s in seats {
+                    debug_assert_eq!(self.seats[s as usize], slot);
+                    self.seats[s as usize] = FREE;
+                    let r = self.layout.row_index(s);
+                    let section = self.layout.rows[r].section;
+                    self.row_free[r] += 1;
+                    let t = &mut self.tally[section as usize];
+                    if sold { t.sold -= 1 } else { t.held -= 1 }
+                }
+            }
+            Units::General { section, quantity } => {
+                let t = &mut self.tally[*section as usize];
+                if sold { t.sold -= quantity } else { t.held -= quantity }
+            }
+        }
+        self.buyer.units -= units_len(units);
     }
 }
 
