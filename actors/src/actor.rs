@@ -271,7 +271,8 @@ pub struct EventState {
     /// Buffers swapped with the inbox's, so taking a batch allocates nothing.
     requests: Vec<EventMsg>,
     acks: Vec<(u32, bool)>,
-    /// Changes the last `Batch` handed to the journal.
+    /// Changes handed to the journal since the last `Batch` began (a tick's
+    /// expiries count too).
     changes_in_last_batch: usize,
     changes: ChangeCounters,
 }

@@ -305,11 +305,6 @@ impl ExpiryQueue {
     }
 }
 
-impl Units {
-    /// A stand-in while a hold's units are borrowed out (no allocation).
-    const NONE: Units = Units::General { section: 0, quantity: 0 };
-}
-
 #[derive(Clone, Debug)]
 struct Ticket {
     id: TicketId,
@@ -1323,18 +1318,22 @@ impl SeatInventory {
         }
     }
 
+    /// The seat state and the count of `slot`'s buyer, borrowed beside the
+    /// hold's own units (which so need not be moved out of the slot and back).
+    fn occupancy(&mut self, slot: u32) -> (Occupancy<'_>, &Units) {
+        let Self { layout, seats, row_free, tally, buyers, slots, .. } = self;
+        let h = slots[slot as usize].as_ref().expect("slot in use");
+        (Occupancy { layout, seats, row_free, tally, buyer: &mut buyers[h.buyer_slot as usize] }, &h.units)
+    }
+
     /// Marks `units` as taken by `slot` (as sold or held) if they are all free.
     fn take(&mut self, slot: u32, units: &Units, sold: bool) -> bool {
-        let b = self.slot(slot).buyer_slot;
-        let Self { layout, seats, row_free, tally, buyers, .. } = self;
-        Occupancy { layout, seats, row_free, tally, buyer: &mut buyers[b as usize] }.take(slot, units, sold)
+        self.occupancy(slot).0.take(slot, units, sold)
     }
 
     /// Frees `units` taken by `slot`.
     fn give_back(&mut self, slot: u32, units: &Units, sold: bool) {
-        let b = self.slot(slot).buyer_slot;
-        let Self { layout, seats, row_free, tally, buyers, .. } = self;
-        Occupancy { layout, seats, row_free, tally, buyer: &mut buyers[b as usize] }.give_back(slot, units, sold)
+        self.occupancy(slot).0.give_back(slot, units, sold)
     }
 
     /// Where `buyer`'s count is, made (at zero) if they have none.
@@ -1363,28 +1362,6 @@ impl SeatInventory {
             debug_assert_eq!(self.buyers[b as usize].units, 0);
             self.buyer_slots.remove(&buyer);
             self.free_buyers.push(b);
-        }
-    }
-
-    /// Moves units between held and sold (purchase, or its undo).
-    fn shift_held_to_sold(&mut self, units: &Units, forward: bool) {
-        let mut shift = |section: u16, n: u32| {
-            let t = &mut self.tally[section as usize];
-            if forward {
-                t.held -= n;
-                t.sold += n;
-            } else {
-                t.sold -= n;
-                t.held += n;
-            }
-        };
-        match units {
-            Units::Seats(seats) => {
-                for &s in seats {
-                    shift(self.layout.section_of_seat(s), 1);
-                }
-            }
-            Units::General { section, quantity } => shift(*section, *quantity),
         }
     }
 
@@ -1442,27 +1419,22 @@ impl SeatInventory {
         }
     }
 
-    /// `take` of the hold's own units (borrowed beside the seat state, not moved).
+    /// `take` of the hold's own units.
     fn take_own(&mut self, slot: u32, sold: bool) -> bool {
-        let Self { layout, seats, row_free, tally, buyers, slots, .. } = self;
-        let h = slots[slot as usize].as_ref().expect("slot in use");
-        Occupancy { layout, seats, row_free, tally, buyer: &mut buyers[h.buyer_slot as usize] }
-            .take(slot, &h.units, sold)
+        let (occupancy, units) = self.occupancy(slot);
+        occupancy.take(slot, units, sold)
     }
 
-    /// `give_back` of the hold's own units (borrowed beside the seat state, not moved).
+    /// `give_back` of the hold's own units.
     fn give_back_own(&mut self, slot: u32, sold: bool) {
-        let Self { layout, seats, row_free, tally, buyers, slots, .. } = self;
-        let h = slots[slot as usize].as_ref().expect("slot in use");
-        Occupancy { layout, seats, row_free, tally, buyer: &mut buyers[h.buyer_slot as usize] }
-            .give_back(slot, &h.units, sold)
+        let (occupancy, units) = self.occupancy(slot);
+        occupancy.give_back(slot, units, sold)
     }
 
-    /// `shift_held_to_sold` of the hold's own units, without cloning them.
+    /// Moves the hold's own units between held and sold (purchase, or its undo).
     fn shift_own(&mut self, slot: u32, forward: bool) {
-        let units = std::mem::replace(&mut self.slot_mut(slot).units, Units::NONE);
-        self.shift_held_to_sold(&units, forward);
-        self.slot_mut(slot).units = units;
+        let (occupancy, units) = self.occupancy(slot);
+        occupancy.shift_held_to_sold(units, forward)
     }
 }
 
@@ -1527,6 +1499,28 @@ impl Occupancy<'_> {
             }
         }
         self.buyer.units -= units_len(units);
+    }
+
+    /// Moves `units` between held and sold (purchase, or its undo).
+    fn shift_held_to_sold(self, units: &Units, forward: bool) {
+        let mut shift = |section: u16, n: u32| {
+            let t = &mut self.tally[section as usize];
+            if forward {
+                t.held -= n;
+                t.sold += n;
+            } else {
+                t.sold -= n;
+                t.held += n;
+            }
+        };
+        match units {
+            Units::Seats(seats) => {
+                for &s in seats {
+                    shift(self.layout.section_of_seat(s), 1);
+                }
+            }
+            Units::General { section, quantity } => shift(*section, *quantity),
+        }
     }
 }
 

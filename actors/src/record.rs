@@ -257,7 +257,7 @@ pub enum Change {
         amount: i64,
         tickets: Vec<TicketRecord>,
         /// Boxed: inline it made every `Change` (and every answer carrying one)
-        /// 160 bytes instead of 128, moved several times per hold.
+        /// 160 bytes instead of 120, moved several times per hold.
         payment: Option<Box<Payment>>,
         /// The hold had lapsed and its seats were taken again for this payment.
         retaken: bool,
