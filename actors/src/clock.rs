@@ -1,4 +1,7 @@
 //! Time as a port, so expiry can be tested without sleeping.
+//!
+//! The actor reads time only through a [`Clock`] (the pure inventory is told
+//! `now`); [`ManualClock`] moves only when told, and its clones share one time.
 
 use crate::ids::UnixMs;
 use std::sync::Arc;

@@ -1,4 +1,8 @@
 //! The one error type callers of the engine see.
+//!
+//! Every way a call can fail is one of these values, never a panic, and
+//! [`EventError::is_transient`] says which are worth retrying
+//! (`docs/domain.md`, section "Errors").
 
 use crate::inventory::InventoryError;
 use std::time::Duration;

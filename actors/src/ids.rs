@@ -59,8 +59,8 @@ id_type!(
 impl HoldId {
     /// A fresh v7 id for the millisecond `now` (the engine's clock), with 74
     /// random bits. What `new` makes, less its process-wide ordering within one
-    /// millisecond: no shared lock and no clock read, which were a tenth of a
-    /// hold's cost in the actor. Ids still sort by millisecond.
+    /// millisecond, so making one takes no shared lock and reads no clock (the
+    /// actor already knows `now`). Ids still sort by millisecond.
     pub fn at(now: UnixMs) -> Self {
         let r = Uuid::new_v4().into_bytes();
         // Bytes 6 and 8 of a v4 carry its version and variant; skip them.

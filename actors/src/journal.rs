@@ -71,11 +71,9 @@ pub trait Journal: Send + Sync + 'static {
 type Store = FxHashMap<EventId, EventStore>;
 
 /// One event's durable changes, in the order they became durable: a log, as a
-/// database's journal is. Appending is a push; the holds are rebuilt from it
-/// (with [`apply`]) only when someone reads them, which tests do rarely. Keeping
-/// the holds themselves up to date meant a hash-map insert and an in-place update
-/// per change, the journal's whole cost in the actor bench once an event had a
-/// few hundred thousand holds.
+/// database's journal is. Appending is a push, whatever the number of holds; the
+/// holds are rebuilt from it (with [`apply`]) only when someone reads them, which
+/// tests do rarely.
 #[derive(Default)]
 struct EventStore {
     log: Vec<Change>,

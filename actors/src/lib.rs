@@ -7,7 +7,8 @@
 //! - [`journal`] and [`record`]: the persistence port and what it writes.
 //!
 //! **Invariant:** this crate knows nothing of HTTP, SQL or payment providers; the
-//! service plugs those in through the `Journal`, `Loader` and `Clock` ports.
+//! service plugs those in through the `Journal`, `Loader` and `Clock` ports
+//! (`ARCHITECTURE.md`, section "Invariants").
 
 pub mod actor;
 pub mod clock;

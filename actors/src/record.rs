@@ -26,9 +26,9 @@ pub enum Items {
 /// The labels of a hold's seats (`A-12`), serialised as a list of strings.
 ///
 /// A hold the engine makes keeps its seat indexes and a share of the layout's rows,
-/// and renders labels only when they are read (a reply, the journal's write):
-/// rendering a `String` per seat for every hold — most of which are never shown —
-/// was a fifth of a hold's cost. Labels read back from storage keep their strings.
+/// and renders labels only when they are read (a reply, the journal's write), so a
+/// hold that is never shown never allocates a `String` per seat. Labels read back
+/// from storage keep their strings.
 #[derive(Clone)]
 pub struct SeatLabels(LabelsRepr);
 
@@ -256,8 +256,8 @@ pub enum Change {
         buyer: BuyerId,
         amount: i64,
         tickets: Vec<TicketRecord>,
-        /// Boxed: inline it made every `Change` (and every answer carrying one)
-        /// 160 bytes instead of 120, moved several times per hold.
+        /// Boxed, so that a `Change` (and every answer carrying one), moved
+        /// several times per hold, stays within 120 bytes (asserted below).
         payment: Option<Box<Payment>>,
         /// The hold had lapsed and its seats were taken again for this payment.
         retaken: bool,
@@ -277,6 +277,9 @@ pub enum Change {
         at: UnixMs,
     },
 }
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Change>() <= 120);
 
 impl Change {
     /// The hold this change is about.

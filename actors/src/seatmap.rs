@@ -5,8 +5,16 @@
 //! is either seated — rows of consecutively numbered seats — or general admission
 //! with a capacity. A seat's label is `{row}-{number}` (`A-12`), so row labels are
 //! unique across the event and a label finds its seat without a per-seat string.
-//! The layout keeps no per-seat data at all: the inventory adds 4 bytes of state
-//! per seat, which is what lets a 50k-seat map load in microseconds.
+//! The layout keeps no per-seat strings, only a 2-byte row index per seat
+//! (`seat_rows`), and the inventory adds 4 bytes of state per seat (the slot of
+//! the hold that has it), so a large map costs a few bytes per seat.
+//! `Layout::compile` never panics, whatever the input.
+//!
+//! This file is one piece on purpose: the input format, its validation, the
+//! compiled `Layout` and the label scheme are one contract (the row-label rules
+//! `compile` enforces, such as no `-`, are what let `{row}-{number}` parse back to
+//! its seat), and `SeatList` is the layout's own seat-index list. Its tests, at
+//! the end, are about a fifth of it.
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -221,9 +229,9 @@ pub struct Layout {
     /// Seated sections ordered best first: by tier rank, then map order.
     pub(crate) preference: Vec<u16>,
     /// Per seat, its row: every hold and release looks it up (row free counts,
-    /// section tallies), and a binary search over the rows was a tenth of a
-    /// hold + release. 2 bytes a seat; empty for maps of more than 65,536 rows,
-    /// which search instead.
+    /// section tallies), so it is a table read rather than a binary search over
+    /// the rows. 2 bytes a seat; empty for maps of more than 65,536 rows, which
+    /// search instead.
     pub(crate) seat_rows: Vec<u16>,
 }
 

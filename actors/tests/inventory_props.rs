@@ -554,9 +554,10 @@ proptest! {
     }
 }
 
-/// Found by the property test: a hold whose expiry came due while a payment for
-/// it was being saved lost its place in the expiry queue, so when the payment
-/// failed to save the hold stayed active — and its seats held — forever.
+/// A hold whose expiry comes due while a payment for it is being saved keeps its
+/// place in the expiry queue: if the payment fails to save, the hold is active
+/// again and must still expire, or its seats would stay held forever. A sequence
+/// the random operations reach only rarely, so it is pinned down here.
 #[test]
 fn a_hold_whose_payment_fails_to_save_still_expires() {
     let mut h = Harness::new();

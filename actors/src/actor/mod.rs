@@ -11,6 +11,13 @@
 //!
 //! A periodic `Tick` expires lapsed holds, prunes old ended holds and, when the
 //! event has been idle with nothing held or pending, passivates the actor.
+//!
+//! The queues that bring requests and acknowledgements to the actor are in
+//! `inbox`. This file is the actor itself — its messages, its state, and how each
+//! message is handled and answered — kept whole because every handler shares the
+//! one state and the one rule that a reply waits for durability
+//! (`ARCHITECTURE.md`, section "Invariants": "no reply claims a change that is not
+//! durable").
 
 use crate::clock::Clock;
 use crate::error::EventError;
@@ -22,9 +29,12 @@ use crate::journal::{Ack, Journal};
 use crate::record::{Change, Payment, Record};
 use crate::seatmap::Layout;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
+
+mod inbox;
+
+pub(crate) use inbox::Inbox;
 
 /// Most holds expired per tick, so one tick never stalls the event.
 pub const MAX_EXPIRIES_PER_TICK: usize = 10_000;
@@ -112,109 +122,6 @@ pub enum EventMsg {
     /// Requests or journal acknowledgements are waiting in the [`Inbox`]: handle
     /// them all.
     Batch,
-}
-
-/// Requests on their way to one actor, shared by its handles and the actor, and
-/// the journal's acknowledgements on their way back.
-///
-/// A caller (or the journal) pushes here and posts a `Batch` message only if none
-/// is scheduled. The actor keeps `scheduled` set while it works through the queue,
-/// so under load one mailbox message and one wake-up serve many requests and every
-/// acknowledgement, instead of one message each.
-///
-/// The three parts sit on their own cache lines: callers on other cores lock the
-/// queue while the actor settles acknowledgements, and a caller that finds the
-/// actor already scheduled only reads `scheduled` (no write to a shared line).
-#[derive(Default)]
-pub(crate) struct Inbox {
-    queue: CacheLine<Mutex<Vec<EventMsg>>>,
-    /// Journal answers: (the waiting change's token, durable). Its own lock, so
-    /// the journal never waits behind callers.
-    acks: CacheLine<Mutex<Vec<(u32, bool)>>>,
-    /// A `Batch` is posted, or the actor is working through the queues.
-    scheduled: CacheLine<AtomicBool>,
-    /// The actor has stopped: nothing queued will be handled.
-    closed: AtomicBool,
-    /// Where `Batch` goes; set when the actor starts.
-    actor: OnceLock<ActorRef<EventMsg>>,
-}
-
-impl Inbox {
-    /// Queues `msg`; true when the caller must post a `Batch` to wake the actor.
-    pub(crate) fn push(&self, msg: EventMsg) -> bool {
-        lock(&self.queue).push(msg);
-        self.schedule()
-    }
-
-    /// After queuing something: claims the job of posting a `Batch` (true) unless
-    /// one is scheduled already. The fence pairs with the one in `idle_or_more`:
-    /// either the actor sees what was queued, or this sees `scheduled` cleared.
-    fn schedule(&self) -> bool {
-        std::sync::atomic::fence(Ordering::SeqCst);
-        !self.scheduled.load(Ordering::Relaxed) && !self.scheduled.swap(true, Ordering::SeqCst)
-    }
-
-    /// The journal's answer for the waiting change `token`.
-    pub(crate) fn acknowledge(&self, token: u32, ok: bool) {
-        lock(&self.acks).push((token, ok));
-        if self.schedule() {
-            // If the actor is gone the change was settled by nobody; a restart
-            // reloads whatever became durable.
-            if let Some(actor) = self.actor.get() {
-                let _ = actor.send_message(EventMsg::Batch);
-            }
-        }
-    }
-
-    /// Every queued request, swapped into the actor's (empty) buffer.
-    fn take_requests(&self, requests: &mut Vec<EventMsg>) {
-        debug_assert!(requests.is_empty());
-        std::mem::swap(&mut *lock(&self.queue), requests);
-    }
-
-    /// Every queued acknowledgement, appended to `acks`.
-    fn take_acks(&self, acks: &mut Vec<(u32, bool)>) {
-        acks.append(&mut lock(&self.acks));
-    }
-
-    /// The actor ran out of work: clears `scheduled`, unless something arrived
-    /// meanwhile whose sender saw it still set (and so posted nothing) — then the
-    /// actor goes on (true).
-    fn idle_or_more(&self) -> bool {
-        self.scheduled.store(false, Ordering::SeqCst);
-        std::sync::atomic::fence(Ordering::SeqCst);
-        let more = !lock(&self.queue).is_empty() || !lock(&self.acks).is_empty();
-        more && !self.scheduled.swap(true, Ordering::SeqCst)
-    }
-
-    /// The actor is gone: drops what is queued (and anything queued later, when
-    /// its caller sees `is_closed`), so those callers learn it at once.
-    pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        drop(std::mem::take(&mut *lock(&self.queue)));
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
-    }
-}
-
-/// A value alone on its cache line (64 bytes), so writes to its neighbours do not
-/// take the line away from the cores that use it.
-#[derive(Default)]
-#[repr(align(64))]
-struct CacheLine<T>(T);
-
-impl<T> std::ops::Deref for CacheLine<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-/// Locks a std mutex, also after a panic elsewhere (the data are plain queues).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Most requests one `Batch` handles before the actor yields (posting itself
@@ -394,12 +301,10 @@ impl Actor for EventActor {
                 // When changes arrive together, let the tasks that are ready on
                 // this worker (callers about to queue more) run first: woken by the
                 // first request, the actor would otherwise run at once and take a
-                // batch of one. This made batches ~10–30x larger (16 / 256 callers:
-                // ~20 → ~140 / ~360–600 requests per wake-up) and GA holds/s ~25 %
-                // higher. Not for a lone caller (nothing to wait for, and the
-                // yielded actor waits for the worker's I/O poll) nor for reads
-                // (cheap to handle: running them at once, alongside the callers
-                // on the other worker, was twice as fast as batching them).
+                // batch of one, paying a wake-up per change. Not for a lone caller
+                // (nothing to wait for, and the yielded actor waits for the
+                // worker's I/O poll) nor after reads (cheap to handle: they are
+                // best answered at once, alongside the callers on the other worker).
                 if state.changes_in_last_batch > 1 {
                     tokio::task::yield_now().await;
                 }
