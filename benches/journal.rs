@@ -6,8 +6,8 @@
 //! temporary directory (fsync on, as in production).
 //! Run: `cargo bench -p boxoffice-benches --bench journal`.
 
-use boxoffice::embedded_pg::EmbeddedPostgres;
-use boxoffice::journal::{JournalConfig, PgJournal};
+use boxoffice::store::embedded_pg::EmbeddedPostgres;
+use boxoffice::store::journal::{JournalConfig, PgJournal};
 use boxoffice_actors::journal::{Ack, Journal};
 use boxoffice_actors::{BuyerId, Change, EventId, HoldId, HoldRecord, HoldStatus, Items, Record, UnixMs};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -45,7 +45,7 @@ async fn database() -> Db {
         }
     };
     let pool = PgPool::connect(&url).await.expect("connect");
-    boxoffice::db::migrator().run(&pool).await.expect("migrate");
+    boxoffice::store::db::migrator().run(&pool).await.expect("migrate");
     let (event, buyer) = (Uuid::now_v7(), Uuid::now_v7());
     sqlx::query("INSERT INTO users (user_id, email, password_hash, name, user_type) VALUES ($1, 'b@x.io', 'x', 'B', 'organizer')")
         .bind(buyer)

@@ -1,7 +1,7 @@
 //! Ticket issuance cost: signing a QR token, and rendering it as PNG and SVG.
 //! Run: `cargo bench -p boxoffice-benches --bench qr`.
 
-use boxoffice::qr::{self, QrSigner, TicketClaim};
+use boxoffice::auth::qr::{self, QrSigner, TicketClaim};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use secrecy::SecretString;
 use std::hint::black_box;

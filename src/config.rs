@@ -133,7 +133,7 @@ where
 }
 
 fn key_id(kid: String) -> Result<String, ConfigError> {
-    if kid.is_empty() || kid.len() > crate::qr::MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if kid.is_empty() || kid.len() > crate::auth::qr::MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ConfigError { name: "QR_KEY_ID", problem: "must be 1-16 ASCII letters or digits".into() });
     }
     Ok(kid)

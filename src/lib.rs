@@ -4,29 +4,22 @@
 //! **Invariant:** the engine decides every seat; this crate never arbitrates one
 //! in SQL. It authenticates, routes each request to its event's actor, and makes
 //! the actor's changes durable through the `PgJournal`.
+//!
+//! The layout follows a request: `http` (routes) → `state` (the registry of event
+//! actors, in `boxoffice-actors`) → the actor and its inventory → `store::journal`.
+//! ARCHITECTURE.md has the code map and which folder may depend on which.
 
-pub mod app;
 pub mod auth;
-pub mod cache;
 pub mod config;
-pub mod db;
-pub mod embedded_pg;
 pub mod error;
-pub mod events;
-pub mod extract;
-pub mod holds;
-pub mod journal;
-pub mod loader;
-pub mod notify;
-pub mod outbox;
+pub mod http;
+pub mod money;
 pub mod payments;
-pub mod purchases;
-pub mod qr;
-pub mod relay;
-pub mod search;
-pub mod system;
-pub mod telemetry;
-pub mod tickets;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod workers;
 
-pub use app::{AppState, Application};
 pub use config::Settings;
+pub use startup::Application;
+pub use state::AppState;

@@ -1,6 +1,7 @@
 //! `boxoffice`: runs the service with settings from the environment.
 
-use boxoffice::{Application, Settings, telemetry};
+use boxoffice::startup::init_logging;
+use boxoffice::{Application, Settings};
 
 /// Request handling allocates and frees small objects across threads all day long;
 /// glibc malloc spent a quarter of the server's CPU on that in a flash sale (perf).
@@ -20,7 +21,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(settings.log_format);
+    init_logging(settings.log_format);
     let result = async { Application::build(settings).await?.run_until_stopped(shutdown_signal()).await }.await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,134 +2,41 @@
 //! journal, actors and routes; `run_until_stopped` serves until a shutdown
 //! signal and then drains in order — stop accepting, let in-flight requests
 //! finish, drain every event actor, flush the journal, stop the embedded database.
+//! Also the process's logging (`init_logging`).
 
+use crate::auth::qr::QrSigner;
 use crate::auth::rate_limit::RateLimiter;
-use crate::auth::tokens::TokenKeys;
-use crate::cache::{Cache, RedisLink};
-use crate::config::Settings;
-use crate::embedded_pg::EmbeddedPostgres;
-use crate::error::{ApiError, ApiResult};
-use crate::journal::{JournalConfig, PgJournal};
-use crate::loader::PgLoader;
-use crate::notify::Notifier;
+use crate::auth::tokens::{self, TokenKeys};
+use crate::config::{LogFormat, Settings};
+use crate::http;
 use crate::payments::PaymentProvider;
 use crate::payments::stripe::StripeProvider;
 use crate::payments::test_provider::TestProvider;
-use crate::qr::QrSigner;
-use crate::relay::OutboxRelay;
-use crate::search::SearchIndex;
-use crate::{auth, db, events, holds, purchases, system, tickets};
+use crate::state::{AppState, ENDED_HOLD_RETENTION, HoldOwners, Shared};
+use crate::store::cache::{Cache, RedisLink};
+use crate::store::db;
+use crate::store::embedded_pg::EmbeddedPostgres;
+use crate::store::journal::{JournalConfig, PgJournal};
+use crate::store::loader::PgLoader;
+use crate::store::search::SearchIndex;
+use crate::workers::availability;
+use crate::workers::notify::Notifier;
+use crate::workers::relay::OutboxRelay;
 use anyhow::Context;
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use boxoffice_actors::{ActorConfig, Limits, Registry, SystemClock};
 use dashmap::DashMap;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::PgPool;
 use std::future::Future;
-use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tower_http::limit::RequestBodyLimitLayer;
-use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa_axum::router::OpenApiRouter;
-use uuid::Uuid;
+use tracing_subscriber::EnvFilter;
 
 /// The journal gives up on a connection sooner than request paths do: its breaker
 /// then fails writes fast until the database answers (see `journal`).
 const JOURNAL_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// How long ended holds stay loaded, for late payments and idempotent retries.
-pub const ENDED_HOLD_RETENTION: Duration = Duration::from_secs(3600);
-
-/// Shared by every request: cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-pub struct Shared {
-    pub db: PgPool,
-    pub registry: Registry,
-    pub tokens: TokenKeys,
-    pub auth_limiter: RateLimiter,
-    pub payments: Arc<dyn PaymentProvider>,
-    pub qr: QrSigner,
-    pub settings: Settings,
-    pub metrics: Option<PrometheusHandle>,
-    /// Best-effort Redis cache; a miss or no-op whenever Redis is absent or down.
-    pub cache: Cache,
-    /// Event currency by id, so the hold path does not ask the database each time.
-    currencies: DashMap<Uuid, Arc<tokio::sync::OnceCell<String>>>,
-    /// Event and buyer of the holds created here, so paying for one does not ask the database.
-    pub hold_owners: crate::holds::HoldOwners,
-    /// Published events in memory for `GET /events/search`.
-    pub search: Arc<SearchIndex>,
-}
-
-impl Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// The currency of an event that exists (404 otherwise). Single-flight: when
-    /// thousands of requests hit a cold event at once, one of them asks the database.
-    pub async fn event_currency(&self, event: Uuid) -> ApiResult<String> {
-        let cell = self.currencies.entry(event).or_default().clone();
-        let result = cell
-            .get_or_try_init(|| async {
-                let currency: Option<String> = sqlx::query_scalar("SELECT currency FROM events WHERE event_id = $1")
-                    .bind(event)
-                    .fetch_optional(&self.db)
-                    .await?;
-                currency.ok_or_else(|| ApiError::not_found("event"))
-            })
-            .await
-            .cloned();
-        if result.is_err() {
-            // Unknown ids are not remembered.
-            self.currencies.remove_if(&event, |_, c| Arc::ptr_eq(c, &cell));
-        }
-        result
-    }
-
-    /// Forgets cached facts about an event after it changed (its currency here,
-    /// event details in Redis) and brings the search index up to date, so the
-    /// change shows in the next search.
-    pub async fn invalidate_event(&self, event: Uuid) {
-        self.currencies.remove(&event);
-        self.cache.invalidate_prefix("event").await;
-        if let Err(e) = self.search.sync().await {
-            // The background sync catches up once the database answers.
-            tracing::warn!(error = %e, "search index not refreshed after an event change");
-        }
-    }
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "boxoffice", description = "Ticket sales built for flash sales. Errors are RFC 9457 problem documents with a stable `code`."),
-    modifiers(&BearerAuth)
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
 
 /// The Prometheus recorder is process-global; several apps in one test process share it.
 fn metrics_handle() -> Option<PrometheusHandle> {
@@ -277,12 +184,11 @@ impl Application {
             cache: Cache::new(redis.as_ref()),
             settings,
             currencies: DashMap::new(),
-            hold_owners: crate::holds::HoldOwners::default(),
+            hold_owners: HoldOwners::default(),
             search: search.clone(),
         }));
-        let router = router(state.clone());
-        let background =
-            vec![tokio::spawn(system::report_availability(state.clone())), tokio::spawn(search.keep_in_sync())];
+        let router = http::router(state.clone());
+        let background = vec![tokio::spawn(availability::report(state.clone())), tokio::spawn(search.keep_in_sync())];
         Ok(Self { listener, router, state, journal_writers, embedded, background, relay: (relay_stop, relay_task) })
     }
 
@@ -298,7 +204,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, router, state, journal_writers, embedded, background, relay } = self;
         tracing::info!(addr = %listener.local_addr()?, "boxoffice listening");
-        serve(listener, router, state.settings.request_timeout, shutdown).await;
+        http::server::serve(listener, router, state.settings.request_timeout, shutdown).await;
         tracing::info!("shutting down: draining event actors");
         for task in background {
             task.abort();
@@ -326,55 +232,6 @@ impl Application {
     }
 }
 
-/// Serves HTTP/1.1 like `axum::serve` (client address as `ConnectInfo`, graceful
-/// shutdown), plus a deadline on each request's headers: a client that never
-/// finishes them (slowloris) is disconnected after `header_timeout` instead of
-/// holding its connection — and a graceful shutdown — open for ever.
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    header_timeout: Duration,
-    shutdown: impl Future<Output = ()>,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use tower::Service;
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a moment, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            router.clone().call(request)
-        });
-        let connection =
-            graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after 30 s of shutdown; closing them");
-    }
-}
-
 /// A secret generated once and kept (0600) in the data directory, so tokens and
 /// ticket codes stay valid across restarts without configuration.
 fn persistent_secret(settings: &Settings, file: &str) -> anyhow::Result<SecretString> {
@@ -386,7 +243,7 @@ fn persistent_secret(settings: &Settings, file: &str) -> anyhow::Result<SecretSt
         return Ok(SecretString::from(existing.trim().to_owned()));
     }
     std::fs::create_dir_all(&settings.data_dir)?;
-    let secret = auth::tokens::new_refresh_token() + &auth::tokens::new_refresh_token();
+    let secret = tokens::new_refresh_token() + &tokens::new_refresh_token();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -396,86 +253,13 @@ fn persistent_secret(settings: &Settings, file: &str) -> anyhow::Result<SecretSt
     Ok(SecretString::from(secret))
 }
 
-/// Every route, with the OpenAPI document built from the same definitions.
-pub fn router(state: AppState) -> axum::Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(auth::routes::router())
-        .merge(events::router())
-        .merge(holds::router())
-        .merge(purchases::router())
-        .merge(tickets::router())
-        .merge(system::router())
-        .split_for_parts();
-    let openapi = Arc::new(openapi);
-    api.merge(system::docs_router(openapi))
-        .layer(middleware::from_fn(record_request))
-        .layer(middleware::from_fn_with_state(state.settings.request_timeout, request_timeout))
-        .layer(RequestBodyLimitLayer::new(state.settings.max_body_bytes))
-        .layer(middleware::map_response(bare_errors_as_problems))
-        .fallback(system::not_found)
-        .with_state(state)
-}
-
-/// Error answers that did not come from our handlers — the body limit's 413, the
-/// router's 405, axum's own rejections of raw `Bytes` bodies — become problem
-/// documents like every other error.
-async fn bare_errors_as_problems(response: Response) -> Response {
-    use axum::http::{StatusCode, header};
-    use axum::response::IntoResponse;
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
-        return response;
-    }
-    let allow = response.headers().get(header::ALLOW).cloned();
-    let mut problem = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", "the request body is too large"),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ApiError::new(status, "method_not_allowed", "this route does not take that method")
-        }
-        other => ApiError::new(other, "bad_request", other.canonical_reason().unwrap_or("bad request")),
-    }
-    .into_response();
-    if let Some(allow) = allow {
-        problem.headers_mut().insert(header::ALLOW, allow);
-    }
-    problem
-}
-
-/// Per-route latency and status counts.
-async fn record_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route =
-        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!("boxoffice_http_request_duration_seconds", "route" => route.clone(), "method" => method.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!("boxoffice_http_requests_total", "route" => route, "method" => method, "status" => status)
-        .increment(1);
-    response
-}
-
-/// Cuts a request off after REQUEST_TIMEOUT_MS with a problem document (503 `timeout`,
-/// Retry-After), like every other error.
-async fn request_timeout(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            let mut e = ApiError::unavailable(
-                "the request took too long; retry (with the same Idempotency-Key) to learn the outcome",
-                Duration::from_secs(1),
-            );
-            e.code = "timeout";
-            axum::response::IntoResponse::into_response(e)
-        }
-    }
+/// Logging: `tracing` to stderr, text or JSON. Handlers never log tokens,
+/// passwords or card data; secrets are `SecretString`s that print as `[REDACTED]`.
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
 }

@@ -1,20 +1,18 @@
-//! Authentication and authorisation: users, tokens, and the `AuthUser` extractor
-//! every protected route takes.
+//! Authentication and authorisation: roles, the proven caller (`AuthUser`),
+//! passwords, access and refresh tokens, login rate limits, and the signed codes
+//! tickets carry (`qr`). The routes are in `http::routes::auth`; the extractors
+//! that produce an `AuthUser` from a request are in `http::extract`.
 //!
 //! Access tokens are 15-minute HS256 JWTs checked for `exp`, `iss` and `aud`.
 //! Refresh tokens are opaque, hashed at rest, rotated on every use; presenting a
-//! rotated one again revokes its whole family. See SPEC §6.
+//! rotated one again revokes its whole family. See docs/domain.md, "Accounts and tokens".
 
 pub mod password;
+pub mod qr;
 pub mod rate_limit;
-pub mod routes;
 pub mod tokens;
 
-use crate::app::AppState;
-use crate::error::ApiError;
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
+use crate::error::{ApiError, ProblemCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -74,42 +72,10 @@ impl AuthUser {
     }
 }
 
-impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing_token", "send Authorization: Bearer <access token>"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("invalid_token", "the Authorization header is not a Bearer token"))?;
-        let claims = state.tokens.verify(token)?;
-        Ok(AuthUser { id: claims.sub, role: claims.role })
-    }
-}
-
 /// The caller if a valid token was sent; anonymous otherwise. A token that is
 /// sent but invalid is still an error, so a client learns its token expired.
 #[derive(Clone, Copy, Debug)]
 pub struct MaybeAuthUser(pub Option<AuthUser>);
-
-impl FromRequestParts<AppState> for MaybeAuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if parts.headers.contains_key(AUTHORIZATION) {
-            AuthUser::from_request_parts(parts, state).await.map(|u| MaybeAuthUser(Some(u)))
-        } else {
-            Ok(MaybeAuthUser(None))
-        }
-    }
-}
 
 /// An email address, trimmed; compared case-insensitively by the database.
 #[derive(Clone, Debug)]
@@ -130,7 +96,7 @@ impl Email {
         if valid {
             Ok(Self(email.to_owned()))
         } else {
-            Err(ApiError::invalid("invalid_email", "that is not an email address"))
+            Err(ApiError::invalid(ProblemCode::InvalidEmail, "that is not an email address"))
         }
     }
 
@@ -143,7 +109,7 @@ impl Email {
 pub fn check_password(password: &str) -> Result<(), ApiError> {
     let n = password.chars().count();
     if !(8..=128).contains(&n) {
-        return Err(ApiError::invalid("weak_password", "a password is 8 to 128 characters"));
+        return Err(ApiError::invalid(ProblemCode::WeakPassword, "a password is 8 to 128 characters"));
     }
     Ok(())
 }
@@ -152,7 +118,7 @@ pub fn check_password(password: &str) -> Result<(), ApiError> {
 pub fn parse_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid("invalid_name", "a name is 1 to 100 characters"));
+        return Err(ApiError::invalid(ProblemCode::InvalidName, "a name is 1 to 100 characters"));
     }
     Ok(name.to_owned())
 }

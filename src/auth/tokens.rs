@@ -1,7 +1,7 @@
 //! Access tokens (JWT, HS256, short-lived) and refresh tokens (opaque random,
 //! stored only as a SHA-256 hash).
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -80,9 +80,9 @@ impl TokenKeys {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| {
             match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    ApiError::unauthorized("token_expired", "the access token has expired; refresh it")
+                    ApiError::unauthorized(ProblemCode::TokenExpired, "the access token has expired; refresh it")
                 }
-                _ => ApiError::unauthorized("invalid_token", "the access token is not valid"),
+                _ => ApiError::unauthorized(ProblemCode::InvalidToken, "the access token is not valid"),
             }
         })
     }

@@ -1,11 +1,17 @@
 //! Extractors whose rejections are problem documents, so malformed JSON, a bad
-//! id in the path or a bad query string is a clear 4xx, never axum's plain text.
+//! id in the path or a bad query string is a clear 4xx, never axum's plain text;
+//! the caller from its access token (`AuthUser`, `MaybeAuthUser`); the
+//! `Idempotency-Key` header.
 
-use crate::error::ApiError;
+use crate::auth::{AuthUser, MaybeAuthUser};
+use crate::error::{ApiError, ApiResult, ProblemCode};
+use crate::state::AppState;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use boxoffice_actors::IdempotencyKey;
 use serde::de::DeserializeOwned;
 
 /// JSON body.
@@ -25,17 +31,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let detail = rejection.body_text();
     match rejection {
-        JsonRejection::JsonDataError(_) => ApiError::invalid("invalid_body", detail),
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", detail),
+        JsonRejection::JsonDataError(_) => ApiError::invalid(ProblemCode::InvalidBody, detail),
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request(ProblemCode::MalformedJson, detail),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ProblemCode::UnsupportedMediaType,
             "send Content-Type: application/json",
         ),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ProblemCode::PayloadTooLarge, "the request body is too large")
         }
-        other => ApiError::bad_request("bad_body", other.body_text()),
+        other => ApiError::bad_request(ProblemCode::BadBody, other.body_text()),
     }
 }
 
@@ -54,7 +60,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
 }
 
 fn path_rejection(rejection: PathRejection) -> ApiError {
-    ApiError::bad_request("invalid_path", rejection.body_text())
+    ApiError::bad_request(ProblemCode::InvalidPath, rejection.body_text())
 }
 
 /// Query string.
@@ -66,7 +72,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         // PostgreSQL text cannot hold NUL: refuse it here rather than fail in SQL.
         if parts.uri.query().is_some_and(|q| q.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"%00"))) {
-            return Err(ApiError::bad_request("invalid_query", "a query string cannot contain NUL (%00)"));
+            return Err(ApiError::bad_request(ProblemCode::InvalidQuery, "a query string cannot contain NUL (%00)"));
         }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
@@ -76,7 +82,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 }
 
 fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request("invalid_query", rejection.body_text())
+    ApiError::bad_request(ProblemCode::InvalidQuery, rejection.body_text())
 }
 
 /// An optional JSON body: empty means `None`.
@@ -86,9 +92,53 @@ pub fn optional_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiE
     }
     serde_json::from_slice(body).map(Some).map_err(|e| {
         if e.is_data() {
-            ApiError::invalid("invalid_body", e.to_string())
+            ApiError::invalid(ProblemCode::InvalidBody, e.to_string())
         } else {
-            ApiError::bad_request("malformed_json", e.to_string())
+            ApiError::bad_request(ProblemCode::MalformedJson, e.to_string())
         }
     })
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized(ProblemCode::MissingToken, "send Authorization: Bearer <access token>")
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized(ProblemCode::InvalidToken, "the Authorization header is not a Bearer token")
+            })?;
+        let claims = state.tokens.verify(token)?;
+        Ok(AuthUser { id: claims.sub, role: claims.role })
+    }
+}
+
+impl FromRequestParts<AppState> for MaybeAuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.headers.contains_key(AUTHORIZATION) {
+            AuthUser::from_request_parts(parts, state).await.map(|u| MaybeAuthUser(Some(u)))
+        } else {
+            Ok(MaybeAuthUser(None))
+        }
+    }
+}
+
+/// The `Idempotency-Key` header, if sent.
+pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<IdempotencyKey>> {
+    let Some(raw) = headers.get("idempotency-key") else { return Ok(None) };
+    let raw = raw
+        .to_str()
+        .map_err(|_| ApiError::bad_request(ProblemCode::InvalidIdempotencyKey, "Idempotency-Key must be ASCII"))?;
+    IdempotencyKey::parse(raw)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(ProblemCode::InvalidIdempotencyKey, e.to_string()))
 }

@@ -23,7 +23,8 @@
 //! bug, since the constraints only back up its decisions — is isolated by writing
 //! the batch's records one by one, so one bad record cannot fail its neighbours.
 
-use boxoffice_actors::UnixMs;
+use super::datetime;
+use super::outbox::Topic;
 use boxoffice_actors::journal::{Ack, Journal, JournalError};
 use boxoffice_actors::record::{Change, Record};
 use chrono::{DateTime, Utc};
@@ -215,7 +216,7 @@ async fn commit(pool: &PgPool, breaker: &Breaker, batch: Vec<(Record, Ack)>) {
         }
     };
     match &outcome {
-        Err(e) if crate::db::is_unavailable(e) => breaker.trip(),
+        Err(e) if super::db::is_unavailable(e) => breaker.trip(),
         // Committed, or refused by a database that answered.
         _ => breaker.close(),
     }
@@ -252,12 +253,8 @@ async fn commit(pool: &PgPool, breaker: &Breaker, batch: Vec<(Record, Ack)>) {
 /// Errors that say nothing about the records themselves: the database is
 /// unavailable, or the transaction lost a serialization/deadlock race (class 40).
 fn is_transient(e: &sqlx::Error) -> bool {
-    crate::db::is_unavailable(e)
+    super::db::is_unavailable(e)
         || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("40")))
-}
-
-pub(crate) fn ts(ms: UnixMs) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms.0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Column vectors for one batch, filled from its records.
@@ -313,8 +310,8 @@ struct OutboxPayload<'a> {
 }
 
 impl Columns {
-    fn outbox(&mut self, topic: &'static str, aggregate: Uuid, event: Uuid, change: &Change) {
-        self.o_topic.push(topic);
+    fn outbox(&mut self, topic: Topic, aggregate: Uuid, event: Uuid, change: &Change) {
+        self.o_topic.push(topic.as_str());
         self.o_aggregate.push(aggregate);
         let payload = serde_json::to_string(&OutboxPayload { change, event_id: event });
         self.o_payload.push(payload.unwrap_or_else(|_| "null".into()));
@@ -333,14 +330,14 @@ impl Columns {
                 self.h_amount.push(hold.amount);
                 self.h_key.push(hold.idempotency_key.as_ref().map(|k| k.as_str().to_owned()));
                 self.h_fp.push(hold.fingerprint as i64);
-                self.h_created.push(ts(hold.created_at));
-                self.h_expires.push(ts(hold.expires_at));
-                self.outbox("hold:created", hold.id.0, event, change);
+                self.h_created.push(datetime(hold.created_at));
+                self.h_expires.push(datetime(hold.expires_at));
+                self.outbox(Topic::HoldCreated, hold.id.0, event, change);
             }
             Change::HoldPurchased { hold, buyer, tickets, payment, at, .. } => {
                 self.s_id.push(hold.0);
                 self.s_status.push("purchased");
-                self.s_at.push(ts(*at));
+                self.s_at.push(datetime(*at));
                 for t in tickets {
                     self.t_id.push(t.id.0);
                     self.t_event.push(event);
@@ -349,7 +346,7 @@ impl Columns {
                     self.t_section.push(t.section.clone());
                     self.t_seat.push(t.seat.clone());
                     self.t_price.push(t.price);
-                    self.t_at.push(ts(*at));
+                    self.t_at.push(datetime(*at));
                 }
                 if let Some(p) = payment {
                     self.p_id.push(Uuid::now_v7());
@@ -358,28 +355,28 @@ impl Columns {
                     self.p_ref.push(p.reference.clone());
                     self.p_amount.push(p.amount);
                     self.p_currency.push(p.currency.clone());
-                    self.outbox("payment:created", hold.0, event, change);
+                    self.outbox(Topic::PaymentCreated, hold.0, event, change);
                 }
-                self.outbox("ticket:issued", hold.0, event, change);
+                self.outbox(Topic::TicketIssued, hold.0, event, change);
             }
             Change::HoldReleased { hold, at } => {
                 self.s_id.push(hold.0);
                 self.s_status.push("released");
-                self.s_at.push(ts(*at));
-                self.outbox("hold:released", hold.0, event, change);
+                self.s_at.push(datetime(*at));
+                self.outbox(Topic::HoldReleased, hold.0, event, change);
             }
             Change::HoldExpired { hold, at } => {
                 self.s_id.push(hold.0);
                 self.s_status.push("expired");
-                self.s_at.push(ts(*at));
-                self.outbox("hold:expired", hold.0, event, change);
+                self.s_at.push(datetime(*at));
+                self.outbox(Topic::HoldExpired, hold.0, event, change);
             }
             Change::TicketsCancelled { hold, tickets, at } => {
                 for t in tickets {
                     self.c_id.push(t.0);
-                    self.c_at.push(ts(*at));
+                    self.c_at.push(datetime(*at));
                 }
-                self.outbox("ticket:cancelled", hold.0, event, change);
+                self.outbox(Topic::TicketCancelled, hold.0, event, change);
             }
         }
     }
@@ -497,7 +494,7 @@ mod tests {
     #[test]
     fn outbox_payloads_are_the_change_tagged_with_its_event() {
         let (event, hold) = (Uuid::now_v7(), Uuid::now_v7());
-        let change = Change::HoldReleased { hold: HoldId(hold), at: UnixMs(1_700_000_000_000) };
+        let change = Change::HoldReleased { hold: HoldId(hold), at: boxoffice_actors::UnixMs(1_700_000_000_000) };
         let text = serde_json::to_string(&OutboxPayload { change: &change, event_id: event }).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(

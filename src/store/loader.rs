@@ -119,15 +119,6 @@ pub enum HoldsError {
     Corrupt(String),
 }
 
-impl From<HoldsError> for crate::error::ApiError {
-    fn from(e: HoldsError) -> Self {
-        match e {
-            HoldsError::Db(e) => e.into(),
-            HoldsError::Corrupt(msg) => crate::error::ApiError::internal(msg),
-        }
-    }
-}
-
 /// The holds an actor needs: active and purchased ones with their tickets, and
 /// those that ended within `retention`.
 pub async fn load_holds(

@@ -1,5 +1,5 @@
 //! Notifications: the emails that outbox rows call for, composed and sent by the
-//! outbox relay — never inside the request that made the change (SPEC §8), so a
+//! outbox relay — never inside the request that made the change (docs/domain.md, "Outbox topics"), so a
 //! slow or dead mail server cannot slow a purchase down or fail it.
 //!
 //! | topic              | email to the buyer                                      |
@@ -13,7 +13,7 @@
 //! belongs with refunding a cancelled event's tickets, which does not exist yet.
 //!
 //! The buyer and the event are looked up (users, events, holds, tickets) when
-//! the email is composed, as SPEC §4 asks: nothing is copied into the outbox.
+//! the email is composed, as docs/domain.md asks ("Outbox topics"): nothing is copied into the outbox.
 //!
 //! Delivery goes through a [`Mailer`]: SMTP ([`SmtpMailer`], lettre) when
 //! `SMTP_URL` is set, otherwise [`LogMailer`], which writes the recipient
@@ -23,7 +23,7 @@
 //! at-least-once delivery produces can be recognised by mail systems.
 
 use crate::config::ConfigError;
-use crate::relay::OutboxRow;
+use crate::store::outbox::{OutboxRow, Topic};
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
@@ -42,7 +42,7 @@ use uuid::Uuid;
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Topics that produce an email; every other topic is passed over.
-pub const NOTIFYING_TOPICS: [&str; 3] = ["ticket:issued", "ticket:cancelled", "payment:refunded"];
+pub const NOTIFYING_TOPICS: [Topic; 3] = [Topic::TicketIssued, Topic::TicketCancelled, Topic::PaymentRefunded];
 
 /// One plain-text email, composed from one outbox row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,7 +256,7 @@ impl Notifier {
 
     /// Whether rows of `topic` can produce an email.
     pub fn wants(topic: &str) -> bool {
-        NOTIFYING_TOPICS.contains(&topic)
+        Topic::parse(topic).is_some_and(|t| NOTIFYING_TOPICS.contains(&t))
     }
 
     /// The emails `rows` call for, each with the index of its row, in row order.
@@ -282,7 +282,7 @@ impl Notifier {
         let mut issued: Vec<Option<Vec<TicketLine>>> = rows
             .iter()
             .zip(&payloads)
-            .map(|(r, p)| (r.topic == "ticket:issued").then(|| issued_lines(p)).flatten())
+            .map(|(r, p)| (Topic::parse(&r.topic) == Some(Topic::TicketIssued)).then(|| issued_lines(p)).flatten())
             .collect();
         let ticket_holds: Vec<Uuid> = rows
             .iter()
@@ -300,13 +300,13 @@ impl Notifier {
                 tracing::warn!(outbox_id = row.id, topic = %row.topic, "no buyer or event for this row; no email");
                 continue;
             };
-            let composed = match row.topic.as_str() {
-                "ticket:issued" => {
+            let composed = match Topic::parse(&row.topic) {
+                Some(Topic::TicketIssued) => {
                     let lines = issued[index].take();
                     Some(self.tickets_issued(ctx, lines.as_deref().unwrap_or(&ctx.tickets)))
                 }
-                "ticket:cancelled" => self.tickets_cancelled(ctx, payload),
-                "payment:refunded" => self.refunded(ctx, payload),
+                Some(Topic::TicketCancelled) => self.tickets_cancelled(ctx, payload),
+                Some(Topic::PaymentRefunded) => self.refunded(ctx, payload),
                 _ => None,
             };
             if let Some((subject, body)) = composed {

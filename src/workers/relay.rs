@@ -50,15 +50,15 @@
 //! `boxoffice_outbox_published_total` (rows marked), and
 //! `boxoffice_outbox_relay_errors_total{sink}` (failed passes).
 
-use crate::cache::RedisLink;
-use crate::notify::{Email, MailError, Notifier};
-use chrono::{DateTime, SecondsFormat, Utc};
+use crate::store::cache::RedisLink;
+use crate::store::outbox::OutboxRow;
+use crate::workers::notify::{Email, MailError, Notifier};
+use chrono::{SecondsFormat, Utc};
 use redis::aio::ConnectionManager;
 use redis::streams::StreamMaxlen;
 use sqlx::PgPool;
 use std::future::Future;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
 
 /// The advisory lock key every relay takes for a pass (`b"outbox\0\0"` as an integer).
 const RELAY_LOCK: i64 = 0x6f75_7462_6f78_0000;
@@ -95,22 +95,10 @@ impl Default for RelayConfig {
             max_backoff: Duration::from_secs(5),
             publish_timeout: Duration::from_secs(5),
             max_emails_per_pass: 50,
-            stream_prefix: crate::cache::DEFAULT_PREFIX.to_owned(),
+            stream_prefix: crate::store::cache::DEFAULT_PREFIX.to_owned(),
             stream_maxlen: 1_000_000,
         }
     }
-}
-
-/// One outbox row, as the relay reads it.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct OutboxRow {
-    /// The dedupe id consumers see as `outbox_id`.
-    pub id: i64,
-    pub topic: String,
-    pub aggregate_id: Uuid,
-    /// The JSON payload as text, passed through to Redis unparsed.
-    pub payload: String,
-    pub created_at: DateTime<Utc>,
 }
 
 /// The stream a topic is published to.
@@ -327,7 +315,7 @@ mod tests {
 
     #[test]
     fn streams_are_named_after_topics() {
-        assert_eq!(stream_key(crate::cache::DEFAULT_PREFIX, "ticket:issued"), "boxoffice:ticket:issued");
+        assert_eq!(stream_key(crate::store::cache::DEFAULT_PREFIX, "ticket:issued"), "boxoffice:ticket:issued");
         assert_eq!(stream_key("t1:", "hold:created"), "t1:hold:created");
     }
 

@@ -1,10 +1,10 @@
 //! `/auth/*`: register, login, refresh, logout, me.
 
-use super::tokens::{hash_refresh_token, new_refresh_token};
-use super::{AuthUser, Email, Role, check_password, parse_name, password};
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, optional_json};
+use crate::auth::tokens::{hash_refresh_token, new_refresh_token};
+use crate::auth::{AuthUser, Email, Role, check_password, parse_name, password};
+use crate::error::{ApiError, ApiResult, ProblemCode};
+use crate::http::extract::{Json, optional_json};
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
@@ -168,7 +168,7 @@ async fn register(
     .await
     .map_err(|e| match &e {
         sqlx::Error::Database(db) if db.constraint() == Some("users_email_key") => {
-            ApiError::conflict("email_taken", "an account with this email exists")
+            ApiError::conflict(ProblemCode::EmailTaken, "an account with this email exists")
         }
         _ => e.into(),
     })?;
@@ -186,7 +186,7 @@ async fn login(
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Response> {
     let email = Email::parse(&req.email)
-        .map_err(|_| ApiError::unauthorized("invalid_credentials", "wrong email or password"))?;
+        .map_err(|_| ApiError::unauthorized(ProblemCode::InvalidCredentials, "wrong email or password"))?;
     limit(&state, &[format!("ip:{}", peer.ip()), format!("email:{}", email.as_str().to_lowercase())]).await?;
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -205,7 +205,7 @@ async fn login(
     .await?;
     let stored = row.as_ref().map(|r| r.password_hash.clone());
     if !password::verify(SecretString::from(req.password), stored).await? {
-        return Err(ApiError::unauthorized("invalid_credentials", "wrong email or password"));
+        return Err(ApiError::unauthorized(ProblemCode::InvalidCredentials, "wrong email or password"));
     }
     let row = row.expect("verified users exist");
     let user = UserOut {
@@ -231,7 +231,9 @@ fn presented_refresh_token(headers: &HeaderMap, body: Option<RefreshRequest>) ->
         .find(|(k, _)| *k == REFRESH_COOKIE)
         .map(|(_, v)| v.to_owned())
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("missing_refresh_token", "send the refresh token (cookie or body)"))
+        .ok_or_else(|| {
+            ApiError::unauthorized(ProblemCode::MissingRefreshToken, "send the refresh token (cookie or body)")
+        })
 }
 
 /// Exchange a refresh token for new tokens. The old refresh token stops working;
@@ -258,7 +260,8 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     .bind(&hash)
     .fetch_optional(&mut *tx)
     .await?;
-    let invalid = || ApiError::unauthorized("invalid_refresh_token", "the refresh token is not valid; sign in again");
+    let invalid =
+        || ApiError::unauthorized(ProblemCode::InvalidRefreshToken, "the refresh token is not valid; sign in again");
     let Some(token) = token else { return Err(invalid()) };
     if token.revoked_at.is_some() {
         return Err(invalid());
@@ -271,7 +274,7 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         tx.commit().await?;
         tracing::warn!(user = %token.user_id, "refresh token reused; family revoked");
         return Err(ApiError::unauthorized(
-            "refresh_token_reused",
+            ProblemCode::RefreshTokenReused,
             "this refresh token was already used; sign in again",
         ));
     }
@@ -327,5 +330,6 @@ async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<axum::Js
             .bind(user.id)
             .fetch_optional(&state.db)
             .await?;
-    row.map(axum::Json).ok_or_else(|| ApiError::unauthorized("invalid_token", "this account no longer exists"))
+    row.map(axum::Json)
+        .ok_or_else(|| ApiError::unauthorized(ProblemCode::InvalidToken, "this account no longer exists"))
 }

@@ -11,18 +11,20 @@
 //! - sales window: any time before cancellation, applied to the live actor at once;
 //! - delete: only while nothing was ever held or sold (close or cancel instead).
 
-use crate::app::AppState;
 use crate::auth::{AuthUser, MaybeAuthUser, Role};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
-use crate::loader::sales_window;
-use crate::search::{Filters, Order};
+use crate::error::{ApiError, ApiResult, ProblemCode};
+use crate::http::access::{EventRow, fetch_event, owned_event, visible_event};
+use crate::http::extract::{Json, Path};
+use crate::http::schema::{EventOut, in_range};
+use crate::state::{AppState, ENDED_HOLD_RETENTION};
+use crate::store::loader::sales_window;
+use crate::store::outbox::{self, Topic};
 use axum::extract::State;
 use axum::http::StatusCode;
 use boxoffice_actors::{Availability, EventId, Layout, SeatMap};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -32,7 +34,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_event))
         .routes(routes!(update_event))
         .routes(routes!(delete_event))
-        .routes(routes!(search_events))
         .routes(routes!(event_details))
         .routes(routes!(publish_event))
         .routes(routes!(close_event))
@@ -96,39 +97,6 @@ pub struct UpdateEvent {
     pub sales_window: Option<SalesWindowIn>,
 }
 
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct SalesWindowOut {
-    pub opens_at: Option<DateTime<Utc>>,
-    pub closes_at: Option<DateTime<Utc>>,
-    pub per_buyer_limit: i32,
-    pub hold_ttl_secs: i32,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct EventOut {
-    pub event_id: Uuid,
-    pub organizer_id: Uuid,
-    pub organizer_name: String,
-    pub title: String,
-    pub description: String,
-    pub category: Option<String>,
-    pub venue_name: String,
-    pub venue_address: Option<String>,
-    pub event_date: DateTime<Utc>,
-    pub currency: String,
-    pub status: String,
-    pub total_seats: i32,
-    /// Live from the event's actor in details; a recent snapshot in search results.
-    pub available_seats: i64,
-    /// Lowest price (seed field).
-    pub base_price: Option<i64>,
-    pub max_price: Option<i64>,
-    pub sales_window: SalesWindowOut,
-    pub has_seat_map: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct EventDetails {
     #[serde(flatten)]
@@ -150,104 +118,21 @@ struct CachedEvent {
 /// How long cached details live (they are also invalidated on every change).
 const DETAILS_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct EventRow {
-    event_id: Uuid,
-    organizer_id: Uuid,
-    organizer_name: String,
-    title: String,
-    description: String,
-    category: Option<String>,
-    venue_name: String,
-    venue_address: Option<String>,
-    event_date: DateTime<Utc>,
-    currency: String,
-    pub(crate) status: String,
-    total_seats: i32,
-    taken_count: i32,
-    min_price: Option<i64>,
-    max_price: Option<i64>,
-    opens_at: Option<DateTime<Utc>>,
-    closes_at: Option<DateTime<Utc>>,
-    per_buyer_limit: i32,
-    hold_ttl_secs: i32,
-    has_seat_map: bool,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-const EVENT_COLUMNS: &str = "e.event_id, e.organizer_id, u.name AS organizer_name, e.title, e.description, e.category,
-    e.venue_name, e.venue_address, e.event_date, e.currency, e.status, e.total_seats, e.taken_count, e.min_price,
-    e.max_price, e.opens_at, e.closes_at, e.per_buyer_limit, e.hold_ttl_secs, (e.seat_map IS NOT NULL) AS has_seat_map,
-    e.created_at, e.updated_at";
-
-impl From<EventRow> for EventOut {
-    fn from(r: EventRow) -> Self {
-        EventOut {
-            event_id: r.event_id,
-            organizer_id: r.organizer_id,
-            organizer_name: r.organizer_name,
-            title: r.title,
-            description: r.description,
-            category: r.category,
-            venue_name: r.venue_name,
-            venue_address: r.venue_address,
-            event_date: r.event_date,
-            currency: r.currency,
-            status: r.status,
-            total_seats: r.total_seats,
-            available_seats: i64::from(r.total_seats - r.taken_count).max(0),
-            base_price: r.min_price,
-            max_price: r.max_price,
-            sales_window: SalesWindowOut {
-                opens_at: r.opens_at,
-                closes_at: r.closes_at,
-                per_buyer_limit: r.per_buyer_limit,
-                hold_ttl_secs: r.hold_ttl_secs,
-            },
-            has_seat_map: r.has_seat_map,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-pub(crate) async fn fetch_event(state: &AppState, id: Uuid) -> ApiResult<Option<EventRow>> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events e JOIN users u ON u.user_id = e.organizer_id WHERE e.event_id = $1"
-    );
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&state.db).await?)
-}
-
-/// The event, if `user` may manage it (owner or admin). Others get 404 for events
-/// they cannot see and 403 for published ones they do not own.
-pub(crate) async fn owned_event(state: &AppState, user: &AuthUser, id: Uuid) -> ApiResult<EventRow> {
-    let row = fetch_event(state, id).await?.ok_or_else(|| ApiError::not_found("event"))?;
-    if user.is_admin() || row.organizer_id == user.id {
-        return Ok(row);
-    }
-    if row.status == "draft" {
-        Err(ApiError::not_found("event"))
-    } else {
-        Err(ApiError::forbidden("only the event's organizer may do this"))
-    }
-}
-
 // ---- validation ---------------------------------------------------------------
 
 fn text(field: &'static str, raw: &str, max: usize, required: bool) -> ApiResult<Option<String>> {
     let v = raw.trim();
     if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(ApiError::invalid("invalid_field", format!("{field} has control characters")).with("field", field));
+        return Err(ApiError::invalid(ProblemCode::InvalidField, format!("{field} has control characters"))
+            .with("field", field));
     }
     if v.chars().count() > max {
-        return Err(
-            ApiError::invalid("invalid_field", format!("{field} is longer than {max} characters")).with("field", field)
-        );
+        return Err(ApiError::invalid(ProblemCode::InvalidField, format!("{field} is longer than {max} characters"))
+            .with("field", field));
     }
     if v.is_empty() {
         return if required {
-            Err(ApiError::invalid("invalid_field", format!("{field} is required")).with("field", field))
+            Err(ApiError::invalid(ProblemCode::InvalidField, format!("{field} is required")).with("field", field))
         } else {
             Ok(None)
         };
@@ -259,7 +144,7 @@ fn currency(raw: &str) -> ApiResult<String> {
     if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(raw.to_owned())
     } else {
-        Err(ApiError::invalid("invalid_currency", "currency is a three-letter ISO 4217 code such as JPY"))
+        Err(ApiError::invalid(ProblemCode::InvalidCurrency, "currency is a three-letter ISO 4217 code such as JPY"))
     }
 }
 
@@ -273,10 +158,11 @@ struct CheckedMap {
 }
 
 fn check_seat_map(raw: serde_json::Value) -> ApiResult<CheckedMap> {
-    let map: SeatMap = serde_json::from_value(raw).map_err(|e| ApiError::invalid("invalid_seat_map", e.to_string()))?;
-    let layout = Layout::compile(&map).map_err(|e| ApiError::invalid("invalid_seat_map", e.to_string()))?;
-    let total =
-        i32::try_from(layout.capacity()).map_err(|_| ApiError::invalid("invalid_seat_map", "too many seats"))?;
+    let map: SeatMap =
+        serde_json::from_value(raw).map_err(|e| ApiError::invalid(ProblemCode::InvalidSeatMap, e.to_string()))?;
+    let layout = Layout::compile(&map).map_err(|e| ApiError::invalid(ProblemCode::InvalidSeatMap, e.to_string()))?;
+    let total = i32::try_from(layout.capacity())
+        .map_err(|_| ApiError::invalid(ProblemCode::InvalidSeatMap, "too many seats"))?;
     let min_price = map.tiers.iter().map(|t| t.price).min().unwrap_or(0);
     let max_price = map.tiers.iter().map(|t| t.price).max().unwrap_or(0);
     // Store the map as parsed: members the map does not define (which could carry
@@ -300,25 +186,21 @@ struct CheckedWindow {
     hold_ttl_secs: i32,
 }
 
-/// Timestamps are years 1 to 9999: PostgreSQL cannot store all that chrono parses
-/// (its range starts at 4713 BC), and no sale is planned outside it.
-pub(crate) fn in_range(t: DateTime<Utc>) -> bool {
-    use chrono::Datelike;
-    (1..=9999).contains(&t.year())
-}
-
 fn check_window(w: &SalesWindowIn, current: Option<&EventRow>) -> ApiResult<CheckedWindow> {
     if w.opens_at.into_iter().chain(w.closes_at).any(|t| !in_range(t)) {
-        return Err(ApiError::invalid("invalid_sales_window", "opens_at and closes_at are in years 1 to 9999"));
+        return Err(ApiError::invalid(
+            ProblemCode::InvalidSalesWindow,
+            "opens_at and closes_at are in years 1 to 9999",
+        ));
     }
     let per_buyer_limit = match w.per_buyer_limit {
         Some(n) if (1..=50).contains(&n) => n as i32,
-        Some(_) => return Err(ApiError::invalid("invalid_sales_window", "per_buyer_limit is 1 to 50")),
+        Some(_) => return Err(ApiError::invalid(ProblemCode::InvalidSalesWindow, "per_buyer_limit is 1 to 50")),
         None => current.map_or(10, |c| c.per_buyer_limit),
     };
     let hold_ttl_secs = match w.hold_ttl_secs {
         Some(n) if (5..=86_400).contains(&n) => n as i32,
-        Some(_) => return Err(ApiError::invalid("invalid_sales_window", "hold_ttl_secs is 5 to 86400")),
+        Some(_) => return Err(ApiError::invalid(ProblemCode::InvalidSalesWindow, "hold_ttl_secs is 5 to 86400")),
         None => current.map_or(600, |c| c.hold_ttl_secs),
     };
     let opens_at = w.opens_at.or(current.and_then(|c| c.opens_at));
@@ -326,7 +208,7 @@ fn check_window(w: &SalesWindowIn, current: Option<&EventRow>) -> ApiResult<Chec
     if let (Some(o), Some(c)) = (opens_at, closes_at)
         && c <= o
     {
-        return Err(ApiError::invalid("invalid_sales_window", "closes_at must be after opens_at"));
+        return Err(ApiError::invalid(ProblemCode::InvalidSalesWindow, "closes_at must be after opens_at"));
     }
     Ok(CheckedWindow { opens_at, closes_at, per_buyer_limit, hold_ttl_secs })
 }
@@ -349,10 +231,12 @@ async fn create_event(
     let venue_address = text("venue_address", req.venue_address.as_deref().unwrap_or(""), 500, false)?;
     let currency = currency(req.currency.as_deref().unwrap_or("JPY"))?;
     if !in_range(req.event_date) {
-        return Err(ApiError::invalid("invalid_field", "event_date is in years 1 to 9999").with("field", "event_date"));
+        return Err(ApiError::invalid(ProblemCode::InvalidField, "event_date is in years 1 to 9999")
+            .with("field", "event_date"));
     }
     if req.event_date <= Utc::now() {
-        return Err(ApiError::invalid("invalid_field", "event_date must be in the future").with("field", "event_date"));
+        return Err(ApiError::invalid(ProblemCode::InvalidField, "event_date must be in the future")
+            .with("field", "event_date"));
     }
     let raw_map = match (req.seat_map, req.total_seats, req.base_price) {
         (Some(map), None, None) => Some(map),
@@ -360,7 +244,7 @@ async fn create_event(
         (None, None, None) => None,
         _ => {
             return Err(ApiError::invalid(
-                "invalid_seat_map",
+                ProblemCode::InvalidSeatMap,
                 "give either seat_map, or total_seats with base_price (general admission)",
             ));
         }
@@ -393,7 +277,7 @@ async fn create_event(
     .bind(window.hold_ttl_secs)
     .execute(&state.db)
     .await?;
-    crate::outbox::record(&state.db, "event:created", id, serde_json::json!({"event_id": id})).await?;
+    outbox::record(&state.db, Topic::EventCreated, id, serde_json::json!({"event_id": id})).await?;
     state.invalidate_event(id).await;
     let row = fetch_event(&state, id).await?.ok_or_else(|| ApiError::internal("created event vanished"))?;
     Ok((StatusCode::CREATED, axum::Json(row.into())))
@@ -411,7 +295,7 @@ async fn update_event(
 ) -> ApiResult<axum::Json<EventOut>> {
     let current = owned_event(&state, &user, event_id).await?;
     if current.status == "cancelled" {
-        return Err(ApiError::conflict("event_cancelled", "a cancelled event cannot change"));
+        return Err(ApiError::conflict(ProblemCode::EventCancelled, "a cancelled event cannot change"));
     }
     let title = req.title.as_deref().map(|t| text("title", t, 200, true)).transpose()?.flatten();
     let venue_name = req.venue_name.as_deref().map(|t| text("venue_name", t, 200, true)).transpose()?.flatten();
@@ -422,7 +306,8 @@ async fn update_event(
     let map = req.seat_map.map(check_seat_map).transpose()?;
     let window = req.sales_window.as_ref().map(|w| check_window(w, Some(&current))).transpose()?;
     if req.event_date.is_some_and(|d| !in_range(d)) {
-        return Err(ApiError::invalid("invalid_field", "event_date is in years 1 to 9999").with("field", "event_date"));
+        return Err(ApiError::invalid(ProblemCode::InvalidField, "event_date is in years 1 to 9999")
+            .with("field", "event_date"));
     }
 
     let mut tx = state.db.begin().await?;
@@ -432,7 +317,10 @@ async fn update_event(
             .fetch_one(&mut *tx)
             .await?;
         if has_holds {
-            return Err(ApiError::conflict("event_has_sales", "the currency cannot change once seats were held"));
+            return Err(ApiError::conflict(
+                ProblemCode::EventHasSales,
+                "the currency cannot change once seats were held",
+            ));
         }
     }
     sqlx::query(
@@ -491,13 +379,13 @@ async fn update_event(
         handle
             .reconfigure(m.layout.clone())
             .await?
-            .map_err(|e| ApiError::conflict("seat_map_conflict", e.to_string()))?;
+            .map_err(|e| ApiError::conflict(ProblemCode::SeatMapConflict, e.to_string()))?;
     } else if let Some(m) = &map
         && current.status != "draft"
     {
         check_map_against_db(&mut tx, event_id, &m.layout).await?;
     }
-    crate::outbox::record(&mut *tx, "event:updated", event_id, serde_json::json!({"event_id": event_id})).await?;
+    outbox::record(&mut *tx, Topic::EventUpdated, event_id, serde_json::json!({"event_id": event_id})).await?;
     if let Err(e) = tx.commit().await {
         // The actor may have adopted a map that was not stored: reload it from the database.
         state.registry.evict(EventId(event_id)).await;
@@ -514,10 +402,12 @@ async fn update_event(
 
 /// With no live actor, checks a new seat map against the stored holds and tickets.
 async fn check_map_against_db(tx: &mut sqlx::PgConnection, event_id: Uuid, layout: &Layout) -> ApiResult<()> {
-    let holds = crate::loader::load_holds(tx, event_id, crate::app::ENDED_HOLD_RETENTION).await?;
+    let holds = crate::store::loader::load_holds(tx, event_id, ENDED_HOLD_RETENTION).await?;
     boxoffice_actors::SeatInventory::restore(layout.clone(), boxoffice_actors::SalesWindow::always_open(), holds)
         .map(|_| ())
-        .map_err(|e| ApiError::conflict("seat_map_conflict", format!("the new seat map does not fit the sales: {e}")))
+        .map_err(|e| {
+            ApiError::conflict(ProblemCode::SeatMapConflict, format!("the new seat map does not fit the sales: {e}"))
+        })
 }
 
 /// Delete an event that never sold or held anything.
@@ -539,20 +429,21 @@ async fn delete_event(
         .await?;
     if has_holds {
         return Err(ApiError::conflict(
-            "event_has_sales",
+            ProblemCode::EventHasSales,
             "seats were held or sold: close or cancel the event instead",
         ));
     }
     sqlx::query("DELETE FROM events WHERE event_id = $1").bind(event_id).execute(&mut *tx).await.map_err(
         |e| match &e {
             // A hold made between the check and the delete (the actor woke up again).
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
-                ApiError::conflict("event_has_sales", "seats were held or sold: close or cancel the event instead")
-            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => ApiError::conflict(
+                ProblemCode::EventHasSales,
+                "seats were held or sold: close or cancel the event instead",
+            ),
             _ => e.into(),
         },
     )?;
-    crate::outbox::record(&mut *tx, "event:deleted", event_id, serde_json::json!({"event_id": event_id})).await?;
+    outbox::record(&mut *tx, Topic::EventDeleted, event_id, serde_json::json!({"event_id": event_id})).await?;
     tx.commit().await?;
     state.invalidate_event(event_id).await;
     Ok(StatusCode::NO_CONTENT)
@@ -567,11 +458,14 @@ async fn transition(
 ) -> ApiResult<axum::Json<EventOut>> {
     let current = owned_event(state, user, event_id).await?;
     if !from.contains(&current.status.as_str()) {
-        return Err(ApiError::conflict("invalid_transition", format!("cannot go from {} to {to}", current.status))
-            .with("event_status", current.status));
+        return Err(ApiError::conflict(
+            ProblemCode::InvalidTransition,
+            format!("cannot go from {} to {to}", current.status),
+        )
+        .with("event_status", current.status));
     }
     if to == "published" && !current.has_seat_map {
-        return Err(ApiError::conflict("no_seat_map", "add a seat map before publishing"));
+        return Err(ApiError::conflict(ProblemCode::NoSeatMap, "add a seat map before publishing"));
     }
     let mut tx = state.db.begin().await?;
     sqlx::query("UPDATE events SET status = $2, updated_at = now() WHERE event_id = $1")
@@ -579,7 +473,7 @@ async fn transition(
         .bind(to)
         .execute(&mut *tx)
         .await?;
-    crate::outbox::record(&mut *tx, "event:updated", event_id, serde_json::json!({"event_id": event_id, "status": to}))
+    outbox::record(&mut *tx, Topic::EventUpdated, event_id, serde_json::json!({"event_id": event_id, "status": to}))
         .await?;
     tx.commit().await?;
     // The actor reloads with the new status (closed and cancelled events do not sell).
@@ -664,17 +558,6 @@ async fn put_sales_window(
     update_event(state, user, path, Json(UpdateEvent { sales_window: Some(window), ..Default::default() })).await
 }
 
-/// Published events are public; others only to their organizer and admins.
-async fn visible_event(state: &AppState, user: Option<&AuthUser>, id: Uuid) -> ApiResult<EventRow> {
-    let row = fetch_event(state, id).await?.ok_or_else(|| ApiError::not_found("event"))?;
-    let privileged = user.is_some_and(|u| u.is_admin() || u.id == row.organizer_id);
-    if row.status == "published" || row.status == "closed" || privileged {
-        Ok(row)
-    } else {
-        Err(ApiError::not_found("event"))
-    }
-}
-
 /// An event with live availability.
 #[utoipa::path(get, path = "/events/{event_id}/details", tag = "events", params(("event_id" = Uuid, Path)),
     responses((status = 200, body = EventDetails), (status = 404)))]
@@ -715,103 +598,4 @@ async fn event_details(
         None
     };
     Ok(axum::Json(EventDetails { event, seat_map, availability }))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct SearchParams {
-    /// Words to find in title, venue, category or description.
-    pub q: Option<String>,
-    pub category: Option<String>,
-    /// Events on or after this time.
-    pub from: Option<DateTime<Utc>>,
-    /// Events before this time.
-    pub to: Option<DateTime<Utc>>,
-    /// Events with some ticket at or under this price.
-    pub max_price: Option<i64>,
-    /// Events with some ticket at or over this price.
-    pub min_price: Option<i64>,
-    /// Only events with seats left.
-    pub available: Option<bool>,
-    /// `date` (default), `-date`, `price`, `-price`, `relevance`.
-    pub sort: Option<String>,
-    /// From 1.
-    pub page: Option<u32>,
-    /// 1–100, default 20.
-    pub per_page: Option<u32>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct SearchResult {
-    pub events: Vec<EventOut>,
-    pub page: u32,
-    pub per_page: u32,
-    /// How many events match, in all.
-    pub total: i64,
-}
-
-/// Most results one search returns per page.
-const MAX_PER_PAGE: u32 = 100;
-/// Deepest page reachable by offset.
-const MAX_OFFSET: u32 = 10_000;
-
-/// Search published events: filtered, ranked, counted and paged in memory
-/// (src/search.rs); only the page's rows come from the database.
-#[utoipa::path(get, path = "/events/search", tag = "events", params(SearchParams),
-    responses((status = 200, body = SearchResult), (status = 400)))]
-async fn search_events(
-    State(state): State<AppState>,
-    Query(p): Query<SearchParams>,
-) -> ApiResult<axum::Json<SearchResult>> {
-    let per_page = p.per_page.unwrap_or(20);
-    if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(ApiError::bad_request("invalid_query", format!("per_page is 1 to {MAX_PER_PAGE}")));
-    }
-    let page = p.page.unwrap_or(1);
-    if page == 0 || (page - 1).saturating_mul(per_page) > MAX_OFFSET {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("page is 1 or more, and at most {MAX_OFFSET} results deep"),
-        ));
-    }
-    if p.from.into_iter().chain(p.to).any(|t| !in_range(t)) {
-        return Err(ApiError::bad_request("invalid_query", "from and to are in years 1 to 9999"));
-    }
-    let q = p.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    if q.is_some_and(|q| q.len() > 200) {
-        return Err(ApiError::bad_request("invalid_query", "q is at most 200 characters"));
-    }
-    let order = match p.sort.as_deref().unwrap_or(if q.is_some() { "relevance" } else { "date" }) {
-        "date" => Order::Date,
-        "-date" => Order::DateDesc,
-        "price" => Order::Price,
-        "-price" => Order::PriceDesc,
-        "relevance" if q.is_some() => Order::Relevance,
-        other => return Err(ApiError::bad_request("invalid_query", format!("unknown sort {other:?}"))),
-    };
-    let filters = Filters {
-        category: p.category.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned),
-        from: p.from,
-        to: p.to,
-        max_price: p.max_price,
-        min_price: p.min_price,
-        available: p.available == Some(true),
-    };
-    let hits = state.search.search(q, &filters, order, ((page - 1) * per_page) as usize, per_page as usize);
-    let mut events = Vec::with_capacity(hits.ids.len());
-    if !hits.ids.is_empty() {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events e JOIN users u ON u.user_id = e.organizer_id
-             WHERE e.event_id = ANY($1) AND e.status = 'published'"
-        );
-        let mut rows: Vec<EventRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&hits.ids).fetch_all(&state.db).await?;
-        // In the index's order; an event unpublished since the index last synced drops out.
-        let position: std::collections::HashMap<Uuid, usize> =
-            hits.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        rows.sort_by_key(|r| position.get(&r.event_id).copied());
-        events.extend(rows.into_iter().map(EventOut::from));
-    }
-    Ok(axum::Json(SearchResult { events, page, per_page, total: i64::try_from(hits.total).unwrap_or(i64::MAX) }))
 }

@@ -15,21 +15,23 @@
 //! hold lapsed re-takes its seats if they are free, and is refunded
 //! automatically if not; a provider outage is a 503 with nothing issued.
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Path, Query};
-use crate::holds::{HoldOut, HoldRequest, idempotency_key};
-use crate::payments::{ChargeRequest, ChargeStatus, PaymentError, RefundRequest, WebhookKind};
-use crate::qr::{self, TicketClaim};
+use crate::auth::qr::{self, TicketClaim};
+use crate::error::{ApiError, ApiResult, ProblemCode};
+use crate::http::extract::{Json, Path, Query, idempotency_key};
+use crate::http::schema::{HoldOut, HoldRequest, PageParams};
+use crate::money::{Paid, pay, payment_error, record_sale};
+use crate::payments::WebhookKind;
+use crate::state::AppState;
+use crate::store::outbox::{self, Topic};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use boxoffice_actors::{BuyerId, EventError, EventId, HoldId, HoldStatus, HoldView, InventoryError, Payment};
+use boxoffice_actors::{BuyerId, EventId, HoldId, HoldStatus, HoldView, Payment};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -112,206 +114,6 @@ pub struct PendingOut {
     pub payment_reference: String,
 }
 
-/// How a payment attempt ended.
-enum Paid {
-    Sold(HoldView, Option<Payment>),
-    /// The provider has not decided yet; the webhook will complete the order.
-    Pending(String),
-}
-
-fn payment_error(e: PaymentError) -> ApiError {
-    match e {
-        PaymentError::Declined { code, message } => {
-            ApiError::new(StatusCode::PAYMENT_REQUIRED, "payment_declined", message).with("decline_code", code)
-        }
-        PaymentError::Invalid(msg) => ApiError::invalid("payment_invalid", msg),
-        PaymentError::Unavailable(msg) => {
-            tracing::warn!(error = %msg, "payment provider unavailable");
-            let mut e = ApiError::unavailable(
-                "the payment provider is unavailable; nothing was issued — retry shortly",
-                std::time::Duration::from_secs(2),
-            );
-            e.code = "payment_unavailable";
-            e
-        }
-        PaymentError::BadSignature(msg) => ApiError::bad_request("bad_signature", msg),
-    }
-}
-
-/// Charges for `view` and records the sale in the event's actor. If the seats
-/// are gone by then, refunds and says so.
-async fn pay(
-    state: &AppState,
-    event_id: Uuid,
-    currency: &str,
-    view: HoldView,
-    payment_method: &str,
-) -> ApiResult<Paid> {
-    if view.status == HoldStatus::Purchased {
-        return Ok(Paid::Sold(view, None));
-    }
-    // The seed's `"payment_method": "card"` means the test provider's good card.
-    let payment_method = match payment_method {
-        "card" if state.payments.name() == "test" => "pm_card_visa",
-        other => other,
-    };
-    // One key per hold and payment method: a retry with the same card is the same
-    // charge; another card after a decline is a new attempt (as Stripe requires).
-    let charge = state
-        .payments
-        .charge(ChargeRequest {
-            idempotency_key: format!("{}:{payment_method}", view.id),
-            amount: view.amount,
-            currency: currency.to_owned(),
-            payment_method: payment_method.to_owned(),
-            hold_id: view.id.0,
-            event_id,
-            buyer_id: view.buyer.0,
-        })
-        .await
-        .map_err(payment_error)?;
-    if charge.status == ChargeStatus::Pending {
-        return Ok(Paid::Pending(charge.reference));
-    }
-    let payment = Payment {
-        provider: state.payments.name().to_owned(),
-        reference: charge.reference,
-        amount: charge.amount,
-        currency: currency.to_owned(),
-    };
-    record_sale(state, event_id, view.id, view.buyer, payment).await
-}
-
-/// Tells the actor a payment succeeded; refunds when the seats cannot be had.
-async fn record_sale(
-    state: &AppState,
-    event_id: Uuid,
-    hold: HoldId,
-    buyer: BuyerId,
-    payment: Payment,
-) -> ApiResult<Paid> {
-    let result = state
-        .registry
-        .with(EventId(event_id), |h| {
-            let payment = payment.clone();
-            async move { h.purchase(hold, buyer, Some(payment)).await }
-        })
-        .await;
-    match result {
-        Ok(sale) => {
-            if let Some(first) = superseded_by(state, hold, &sale.payment, &payment.reference).await? {
-                // Two payments raced for one hold (two cards at once): keep the first, refund ours.
-                let key = format!("refund-dup-{}", payment.reference);
-                let refunded = refund(state, hold, None, &payment.reference, payment.amount, &key).await;
-                tracing::warn!(%hold, %first, refunded, "a second payment for a purchased hold was refunded");
-            }
-            metrics::counter!("boxoffice_purchases_total").increment(1);
-            metrics::counter!("boxoffice_tickets_issued_total").increment(sale.hold.tickets.len() as u64);
-            Ok(Paid::Sold(sale.hold, sale.payment))
-        }
-        Err(EventError::Inventory(
-            e @ (InventoryError::SeatsGone | InventoryError::LimitExceeded { .. } | InventoryError::HoldNotFound),
-        )) => {
-            let refunded =
-                refund(state, hold, None, &payment.reference, payment.amount, &format!("refund-hold-{hold}")).await;
-            tracing::info!(%hold, reason = %e, refunded, "payment arrived but the seats cannot be had; refunded");
-            Err(ApiError::conflict("seats_gone", format!("{e}; your payment was refunded"))
-                .with("refunded", refunded)
-                .with("payment_reference", payment.reference))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The reference of a different payment that already bought `hold`, if any.
-async fn superseded_by(
-    state: &AppState,
-    hold: HoldId,
-    recorded: &Option<Payment>,
-    ours: &str,
-) -> ApiResult<Option<String>> {
-    if let Some(p) = recorded {
-        return Ok((p.reference != ours).then(|| p.reference.clone()));
-    }
-    // Restored after a restart: the database knows which payment bought it.
-    let refs: Vec<String> = sqlx::query_scalar("SELECT provider_ref FROM payments WHERE hold_id = $1")
-        .bind(hold.0)
-        .fetch_all(&state.db)
-        .await?;
-    Ok(if refs.is_empty() || refs.iter().any(|r| r == ours) { None } else { refs.into_iter().next() })
-}
-
-/// Records a refund as pending, asks the provider, and records the outcome.
-/// Returns whether the money went back. A pending refund is retried by the next
-/// request that reaches it.
-pub(crate) async fn refund(
-    state: &AppState,
-    hold: HoldId,
-    ticket: Option<Uuid>,
-    payment_ref: &str,
-    amount: i64,
-    key: &str,
-) -> bool {
-    let recorded = sqlx::query(
-        "INSERT INTO refunds (refund_key, hold_id, ticket_id, provider, payment_ref, amount, status)
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending') ON CONFLICT (refund_key) DO NOTHING",
-    )
-    .bind(key)
-    .bind(hold.0)
-    .bind(ticket)
-    .bind(state.payments.name())
-    .bind(payment_ref)
-    .bind(amount)
-    .execute(&state.db)
-    .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, %hold, "could not record a refund; not attempting it");
-        return false;
-    }
-    let done: Option<String> = sqlx::query_scalar("SELECT status FROM refunds WHERE refund_key = $1")
-        .bind(key)
-        .fetch_optional(&state.db)
-        .await
-        .ok()
-        .flatten();
-    if done.as_deref() == Some("succeeded") {
-        return true;
-    }
-    let outcome = state
-        .payments
-        .refund(RefundRequest {
-            idempotency_key: key.to_owned(),
-            reference: payment_ref.to_owned(),
-            amount: Some(amount),
-        })
-        .await;
-    let (status, provider_ref) = match &outcome {
-        Ok(r) => ("succeeded", Some(r.reference.clone())),
-        Err(PaymentError::Unavailable(_)) => ("pending", None),
-        Err(_) => ("failed", None),
-    };
-    if let Err(e) = &outcome {
-        tracing::error!(error = %e, %hold, "refund failed");
-    }
-    let _ = sqlx::query("UPDATE refunds SET status = $2, provider_ref = $3, updated_at = now() WHERE refund_key = $1")
-        .bind(key)
-        .bind(status)
-        .bind(provider_ref)
-        .execute(&state.db)
-        .await;
-    let _ = crate::outbox::record(
-        &state.db,
-        "payment:refunded",
-        hold.0,
-        serde_json::json!({"hold_id": hold.0, "ticket_id": ticket, "amount": amount, "status": status}),
-    )
-    .await;
-    if status == "succeeded" {
-        metrics::counter!("boxoffice_refunds_total").increment(1);
-    }
-    status == "succeeded"
-}
-
 fn purchase_out(
     state: &AppState,
     event_id: Uuid,
@@ -375,7 +177,10 @@ fn paid_response(
 
 fn check_payment_method(pm: &str) -> ApiResult<()> {
     if pm.is_empty() || pm.len() > 255 || !pm.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid("payment_invalid", "payment_method is a provider id such as pm_card_visa"));
+        return Err(ApiError::invalid(
+            ProblemCode::PaymentInvalid,
+            "payment_method is a provider id such as pm_card_visa",
+        ));
     }
     Ok(())
 }
@@ -393,7 +198,7 @@ async fn purchase_hold(
     Json(req): Json<PayRequest>,
 ) -> ApiResult<Response> {
     check_payment_method(&req.payment_method)?;
-    let row = crate::holds::hold_event_and_buyer(&state, hold_id).await?;
+    let row = state.hold_event_and_buyer(hold_id).await?;
     let Some((event_id, buyer)) = row.filter(|(_, b)| *b == user.id) else { return Err(ApiError::not_found("hold")) };
     let currency = state.event_currency(event_id).await?;
     let view = state
@@ -427,7 +232,7 @@ async fn purchase_tickets(
         (Some(one), None) => Some(vec![one]),
         (None, many) => many,
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid("invalid_selection", "give seat_number or seats, not both"));
+            return Err(ApiError::invalid(ProblemCode::InvalidSelection, "give seat_number or seats, not both"));
         }
     };
     let selection = HoldRequest { seats, quantity: req.quantity, section: req.section, allow_split: req.allow_split }
@@ -447,7 +252,7 @@ async fn purchase_tickets(
         Ok(paid) => Ok(paid_response(&state, event_id, hold.0, currency, paid, req.include_qr_image)),
         Err(e) => {
             // A declined or refused payment frees the seats for the next buyer at once.
-            if e.status == StatusCode::PAYMENT_REQUIRED || e.code == "payment_invalid" {
+            if e.status == StatusCode::PAYMENT_REQUIRED || e.code == ProblemCode::PaymentInvalid {
                 let _ = state.registry.with(EventId(event_id), |h| async move { h.release(hold, buyer).await }).await;
             }
             Err(e)
@@ -489,7 +294,7 @@ async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body:
 async fn handle_webhook(state: &AppState, kind: WebhookKind) -> ApiResult<()> {
     match kind {
         WebhookKind::PaymentSucceeded { reference, amount, hold_id: Some(hold_id) } => {
-            let row = crate::holds::hold_event_and_buyer(state, hold_id).await?;
+            let row = state.hold_event_and_buyer(hold_id).await?;
             let Some((event_id, buyer)) = row else {
                 tracing::warn!(%hold_id, "payment for an unknown hold");
                 return Ok(());
@@ -499,15 +304,15 @@ async fn handle_webhook(state: &AppState, kind: WebhookKind) -> ApiResult<()> {
             match record_sale(state, event_id, HoldId(hold_id), BuyerId(buyer), payment).await {
                 Ok(_) => Ok(()),
                 // Refunded already: nothing more to do with this delivery.
-                Err(e) if e.code == "seats_gone" => Ok(()),
+                Err(e) if e.code == ProblemCode::SeatsGone => Ok(()),
                 Err(e) => Err(e),
             }
         }
         WebhookKind::PaymentFailed { reference, reason, hold_id } => {
             tracing::info!(%reference, %reason, ?hold_id, "payment failed");
-            crate::outbox::record(
+            outbox::record(
                 &state.db,
-                "payment:failed",
+                Topic::PaymentFailed,
                 hold_id.unwrap_or_default(),
                 serde_json::json!({"reference": reference, "reason": reason}),
             )
@@ -529,26 +334,6 @@ async fn handle_webhook(state: &AppState, kind: WebhookKind) -> ApiResult<()> {
             Ok(())
         }
         WebhookKind::Other(_) => Ok(()),
-    }
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct PageParams {
-    pub page: Option<u32>,
-    pub per_page: Option<u32>,
-}
-
-impl PageParams {
-    /// (limit, offset), validated.
-    pub fn limits(&self) -> ApiResult<(u32, u32, i64, i64)> {
-        let per_page = self.per_page.unwrap_or(20);
-        let page = self.page.unwrap_or(1);
-        if !(1..=100).contains(&per_page) || page == 0 || page > 10_000 {
-            return Err(ApiError::bad_request("invalid_query", "page is 1-10000 and per_page 1-100"));
-        }
-        Ok((page, per_page, i64::from(per_page), i64::from((page - 1) * per_page)))
     }
 }
 
@@ -625,7 +410,7 @@ async fn order_history(
             out.tickets = tickets
                 .iter()
                 .filter(|t| t.hold_id == r.hold_id)
-                .map(|t| crate::holds::TicketOut {
+                .map(|t| crate::http::schema::TicketOut {
                     ticket_id: t.ticket_id,
                     section: t.section.clone(),
                     seat_number: t.seat_number.clone(),

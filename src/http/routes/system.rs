@@ -1,9 +1,9 @@
 //! Operational routes: health, readiness, metrics, the OpenAPI document and a
-//! browsable API page; plus the fallback 404 and the availability reporter.
+//! browsable API page; plus the fallback 404.
 
-use crate::app::AppState;
-use crate::db;
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
+use crate::state::AppState;
+use crate::store::db;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -12,9 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-
-/// How often running events report their availability for search listings.
-const AVAILABILITY_REPORT_EVERY: Duration = Duration::from_secs(2);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(prometheus))
@@ -57,40 +54,7 @@ async fn prometheus(State(state): State<AppState>) -> Response {
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /docs")
-}
-
-/// Writes each running event's taken seats (held + sold) to `events.taken_count`
-/// for search listings. One write per event every few seconds — never per sale,
-/// and never read to decide one.
-pub async fn report_availability(state: AppState) {
-    let mut tick = tokio::time::interval(AVAILABILITY_REPORT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let mut ids = Vec::new();
-        let mut taken = Vec::new();
-        for handle in state.registry.running_handles() {
-            if let Ok(a) = handle.availability().await {
-                ids.push(handle.event().0);
-                taken.push(i32::try_from(a.total.held + a.total.sold).unwrap_or(i32::MAX));
-            }
-        }
-        if ids.is_empty() {
-            continue;
-        }
-        let result = sqlx::query(
-            "UPDATE events SET taken_count = u.taken FROM UNNEST($1::uuid[], $2::int4[]) AS u(id, taken)
-             WHERE events.event_id = u.id AND events.taken_count <> u.taken",
-        )
-        .bind(&ids)
-        .bind(&taken)
-        .execute(&state.db)
-        .await;
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "availability report skipped");
-        }
-    }
+    ApiError::new(StatusCode::NOT_FOUND, ProblemCode::NotFound, "no such route; see /docs")
 }
 
 const DOCS_PAGE: &str = r#"<!doctype html>

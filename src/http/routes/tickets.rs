@@ -6,13 +6,15 @@
 //! scanners racing on the same code admit once, and the second learns when and
 //! by whom the first scan was.
 
-use crate::app::AppState;
+use crate::auth::qr::{self, TicketClaim};
 use crate::auth::{AuthUser, Role};
-use crate::error::{ApiError, ApiResult};
-use crate::events::owned_event;
-use crate::extract::{Json, Path, Query};
-use crate::purchases::{PageParams, refund};
-use crate::qr::{self, TicketClaim};
+use crate::error::{ApiError, ApiResult, ProblemCode};
+use crate::http::access::owned_event;
+use crate::http::extract::{Json, Path, Query};
+use crate::http::schema::PageParams;
+use crate::money::refund;
+use crate::state::AppState;
+use crate::store::outbox::{self, Topic};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -142,7 +144,7 @@ async fn ticket_qr(
     match p.format.as_deref().unwrap_or("png") {
         "png" => Ok(([(header::CONTENT_TYPE, "image/png")], qr::png(&token)).into_response()),
         "svg" => Ok(([(header::CONTENT_TYPE, "image/svg+xml")], qr::svg(&token)).into_response()),
-        other => Err(ApiError::bad_request("invalid_query", format!("format {other:?} is not png or svg"))),
+        other => Err(ApiError::bad_request(ProblemCode::InvalidQuery, format!("format {other:?} is not png or svg"))),
     }
 }
 
@@ -166,10 +168,15 @@ async fn cancel_ticket(
 ) -> ApiResult<axum::Json<CancelOut>> {
     let t = owned_ticket(&state, &user, ticket_id).await?;
     match t.status.as_str() {
-        "used" => return Err(ApiError::conflict("ticket_used", "a ticket that was scanned cannot be cancelled")),
+        "used" => {
+            return Err(ApiError::conflict(ProblemCode::TicketUsed, "a ticket that was scanned cannot be cancelled"));
+        }
         "cancelled" => {}
         _ if t.event_date <= Utc::now() => {
-            return Err(ApiError::conflict("event_started", "tickets cannot be cancelled once the event has started"));
+            return Err(ApiError::conflict(
+                ProblemCode::EventStarted,
+                "tickets cannot be cancelled once the event has started",
+            ));
         }
         _ => {
             let (hold, buyer) = (HoldId(t.hold_id), BuyerId(t.purchaser_id));
@@ -259,9 +266,9 @@ async fn validate_ticket(
     Path(ticket_id): Path<Uuid>,
     Json(req): Json<ValidateRequest>,
 ) -> ApiResult<axum::Json<ValidateOut>> {
-    let claim = state.qr.verify(&req.qr).map_err(|e| ApiError::invalid("invalid_qr", e.to_string()))?;
+    let claim = state.qr.verify(&req.qr).map_err(|e| ApiError::invalid(ProblemCode::InvalidQr, e.to_string()))?;
     if claim.ticket_id != ticket_id {
-        return Err(ApiError::invalid("invalid_qr", "this code belongs to another ticket"));
+        return Err(ApiError::invalid(ProblemCode::InvalidQr, "this code belongs to another ticket"));
     }
     if !may_scan(&state, &user, claim.event_id).await? {
         return Err(ApiError::forbidden("you are not assigned to scan this event"));
@@ -291,9 +298,9 @@ async fn validate_ticket(
             .bind(user.id)
             .fetch_one(&mut *tx)
             .await?;
-    crate::outbox::record(
+    outbox::record(
         &mut *tx,
-        "ticket:used",
+        Topic::TicketUsed,
         ticket_id,
         serde_json::json!({"ticket_id": ticket_id, "event_id": a.event_id, "staff_id": user.id, "at": at}),
     )
@@ -330,13 +337,18 @@ async fn refusal(state: &AppState, ticket_id: Uuid, event_id: Uuid) -> ApiError 
     match row {
         Err(e) => e.into(),
         Ok(None) => ApiError::not_found("ticket"),
-        Ok(Some(s)) if s.event_id != event_id => ApiError::invalid("invalid_qr", "this code is for another event"),
-        Ok(Some(Scan { status, checked_in_at: Some(at), staff_id, .. })) if status == "used" => {
-            ApiError::conflict("already_used", format!("this ticket was already scanned at {}", at.to_rfc3339()))
-                .with("first_checked_in_at", at.to_rfc3339())
-                .with("checked_in_by", staff_id.map(|s| s.to_string()).unwrap_or_default())
+        Ok(Some(s)) if s.event_id != event_id => {
+            ApiError::invalid(ProblemCode::InvalidQr, "this code is for another event")
         }
-        Ok(Some(s)) if s.status == "cancelled" => ApiError::conflict("ticket_cancelled", "this ticket was cancelled"),
+        Ok(Some(Scan { status, checked_in_at: Some(at), staff_id, .. })) if status == "used" => ApiError::conflict(
+            ProblemCode::AlreadyUsed,
+            format!("this ticket was already scanned at {}", at.to_rfc3339()),
+        )
+        .with("first_checked_in_at", at.to_rfc3339())
+        .with("checked_in_by", staff_id.map(|s| s.to_string()).unwrap_or_default()),
+        Ok(Some(s)) if s.status == "cancelled" => {
+            ApiError::conflict(ProblemCode::TicketCancelled, "this ticket was cancelled")
+        }
         Ok(Some(_)) => ApiError::unavailable("the ticket is changing; scan again", std::time::Duration::from_secs(1)),
     }
 }
@@ -391,7 +403,7 @@ async fn assign_staff(
         .fetch_optional(&state.db)
         .await?;
     if role.as_deref() != Some("staff") {
-        return Err(ApiError::invalid("not_staff", "staff_id must be a user with the staff role"));
+        return Err(ApiError::invalid(ProblemCode::NotStaff, "staff_id must be a user with the staff role"));
     }
     sqlx::query("INSERT INTO staff_assignments (event_id, staff_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(event_id)

@@ -1,0 +1,10 @@
+//! One module per resource, each exposing `router()`. Routes translate HTTP to
+//! engine and store calls; they share only what lives in `http` itself.
+
+pub mod auth;
+pub mod events;
+pub mod holds;
+pub mod purchases;
+pub mod search;
+pub mod system;
+pub mod tickets;

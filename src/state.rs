@@ -1,0 +1,154 @@
+//! `AppState`: what every request handler, the money path and the background
+//! workers share — the database pool, the event registry, keys, the payment
+//! provider, caches and the search index. Cheap to clone (one `Arc`).
+//!
+//! It lives at the crate root, above `http/` and `money/` that use it, so neither
+//! imports the other for it.
+
+use crate::auth::qr::QrSigner;
+use crate::auth::rate_limit::RateLimiter;
+use crate::auth::tokens::TokenKeys;
+use crate::config::Settings;
+use crate::error::{ApiError, ApiResult};
+use crate::payments::PaymentProvider;
+use crate::store::cache::Cache;
+use crate::store::search::SearchIndex;
+use boxoffice_actors::Registry;
+use dashmap::DashMap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How long ended holds stay loaded, for late payments and idempotent retries.
+pub const ENDED_HOLD_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Shared by every request: cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Shared>);
+
+pub struct Shared {
+    pub db: PgPool,
+    pub registry: Registry,
+    pub tokens: TokenKeys,
+    pub auth_limiter: RateLimiter,
+    pub payments: Arc<dyn PaymentProvider>,
+    pub qr: QrSigner,
+    pub settings: Settings,
+    pub metrics: Option<PrometheusHandle>,
+    /// Best-effort Redis cache; a miss or no-op whenever Redis is absent or down.
+    pub cache: Cache,
+    /// Event currency by id, so the hold path does not ask the database each time.
+    pub(crate) currencies: DashMap<Uuid, Arc<tokio::sync::OnceCell<String>>>,
+    /// Event and buyer of the holds created here, so paying for one does not ask the database.
+    pub hold_owners: HoldOwners,
+    /// Published events in memory for `GET /events/search`.
+    pub search: Arc<SearchIndex>,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The currency of an event that exists (404 otherwise). Single-flight: when
+    /// thousands of requests hit a cold event at once, one of them asks the database.
+    pub async fn event_currency(&self, event: Uuid) -> ApiResult<String> {
+        let cell = self.currencies.entry(event).or_default().clone();
+        let result = cell
+            .get_or_try_init(|| async {
+                let currency: Option<String> = sqlx::query_scalar("SELECT currency FROM events WHERE event_id = $1")
+                    .bind(event)
+                    .fetch_optional(&self.db)
+                    .await?;
+                currency.ok_or_else(|| ApiError::not_found("event"))
+            })
+            .await
+            .cloned();
+        if result.is_err() {
+            // Unknown ids are not remembered.
+            self.currencies.remove_if(&event, |_, c| Arc::ptr_eq(c, &cell));
+        }
+        result
+    }
+
+    /// Forgets cached facts about an event after it changed (its currency here,
+    /// event details in Redis) and brings the search index up to date, so the
+    /// change shows in the next search.
+    pub async fn invalidate_event(&self, event: Uuid) {
+        self.currencies.remove(&event);
+        self.cache.invalidate_prefix("event").await;
+        if let Err(e) = self.search.sync().await {
+            // The background sync catches up once the database answers.
+            tracing::warn!(error = %e, "search index not refreshed after an event change");
+        }
+    }
+
+    /// The event and buyer of a stored hold: from memory for holds created here
+    /// lately, else from the database.
+    pub async fn hold_event_and_buyer(&self, hold_id: Uuid) -> ApiResult<Option<(Uuid, Uuid)>> {
+        if let Some(known) = self.hold_owners.get(hold_id) {
+            return Ok(Some(known));
+        }
+        Ok(sqlx::query_as("SELECT event_id, buyer_id FROM holds WHERE hold_id = $1")
+            .bind(hold_id)
+            .fetch_optional(&self.db)
+            .await?)
+    }
+}
+
+/// Event and buyer of recently created holds (a hold never changes either).
+/// Bounded: two generations of at most [`HoldOwners::GENERATION`] entries each;
+/// when the young one fills up, the old one is dropped. A miss costs one query.
+#[derive(Default)]
+pub struct HoldOwners {
+    generations: std::sync::RwLock<[rustc_hash::FxHashMap<Uuid, (Uuid, Uuid)>; 2]>,
+}
+
+impl HoldOwners {
+    pub const GENERATION: usize = 100_000;
+
+    pub fn insert(&self, hold: Uuid, event: Uuid, buyer: Uuid) {
+        let mut g = self.generations.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g[0].len() >= Self::GENERATION {
+            g[1] = std::mem::take(&mut g[0]);
+        }
+        g[0].insert(hold, (event, buyer));
+    }
+
+    pub fn get(&self, hold: Uuid) -> Option<(Uuid, Uuid)> {
+        let g = self.generations.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        g[0].get(&hold).or_else(|| g[1].get(&hold)).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HoldOwners;
+    use uuid::Uuid;
+
+    #[test]
+    fn hold_owners_remember_two_generations_and_forget_older() {
+        let owners = HoldOwners::default();
+        let (event, buyer) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = Uuid::now_v7();
+        owners.insert(first, event, buyer);
+        assert_eq!(owners.get(first), Some((event, buyer)));
+        assert_eq!(owners.get(Uuid::now_v7()), None);
+        // Fill the young generation: `first` moves to the old one and is still known.
+        for _ in 0..HoldOwners::GENERATION {
+            owners.insert(Uuid::now_v7(), event, buyer);
+        }
+        assert_eq!(owners.get(first), Some((event, buyer)));
+        // Another generation later it is forgotten (the database answers then).
+        for _ in 0..HoldOwners::GENERATION {
+            owners.insert(Uuid::now_v7(), event, buyer);
+        }
+        assert_eq!(owners.get(first), None);
+    }
+}
