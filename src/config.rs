@@ -1,56 +1,145 @@
-//! Configuration from the environment (and an optional `.env` file), validated
-//! once at start with messages that name the variable at fault.
-//!
-//! Every setting is listed in [`SETTINGS`], which is also what `boxoffice --help`
-//! prints. Secrets are `SecretString`s: they cannot be logged by accident.
+//! Configuration: every setting is a command-line flag and an environment
+//! variable (a `.env` file is read too), declared once in [`ServeArgs`]. clap
+//! parses them and generates `boxoffice --help` from the same declarations, so
+//! the help cannot drift from what the code reads. [`Settings::from_args`] then
+//! validates them once at start, with messages that name the variable at fault.
+//! Secrets are `SecretString`s: they cannot be logged by accident.
 
-use secrecy::SecretString;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Name, default and meaning of every environment variable the server reads.
-pub const SETTINGS: &[(&str, &str, &str)] = &[
-    ("BIND", "127.0.0.1:8080", "address to listen on (port 0 picks a free one)"),
-    ("DATABASE_URL", "(embedded)", "PostgreSQL URL; unset = run a private cluster under BOXOFFICE_DATA_DIR"),
-    ("BOXOFFICE_DATA_DIR", "./data", "where the embedded PostgreSQL cluster and generated secrets live"),
-    ("DATABASE_MAX_CONNECTIONS", "32", "connection pool size"),
-    ("REDIS_URL", "(none)", "Redis for the outbox relay and caches; unset = run without Redis"),
-    (
-        "SMTP_URL",
-        "(none)",
-        "SMTP server for notification email: smtp://user:pass@host:port (?tls=required for STARTTLS) or smtps://…; unset = write emails to the log",
-    ),
-    (
-        "SMTP_FROM",
-        "(none)",
-        "sender of notification email, like `boxoffice <tickets@example.com>`; required with SMTP_URL",
-    ),
-    ("PUBLIC_URL", "(none)", "base URL put before links in emails (https://tickets.example.com); unset = bare paths"),
-    ("STRIPE_SECRET_KEY", "(none)", "Stripe secret key; unset = built-in test payment provider"),
-    ("STRIPE_WEBHOOK_SECRET", "(none)", "signing secret of the Stripe webhook endpoint"),
-    ("STRIPE_API_BASE", "(Stripe)", "Stripe API base URL (e.g. a local localstripe)"),
-    (
-        "JWT_SECRET",
-        "(generated)",
-        "HS256 key for access tokens, >= 32 bytes; unset = generated and kept in the data dir",
-    ),
-    ("JWT_ISSUER", "boxoffice", "`iss` of access tokens"),
-    ("JWT_AUDIENCE", "boxoffice-api", "`aud` of access tokens"),
-    ("JWT_ACCESS_TTL_SECS", "900", "access token lifetime"),
-    ("REFRESH_TTL_SECS", "604800", "refresh token lifetime (7 days)"),
-    ("COOKIE_SECURE", "true", "mark the refresh cookie Secure (set false only for plain-HTTP development)"),
-    ("AUTH_RATE_LIMIT_PER_MINUTE", "20", "login/register attempts per client IP and per email per minute"),
-    ("EVENT_MAX_IN_FLIGHT", "4096", "requests one event may have in flight before 503 + Retry-After"),
-    ("EVENT_CALL_TIMEOUT_MS", "5000", "how long a request waits for its event's answer"),
-    ("JOURNAL_MAX_BATCH", "1024", "most records per group commit"),
-    ("JOURNAL_MAX_WAIT_US", "500", "how long a commit waits for its batch to fill"),
-    ("JOURNAL_WRITERS", "2", "concurrent group-commit transactions"),
-    ("REQUEST_TIMEOUT_MS", "10000", "per-request timeout"),
-    ("MAX_BODY_BYTES", "1048576", "largest request body accepted"),
-    ("LOG_FORMAT", "text", "`text` or `json`"),
-    ("RUST_LOG", "info", "log filter"),
-];
+/// `boxoffice [serve] [SETTINGS]`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "boxoffice",
+    version,
+    about = "A ticket-sales engine built for flash sales",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings of `serve`, the default command.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+}
+
+impl Cli {
+    /// The settings of the command to run (`serve`, given or implied).
+    pub fn into_serve_args(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => args,
+            None => self.serve,
+        }
+    }
+}
+
+/// Every setting of the server. Each flag's value may also come from the
+/// environment variable of the same name in capitals (shown by `--help`); a flag
+/// given on the command line wins.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// PostgreSQL URL; unset = run a private cluster under BOXOFFICE_DATA_DIR.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where the embedded PostgreSQL cluster and generated secrets live.
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
+    pub boxoffice_data_dir: PathBuf,
+    /// Directory with initdb, pg_ctl and postgres for the embedded cluster; unset = search PATH, pg_config and /usr/lib/postgresql.
+    #[arg(long, env = "BOXOFFICE_PG_BIN_DIR")]
+    pub boxoffice_pg_bin_dir: Option<PathBuf>,
+    /// Connection pool size.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub database_max_connections: u32,
+    /// Redis for the outbox relay and caches; unset = run without Redis.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// SMTP server for notification email: smtp://user:pass@host:port (?tls=required for STARTTLS) or smtps://…; unset = write emails to the log.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of notification email, like `boxoffice <tickets@example.com>`; required with SMTP_URL.
+    #[arg(long, env = "SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// Base URL put before links in emails (https://tickets.example.com); unset = bare paths.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Stripe secret key; unset = the built-in test payment provider.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+    /// Signing secret of the Stripe webhook endpoint.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
+    /// Stripe API base URL (e.g. a local localstripe); unset = Stripe's.
+    #[arg(long, env = "STRIPE_API_BASE")]
+    pub stripe_api_base: Option<String>,
+    /// Key that signs ticket QR codes (HMAC-SHA256); unset = generated and kept in the data dir.
+    #[arg(long, env = "QR_SIGNING_KEY", hide_env_values = true)]
+    pub qr_signing_key: Option<String>,
+    /// Id of QR_SIGNING_KEY, written into every code (1-16 ASCII letters or digits), so keys can rotate.
+    #[arg(long, env = "QR_KEY_ID", default_value = "k1")]
+    pub qr_key_id: String,
+    /// Keys that signed earlier codes and still verify them: `kid:key` pairs separated by commas.
+    #[arg(long, env = "QR_RETIRED_KEYS", hide_env_values = true)]
+    pub qr_retired_keys: Option<String>,
+    /// HS256 key for access tokens, at least 32 bytes; unset = generated and kept in the data dir.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// `iss` of access tokens.
+    #[arg(long, env = "JWT_ISSUER", default_value = "boxoffice")]
+    pub jwt_issuer: String,
+    /// `aud` of access tokens.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "boxoffice-api")]
+    pub jwt_audience: String,
+    /// Access token lifetime, seconds.
+    #[arg(long, env = "JWT_ACCESS_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jwt_access_ttl_secs: u64,
+    /// Refresh token lifetime, seconds (7 days).
+    #[arg(long, env = "REFRESH_TTL_SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub refresh_ttl_secs: u64,
+    /// Mark the refresh cookie Secure (false only for plain-HTTP development).
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
+    /// Login/register attempts per client IP and per email per minute.
+    #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_rate_limit_per_minute: u32,
+    /// Requests one event may have in flight before 503 + Retry-After.
+    #[arg(long, env = "EVENT_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub event_max_in_flight: u32,
+    /// How long a request waits for its event's answer, milliseconds.
+    #[arg(long, env = "EVENT_CALL_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_call_timeout_ms: u64,
+    /// Most records per group commit.
+    #[arg(long, env = "JOURNAL_MAX_BATCH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub journal_max_batch: u32,
+    /// How long a commit waits for its batch to fill, microseconds.
+    #[arg(long, env = "JOURNAL_MAX_WAIT_US", default_value_t = 500)]
+    pub journal_max_wait_us: u64,
+    /// Concurrent group-commit transactions.
+    #[arg(long, env = "JOURNAL_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub journal_writers: u32,
+    /// Per-request timeout, milliseconds.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+    /// Largest request body accepted, bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_bytes: u32,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {name}: {problem}")]
@@ -59,7 +148,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -70,6 +159,8 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub database_url: Option<SecretString>,
     pub data_dir: PathBuf,
+    /// PostgreSQL binaries for the embedded cluster; `None` = found on the machine.
+    pub pg_bin_dir: Option<PathBuf>,
     pub database_max_connections: u32,
     pub redis_url: Option<SecretString>,
     pub smtp_url: Option<SecretString>,
@@ -98,48 +189,14 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
-/// Where settings come from: the environment, or a map in tests.
-type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-fn var(lookup: Lookup, name: &'static str) -> Option<String> {
-    lookup(name).filter(|v| !v.trim().is_empty())
-}
-
-fn parse<T: std::str::FromStr>(lookup: Lookup, name: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match var(lookup, name) {
-        None => Ok(default),
-        Some(raw) => {
-            raw.trim().parse().map_err(|e| ConfigError { name, problem: format!("{raw:?} is not valid: {e}") })
-        }
-    }
-}
-
-fn positive<T: PartialOrd + Default + std::str::FromStr>(
-    lookup: Lookup,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    let v = parse(lookup, name, default)?;
-    if v <= T::default() {
-        return Err(ConfigError { name, problem: "must be greater than zero".into() });
-    }
-    Ok(v)
-}
-
-fn key_id(kid: String) -> Result<String, ConfigError> {
+fn key_id(name: &'static str, kid: &str) -> Result<String, ConfigError> {
     if kid.is_empty() || kid.len() > crate::auth::qr::MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ConfigError { name: "QR_KEY_ID", problem: "must be 1-16 ASCII letters or digits".into() });
+        return Err(ConfigError { name, problem: "must be 1-16 ASCII letters or digits".into() });
     }
-    Ok(kid)
+    Ok(kid.to_owned())
 }
 
-fn retired_keys(raw: Option<String>) -> Result<Vec<(String, SecretString)>, ConfigError> {
+fn retired_keys(raw: Option<&str>) -> Result<Vec<(String, SecretString)>, ConfigError> {
     let Some(raw) = raw else { return Ok(Vec::new()) };
     raw.split(',')
         .map(|pair| {
@@ -147,81 +204,154 @@ fn retired_keys(raw: Option<String>) -> Result<Vec<(String, SecretString)>, Conf
                 name: "QR_RETIRED_KEYS",
                 problem: "expected `kid:key` pairs separated by commas".into(),
             })?;
-            Ok((
-                key_id(kid.to_owned()).map_err(|e| ConfigError { name: "QR_RETIRED_KEYS", ..e })?,
-                SecretString::from(key.to_owned()),
-            ))
+            Ok((key_id("QR_RETIRED_KEYS", kid)?, SecretString::from(key.to_owned())))
         })
         .collect()
 }
 
+/// An optional setting; blank counts as unset.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn secret(value: &Option<String>) -> Option<SecretString> {
+    given(value).map(|v| SecretString::from(v.to_owned()))
+}
+
+/// Settings failed to parse: clap's own message (it names the flag and its
+/// variable), or a validation error.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0}")]
+    Parse(#[from] clap::Error),
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
 impl Settings {
-    /// Reads the environment (after loading `.env` if present).
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// Parses the command line and the environment (after loading `.env` if
+    /// present). `--help` and `--version` come back as `SettingsError::Parse`,
+    /// whose `exit()` prints them.
+    pub fn from_env() -> Result<Self, SettingsError> {
         let _ = dotenvy::dotenv();
-        Self::from_lookup(&|name| std::env::var(name).ok())
+        // A variable set to blank counts as unset, as it always has (clap would parse "").
+        let blank_unset = |arg: clap::Arg| {
+            let blank = arg.get_env().and_then(std::env::var_os).is_some_and(|v| v.to_string_lossy().trim().is_empty());
+            if blank { arg.env(None) } else { arg }
+        };
+        let command = Cli::command().mut_args(blank_unset).mut_subcommand("serve", |c| c.mut_args(blank_unset));
+        let cli = Cli::from_arg_matches(&command.try_get_matches()?)?;
+        Ok(Self::from_args(&cli.into_serve_args())?)
     }
 
-    /// Reads settings through `lookup` (a variable name to its value).
-    pub fn from_lookup(lookup: Lookup) -> Result<Self, ConfigError> {
-        let jwt_secret = var(lookup, "JWT_SECRET").map(SecretString::from);
-        if let Some(s) = &jwt_secret
-            && secrecy::ExposeSecret::expose_secret(s).len() < 32
-        {
+    /// Reads settings through `lookup` (an environment variable name to its value)
+    /// and nothing else: the process's own environment is ignored. For tests and
+    /// embedders; parsed by the same declarations as the command line.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut argv: Vec<OsString> = vec!["boxoffice".into()];
+        let command = ServeArgs::augment_args(clap::Command::new("boxoffice"));
+        for arg in command.get_arguments() {
+            let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else { continue };
+            if let Some(value) = env.to_str().and_then(lookup).filter(|v| !v.trim().is_empty()) {
+                argv.push(format!("--{long}={value}").into());
+            }
+        }
+        let command = command.mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(argv)?;
+        Ok(Self::from_args(&ServeArgs::from_arg_matches(&matches)?)?)
+    }
+
+    /// Validates parsed arguments.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let jwt_secret = secret(&args.jwt_secret);
+        if jwt_secret.as_ref().is_some_and(|s| s.expose_secret().len() < 32) {
             return Err(ConfigError { name: "JWT_SECRET", problem: "must be at least 32 bytes".into() });
         }
-        let stripe_secret_key = var(lookup, "STRIPE_SECRET_KEY").map(SecretString::from);
-        let stripe_webhook_secret = var(lookup, "STRIPE_WEBHOOK_SECRET").map(SecretString::from);
-        let log_format = match var(lookup, "LOG_FORMAT").as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError { name: "LOG_FORMAT", problem: format!("{other:?} is not `text` or `json`") });
-            }
-        };
         Ok(Self {
-            bind: parse(lookup, "BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            database_url: var(lookup, "DATABASE_URL").map(SecretString::from),
-            data_dir: PathBuf::from(var(lookup, "BOXOFFICE_DATA_DIR").unwrap_or_else(|| "./data".into())),
-            database_max_connections: positive(lookup, "DATABASE_MAX_CONNECTIONS", 32)?,
-            redis_url: var(lookup, "REDIS_URL").map(SecretString::from),
-            smtp_url: var(lookup, "SMTP_URL").map(SecretString::from),
-            smtp_from: var(lookup, "SMTP_FROM"),
-            public_url: var(lookup, "PUBLIC_URL"),
-            stripe_secret_key,
-            stripe_webhook_secret,
-            stripe_api_base: var(lookup, "STRIPE_API_BASE"),
-            qr_signing_key: var(lookup, "QR_SIGNING_KEY").map(SecretString::from),
-            qr_key_id: key_id(var(lookup, "QR_KEY_ID").unwrap_or_else(|| "k1".into()))?,
-            qr_retired_keys: retired_keys(var(lookup, "QR_RETIRED_KEYS"))?,
+            bind: args.bind,
+            database_url: secret(&args.database_url),
+            data_dir: args.boxoffice_data_dir.clone(),
+            pg_bin_dir: args.boxoffice_pg_bin_dir.clone().filter(|d| !d.as_os_str().is_empty()),
+            database_max_connections: args.database_max_connections,
+            redis_url: secret(&args.redis_url),
+            smtp_url: secret(&args.smtp_url),
+            smtp_from: given(&args.smtp_from).map(str::to_owned),
+            public_url: given(&args.public_url).map(str::to_owned),
+            stripe_secret_key: secret(&args.stripe_secret_key),
+            stripe_webhook_secret: secret(&args.stripe_webhook_secret),
+            stripe_api_base: given(&args.stripe_api_base).map(str::to_owned),
+            qr_signing_key: secret(&args.qr_signing_key),
+            qr_key_id: key_id("QR_KEY_ID", args.qr_key_id.trim())?,
+            qr_retired_keys: retired_keys(given(&args.qr_retired_keys))?,
             jwt_secret,
-            jwt_issuer: var(lookup, "JWT_ISSUER").unwrap_or_else(|| "boxoffice".into()),
-            jwt_audience: var(lookup, "JWT_AUDIENCE").unwrap_or_else(|| "boxoffice-api".into()),
-            access_ttl: Duration::from_secs(positive(lookup, "JWT_ACCESS_TTL_SECS", 900)?),
-            refresh_ttl: Duration::from_secs(positive(lookup, "REFRESH_TTL_SECS", 604_800)?),
-            cookie_secure: parse(lookup, "COOKIE_SECURE", true)?,
-            auth_rate_limit_per_minute: positive(lookup, "AUTH_RATE_LIMIT_PER_MINUTE", 20)?,
-            event_max_in_flight: positive(lookup, "EVENT_MAX_IN_FLIGHT", 4096)?,
-            event_call_timeout: Duration::from_millis(positive(lookup, "EVENT_CALL_TIMEOUT_MS", 5000)?),
-            journal_max_batch: positive(lookup, "JOURNAL_MAX_BATCH", 1024)?,
-            journal_max_wait: Duration::from_micros(parse(lookup, "JOURNAL_MAX_WAIT_US", 500)?),
-            journal_writers: positive(lookup, "JOURNAL_WRITERS", 2)?,
-            request_timeout: Duration::from_millis(positive(lookup, "REQUEST_TIMEOUT_MS", 10_000)?),
-            max_body_bytes: positive(lookup, "MAX_BODY_BYTES", 1_048_576)?,
-            log_format,
+            jwt_issuer: args.jwt_issuer.clone(),
+            jwt_audience: args.jwt_audience.clone(),
+            access_ttl: Duration::from_secs(args.jwt_access_ttl_secs),
+            refresh_ttl: Duration::from_secs(args.refresh_ttl_secs),
+            cookie_secure: args.cookie_secure,
+            auth_rate_limit_per_minute: args.auth_rate_limit_per_minute,
+            event_max_in_flight: args.event_max_in_flight as usize,
+            event_call_timeout: Duration::from_millis(args.event_call_timeout_ms),
+            journal_max_batch: args.journal_max_batch as usize,
+            journal_max_wait: Duration::from_micros(args.journal_max_wait_us),
+            journal_writers: args.journal_writers as usize,
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            max_body_bytes: args.max_body_bytes as usize,
+            log_format: args.log_format,
         })
     }
+}
 
-    /// The text of `boxoffice --help`.
-    pub fn help() -> String {
-        let mut out = String::from(
-            "boxoffice — a ticket-sales engine built for flash sales\n\n\
-             USAGE: boxoffice [--help]\n\n\
-             Configured by environment variables (a .env file is read if present):\n\n",
-        );
-        for (name, default, meaning) in SETTINGS {
-            out.push_str(&format!("  {name:<28} {meaning}\n  {:<28} default: {default}\n", ""));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        Settings::from_lookup(&|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_and_blank_means_unset() {
+        let s = settings(&[("REDIS_URL", "  "), ("BIND", "127.0.0.1:0")]).unwrap();
+        assert!(s.redis_url.is_none());
+        assert_eq!(s.bind.port(), 0);
+        assert_eq!(s.database_max_connections, 32);
+        assert_eq!(s.access_ttl, Duration::from_secs(900));
+        assert!(s.cookie_secure);
+        assert_eq!(s.qr_key_id, "k1");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("JWT_SECRET", "short"),
+            ("DATABASE_MAX_CONNECTIONS", "0"),
+            ("BIND", "nowhere"),
+            ("LOG_FORMAT", "xml"),
+            ("QR_KEY_ID", "not ok!"),
+            ("QR_RETIRED_KEYS", "nocolon"),
+            ("COOKIE_SECURE", "maybe"),
+        ] {
+            let err = settings(&[(name, value)]).expect_err(name).to_string();
+            assert!(err.contains(name), "{name}: {err}");
         }
-        out
+    }
+
+    #[test]
+    fn help_lists_every_variable_the_code_reads() {
+        let help = Cli::command().render_long_help().to_string();
+        for name in
+            ["QR_SIGNING_KEY", "QR_KEY_ID", "QR_RETIRED_KEYS", "BOXOFFICE_PG_BIN_DIR", "DATABASE_URL", "JWT_SECRET"]
+        {
+            assert!(help.contains(name), "{name} missing from --help");
+        }
+    }
+
+    #[test]
+    fn unknown_flags_are_errors() {
+        assert!(Cli::try_parse_from(["boxoffice", "--no-such-flag"]).is_err());
+        assert!(Cli::try_parse_from(["boxoffice", "serve", "--bind", "127.0.0.1:0"]).is_ok());
     }
 }

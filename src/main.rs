@@ -1,7 +1,10 @@
-//! `boxoffice`: runs the service with settings from the environment.
+//! `boxoffice`: the command line. `boxoffice [serve]` runs the service with
+//! settings from flags and the environment (`boxoffice --help` lists them).
 
+use boxoffice::config::SettingsError;
 use boxoffice::startup::init_logging;
 use boxoffice::{Application, Settings};
+use std::process::ExitCode;
 
 /// Request handling allocates and frees small objects across threads all day long;
 /// glibc malloc spent a quarter of the server's CPU on that in a flash sale (perf).
@@ -9,30 +12,27 @@ use boxoffice::{Application, Settings};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
-        print!("{}", Settings::help());
-        return std::process::ExitCode::SUCCESS;
-    }
+async fn main() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(s) => s,
-        Err(e) => {
+        // --help, --version and flag errors: clap prints them and picks the exit code.
+        Err(SettingsError::Parse(e)) => e.exit(),
+        Err(e @ SettingsError::Invalid(_)) => {
             eprintln!("boxoffice: {e}\n(run `boxoffice --help` for the list of settings)");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     init_logging(settings.log_format);
     let result = async { Application::build(settings).await?.run_until_stopped(shutdown_signal()).await }.await;
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Once, to stderr: the log goes there too, so a second copy would repeat it.
             tracing::error!("{e:#}");
-            eprintln!("boxoffice: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
-
 /// Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -82,9 +82,12 @@ impl Application {
             Some(url) => (url.clone(), None),
             None => {
                 tracing::info!(data_dir = %settings.data_dir.display(), "no DATABASE_URL: starting the embedded PostgreSQL");
-                let pg = EmbeddedPostgres::start(&settings.data_dir.join("postgres"))
-                    .await
-                    .context("starting the embedded PostgreSQL")?;
+                let pg = EmbeddedPostgres::start_with_bin_dir(
+                    &settings.data_dir.join("postgres"),
+                    settings.pg_bin_dir.as_deref(),
+                )
+                .await
+                .context("starting the embedded PostgreSQL")?;
                 (SecretString::from(pg.url()), Some(pg))
             }
         };
