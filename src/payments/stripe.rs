@@ -20,6 +20,10 @@
 //! failures, timeouts, 409 (a concurrent request with the same key), 429 and 5xx
 //! are `Unavailable`, safe to retry with the same key. The secret key and the
 //! webhook secret are held as [`SecretString`] and never logged.
+//!
+//! One file because it is one adapter: charge, refund and webhook verification
+//! share the client, the error mapping and the idempotency rules; a third of it
+//! is tests.
 
 use std::collections::HashMap;
 use std::fmt;

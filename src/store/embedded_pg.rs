@@ -27,6 +27,9 @@
 //! - The server is not stopped on drop: stopping needs to wait, which `Drop` cannot do on an
 //!   async runtime. Call [`EmbeddedPostgres::stop`] on graceful shutdown; a server orphaned by a
 //!   crash is found and restarted by the next `start`.
+//!
+//! One file because it is one lifecycle (find binaries, init, start, adopt an
+//! orphan, stop) whose steps share the on-disk layout and its recovery rules.
 
 use std::fmt;
 use std::io::{self, Write};

@@ -25,6 +25,10 @@
 //! **Relevance** (`sort=relevance`, the default with `q`): each matched word or
 //! phrase scores 10 if it is in the title, 4 in the venue or category, 2 in the
 //! description (summed over the fields it is in); ties go to the earlier event.
+//!
+//! One file because it is one data structure: the packed records, postings, the
+//! date order and the sync that keeps them are read and written together under
+//! one lock; the last quarter is its tests (including a churn test against a scan).
 
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;

@@ -21,6 +21,9 @@
 //! so no ticket links, and never a token or password. Each message carries a
 //! `Message-ID` derived from its outbox row, so the rare duplicate that
 //! at-least-once delivery produces can be recognised by mail systems.
+//!
+//! One file because composing, masking and sending are one pipeline over the
+//! same outbox rows; a sixth of it is tests.
 
 use crate::config::ConfigError;
 use crate::store::outbox::{OutboxRow, Topic};
