@@ -22,9 +22,11 @@ macro_rules! problem_codes {
     ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
         /// The stable, machine-readable `code` of a problem document. Clients branch
         /// on it; the `detail` is for people. Listed in full in the OpenAPI document.
+        /// (Wire names are the variants in snake_case; a unit test holds `as_str` to it.)
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
         pub enum ProblemCode {
-            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+            $($(#[$doc])* $variant,)*
         }
 
         impl ProblemCode {

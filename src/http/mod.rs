@@ -62,3 +62,23 @@ pub fn router(state: AppState) -> axum::Router {
         .fallback(routes::system::not_found)
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ApiDoc;
+    use crate::error::ProblemCode;
+    use utoipa::OpenApi;
+
+    #[test]
+    fn the_openapi_document_lists_every_problem_code() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+        let listed = &doc["components"]["schemas"]["ProblemCode"]["enum"];
+        let listed: Vec<&str> =
+            listed.as_array().expect("an enum of strings").iter().filter_map(|v| v.as_str()).collect();
+        for code in ProblemCode::ALL {
+            assert!(listed.contains(&code.as_str()), "{code} missing");
+        }
+        assert_eq!(listed.len(), ProblemCode::ALL.len());
+        assert!(doc["components"]["schemas"]["Problem"]["properties"]["code"].is_object());
+    }
+}
