@@ -67,7 +67,7 @@ apt_install() {
 
 has_pg_binaries() { [[ -x $1/initdb && -x $1/pg_ctl && -x $1/postgres ]]; }
 
-# Same search as src/embedded_pg.rs: $BOXOFFICE_PG_BIN_DIR alone if set; else PATH,
+# Same search as src/store/embedded_pg.rs: $BOXOFFICE_PG_BIN_DIR alone if set; else PATH,
 # `pg_config --bindir`, /usr/lib/postgresql/*/bin (newest first), /usr/local/pgsql/bin.
 find_pg_bin_dir() {
     if [[ -n ${BOXOFFICE_PG_BIN_DIR:-} ]]; then

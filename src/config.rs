@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Longest key id accepted.
+pub const MAX_KID_LEN: usize = 16;
+
 /// `boxoffice [serve] [SETTINGS]`.
 #[derive(Parser, Debug)]
 #[command(
@@ -190,7 +193,7 @@ pub struct Settings {
 }
 
 fn key_id(name: &'static str, kid: &str) -> Result<String, ConfigError> {
-    if kid.is_empty() || kid.len() > crate::auth::qr::MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if kid.is_empty() || kid.len() > MAX_KID_LEN || !kid.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ConfigError { name, problem: "must be 1-16 ASCII letters or digits".into() });
     }
     Ok(kid.to_owned())

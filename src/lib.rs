@@ -113,7 +113,7 @@ mod layout_tests {
     fn lower_layers_do_not_reach_up() {
         let graph = graph();
         for (module, forbidden) in [
-            ("config", &["http", "state", "money", "store", "workers", "startup", "payments"][..]),
+            ("config", &["http", "state", "money", "store", "workers", "startup", "payments", "auth", "error"][..]),
             ("payments", &["http", "state", "money", "store", "workers", "startup", "auth", "error"][..]),
             ("store", &["http", "state", "money", "workers", "startup", "auth", "error"][..]),
             ("auth", &["http", "state", "money", "workers", "startup"][..]),

@@ -17,8 +17,7 @@ use uuid::Uuid;
 
 const PREFIX: &str = "BO1.";
 const TAG_LEN: usize = 16;
-/// Longest key id accepted.
-pub const MAX_KID_LEN: usize = 16;
+pub use crate::config::MAX_KID_LEN;
 /// Longest token accepted for verification (anything longer is not ours).
 const MAX_TOKEN_LEN: usize = 256;
 /// Pixels per QR module in the PNG, and the quiet zone in modules.

@@ -9,7 +9,7 @@
 //! - any other `pm_...` is an unknown payment method, and anything else is not a
 //!   payment method id at all (both [`PaymentError::Invalid`]).
 //!
-//! **Guarantees** (the ones Stripe gives, see SPEC.md §3.3): a charge or refund
+//! **Guarantees** (the ones Stripe gives, see docs/domain.md, "Orders and payments"): a charge or refund
 //! retried with the same idempotency key answers the first result, declines
 //! included, and never moves money twice; reusing a key with other parameters is
 //! refused, as Stripe refuses it. Refunds never exceed what was charged. The

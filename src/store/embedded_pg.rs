@@ -1,5 +1,5 @@
 //! Embedded PostgreSQL: with no `DATABASE_URL`, the server runs its own cluster under a data
-//! directory, using PostgreSQL binaries already installed on the machine (SPEC §10).
+//! directory, using PostgreSQL binaries already installed on the machine (docs/domain.md, "Running").
 //!
 //! Guarantees: [`EmbeddedPostgres::start`] returns only once the server accepts authenticated
 //! connections and the `boxoffice` database exists; data survives stop/start and a `kill -9` of

@@ -6,7 +6,7 @@
 //! charge twice or issue twice:
 //! - a hold made with an `Idempotency-Key` is the same hold on retry (the actor
 //!   remembers the key);
-//! - the charge's idempotency key is the hold id;
+//! - the charge's idempotency key is the hold id and payment method;
 //! - paying for a hold that is already purchased answers the first sale and
 //!   charges nothing.
 //!
