@@ -6,7 +6,7 @@
 //! sample gets a fresh event and journal (set up and torn down untimed), so
 //! memory does not grow across samples.
 //!
-//! Target (SPEC.md §11): ≥ 500 k holds/s from many concurrent callers.
+//! Target (`docs/domain.md`, section "Performance targets"): ≥ 500 k holds/s from many concurrent callers.
 //! Run: `cargo bench -p boxoffice-benches --bench actor`.
 
 use boxoffice_actors::seatmap::{PriceTier, SectionKindSpec, SectionSpec, grid};

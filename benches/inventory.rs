@@ -1,7 +1,7 @@
 //! The pure state machine on one core: hold/release decisions per second and
 //! best-available search on a 50k-seat map.
 //!
-//! Targets (SPEC.md §11): ≥ 5 M hold/release decisions per second.
+//! Target (`docs/domain.md`, section "Performance targets"): ≥ 5 M hold/release decisions per second.
 //! Run: `cargo bench -p boxoffice-benches --bench inventory`.
 
 use boxoffice_actors::inventory::MAX_UNITS_PER_HOLD;

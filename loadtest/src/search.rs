@@ -360,7 +360,7 @@ pub async fn run(
             detail: format!("{ok} of {measured} succeeded"),
         },
         crate::checks::Check {
-            name: "search p99 < 20 ms (SPEC §11)".into(),
+            name: "search p99 < 20 ms (docs/domain.md)".into(),
             passed: p99_ms < 20.0,
             critical: false,
             detail: format!("p99 {p99_ms:.2} ms over {published} published events"),
