@@ -1,6 +1,8 @@
-use crate::helpers::*;
+//! Accounts and sessions: registration, login, access-token checks, refresh rotation and reuse, logout, login rate limit.
+
 use boxoffice::auth::Role;
 use boxoffice::auth::tokens::Claims;
+use boxoffice_testkit::{TEST_JWT_SECRET, assert_problem, fresh_database, spawn_app, spawn_app_on};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,6 +1,9 @@
-use crate::helpers::*;
+//! Events: the draft → published → closed lifecycle, who may create and edit, seat-map and sales-window changes, search.
+
+use boxoffice_testkit::{TestApp, assert_problem, poll, small_map, spawn_app, spawn_app_on};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::Duration;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -284,15 +287,12 @@ async fn insert_published(conn: &mut sqlx::PgConnection, organizer: Uuid, title:
 /// How many events a search for `q` finds once it finds `want` (or what it finds
 /// after ten seconds of syncs).
 async fn search_total_becomes(app: &TestApp, q: &str, want: i64) -> i64 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let total = || async {
         let found: Value = app.get(&format!("/events/search?q={q}"), None).await.json().await.unwrap();
         let total = found["total"].as_i64().unwrap();
-        if total == want || std::time::Instant::now() > deadline {
-            return total;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        if total == want { Ok(total) } else { Err(total) }
+    };
+    poll(Duration::from_secs(10), Duration::from_millis(100), total).await.unwrap_or_else(|seen| seen)
 }
 
 /// The search index follows the database whoever writes it: rows inserted, renamed,

@@ -1,12 +1,16 @@
-//! API integration tests: each test starts the real server on a random port
-//! against a fresh PostgreSQL database (from BOXOFFICE_TEST_DATABASE_URL, which
-//! `./scripts/test.sh` provides) and talks to it over HTTP.
+//! The in-process test binary: the server (`boxoffice_testkit::spawn_app`) on a random port
+//! against a fresh PostgreSQL database, talked to over HTTP; hostile input and attacks; and the
+//! library's Stripe provider, outbox relay, notifications and cache against real services.
+//! `./scripts/test.sh` provides PostgreSQL, Redis and localstripe; a test that cannot find the
+//! one it needs fails.
 
 mod auth;
 mod events;
-mod helpers;
 mod holds;
+mod hostile;
+mod payments;
 mod purchases;
 mod redis;
+mod relay;
 mod stripe;
 mod system;

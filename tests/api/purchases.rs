@@ -1,7 +1,10 @@
-use crate::helpers::*;
+//! Purchases and tickets: paying for a hold, declines, the one-shot purchase, late payments, cancellation and refunds, check-in.
+
 use base64::Engine;
+use boxoffice_testkit::{TestApp, assert_problem, poll, spawn_app};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::Duration;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -220,15 +223,13 @@ async fn a_payment_after_expiry_retakes_free_seats_or_is_refunded() {
 }
 
 async fn wait_for_status(app: &TestApp, token: &str, hold: &str, status: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let reached = || async {
         let v: Value = app.get(&format!("/holds/{hold}"), Some(token)).await.json().await.unwrap();
-        if v["status"] == status {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "hold {hold} never became {status}: {v}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+        if v["status"] == status { Ok(()) } else { Err(v) }
+    };
+    poll(Duration::from_secs(20), Duration::from_millis(200), reached)
+        .await
+        .unwrap_or_else(|v| panic!("hold {hold} never became {status}: {v}"));
 }
 
 #[tokio::test]

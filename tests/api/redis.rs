@@ -1,80 +1,11 @@
-//! The service with Redis: outbox relayed to streams, caches invalidated on
-//! change, and sales unaffected when Redis goes away.
-//! Needs BOXOFFICE_TEST_REDIS_SERVER (a redis-server binary; ./scripts/test.sh exports it).
+//! The service with Redis: outbox relayed to streams, caches invalidated on change, and sales
+//! unaffected when Redis goes away (a redis-server of each test's own).
 
-use crate::helpers::*;
+use boxoffice_testkit::{RedisServer, fresh_database, poll, spawn_app_on};
 use redis::AsyncCommands;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts redis-server on `port` and waits until it accepts connections;
-    /// `None` if it could not (e.g. the port was taken meanwhile).
-    fn try_start_on(port: u16) -> Option<Self> {
-        let bin = std::env::var("BOXOFFICE_TEST_REDIS_SERVER").expect(
-            "BOXOFFICE_TEST_REDIS_SERVER is not set: run the tests with ./scripts/test.sh, which provides redis-server",
-        );
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let mut server = Self { child, port };
-        for _ in 0..50 {
-            if server.child.try_wait().ok().flatten().is_some() {
-                return None;
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server.stop();
-        None
-    }
-
-    fn start_on(port: u16) -> Self {
-        for _ in 0..20 {
-            if let Some(server) = Self::try_start_on(port) {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    fn start() -> Self {
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            if let Some(server) = Self::try_start_on(port) {
-                return server;
-            }
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use std::time::Duration;
 
 async fn stream_aggregates(url: &str, stream: &str) -> Vec<String> {
     let client = redis::Client::open(url).unwrap();
@@ -84,20 +15,18 @@ async fn stream_aggregates(url: &str, stream: &str) -> Vec<String> {
 }
 
 async fn wait_for_stream_entry(url: &str, stream: &str, aggregate: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !stream_aggregates(url, stream).await.iter().any(|a| a == aggregate) {
-        assert!(
-            Instant::now() < deadline,
-            "{aggregate} never reached {stream}; it has {:?}",
-            stream_aggregates(url, stream).await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let reached = || async {
+        let found = stream_aggregates(url, stream).await;
+        if found.iter().any(|a| a == aggregate) { Ok(()) } else { Err(found) }
+    };
+    poll(Duration::from_secs(20), Duration::from_millis(200), reached)
+        .await
+        .unwrap_or_else(|found| panic!("{aggregate} never reached {stream}; it has {found:?}"));
 }
 
 #[tokio::test]
 async fn purchases_reach_redis_streams_and_caches_follow_changes() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().await;
     let app = spawn_app_on(fresh_database().await, &[("REDIS_URL", &redis.url())]).await;
     let (_, org, _) = app.user("organizer").await;
     let (_, buyer, _) = app.user("customer").await;
@@ -139,8 +68,7 @@ async fn purchases_reach_redis_streams_and_caches_follow_changes() {
 
 #[tokio::test]
 async fn sales_go_on_when_redis_dies_and_the_backlog_drains_when_it_returns() {
-    let mut redis = RedisServer::start();
-    let port = redis.port;
+    let mut redis = RedisServer::start().await;
     let app = spawn_app_on(fresh_database().await, &[("REDIS_URL", &redis.url())]).await;
     let (_, org, _) = app.user("organizer").await;
     let (_, buyer, _) = app.user("customer").await;
@@ -170,7 +98,7 @@ async fn sales_go_on_when_redis_dies_and_the_backlog_drains_when_it_returns() {
             .unwrap();
     assert_eq!(unpublished, 3, "rows wait in the outbox");
 
-    let redis = RedisServer::start_on(port);
+    redis.restart().await;
     for order in &orders {
         wait_for_stream_entry(&redis.url(), "boxoffice:ticket:issued", order).await;
     }

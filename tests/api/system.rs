@@ -1,4 +1,6 @@
-use crate::helpers::*;
+//! The service's own routes: health, readiness, metrics, the OpenAPI document and docs, unknown routes.
+
+use boxoffice_testkit::{assert_problem, spawn_app};
 use reqwest::StatusCode;
 use serde_json::Value;
 

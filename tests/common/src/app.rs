@@ -1,5 +1,6 @@
-//! `spawn_app` and the small vocabulary the tests are written in.
+//! The server in-process (`spawn_app`) and the small vocabulary HTTP tests are written in.
 
+use crate::fresh_database;
 use boxoffice::{Application, Settings};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -8,35 +9,27 @@ use std::collections::HashMap;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+/// The `JWT_SECRET` of every in-process server: tests sign their own tokens with it.
 pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long!!";
 
+/// A server running in the test's runtime on a random loopback port.
 pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
     pub base: String,
     pub client: reqwest::Client,
+    /// A pool on the server's database, for checks and set-up.
     pub db: PgPool,
     pub db_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// A fresh, empty database; the name is returned as a URL.
-pub async fn fresh_database() -> String {
-    let admin = std::env::var("BOXOFFICE_TEST_DATABASE_URL").expect(
-        "BOXOFFICE_TEST_DATABASE_URL is not set: run the tests with ./scripts/test.sh, which starts a private PostgreSQL",
-    );
-    let name = format!("test_{}", Uuid::new_v4().simple());
-    let pool = PgPool::connect(&admin).await.expect("connect to the test PostgreSQL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create database");
-    pool.close().await;
-    let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
-    format!("{base}/{name}")
-}
-
+/// The server with test settings on a fresh database.
 pub async fn spawn_app() -> TestApp {
     spawn_app_on(fresh_database().await, &[]).await
 }
 
-/// Starts the server on `db_url` with test settings, plus `extra` overrides.
+/// Starts the server on `db_url` with test settings, plus `extra` settings (which win).
 pub async fn spawn_app_on(db_url: String, extra: &[(&str, &str)]) -> TestApp {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".into(), db_url.clone()),
@@ -62,7 +55,8 @@ pub async fn spawn_app_on(db_url: String, extra: &[(&str, &str)]) -> TestApp {
 }
 
 impl TestApp {
-    /// Graceful shutdown: drains actors and the journal.
+    /// Graceful shutdown: drains actors and the journal. Returns the database URL, to start
+    /// the server again on the same data.
     pub async fn stop(mut self) -> String {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -143,13 +137,34 @@ pub fn small_map() -> Value {
     })
 }
 
+/// `Err(description)` unless `r` has one of `status` and is a problem document
+/// (`application/problem+json` whose `status` is the HTTP status and whose `code` is a
+/// string) with `code`, when given. The problem document otherwise.
+pub async fn problem(r: Response, status: &[StatusCode], code: Option<&str>) -> Result<Value, String> {
+    let got = r.status();
+    let url = r.url().path().to_owned();
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let text = r.text().await.unwrap_or_default();
+    if !status.contains(&got) {
+        return Err(format!("{url}: status {got} (wanted {status:?}): {text:.300}"));
+    }
+    if ct != "application/problem+json" {
+        return Err(format!("{url}: {got} with content type {ct:?}, not application/problem+json: {text:.200}"));
+    }
+    let body: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{url}: problem is not JSON ({e}): {text:.200}"))?;
+    if body["status"] != got.as_u16() || !body["code"].is_string() {
+        return Err(format!("{url}: malformed problem document {body}"));
+    }
+    if let Some(code) = code
+        && body["code"] != code
+    {
+        return Err(format!("{url}: code {} (wanted {code})", body["code"]));
+    }
+    Ok(body)
+}
+
 /// Asserts a problem document with `status` and `code`, and returns it.
 pub async fn assert_problem(r: Response, status: StatusCode, code: &str) -> Value {
-    assert_eq!(r.status(), status, "status for expected {code}");
-    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-    assert_eq!(ct, "application/problem+json", "content type for {code}");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["code"], code, "problem: {body}");
-    assert_eq!(body["status"], status.as_u16());
-    body
+    problem(r, &[status], Some(code)).await.unwrap_or_else(|e| panic!("expected a {status} {code} problem: {e}"))
 }

@@ -1,16 +1,12 @@
-//! Acceptance: sell out an event over HTTP through the one-shot purchase path with
-//! hundreds of concurrent buyers, SIGKILL the server, restart it, and check that
-//! every acknowledged sale survived and every ticket admits exactly once.
-//!
-//! This runs the real `boxoffice` binary as a child process against a fresh
-//! database (BOXOFFICE_TEST_DATABASE_URL, provided by ./scripts/test.sh).
+//! Acceptance: sell out an event over HTTP through the one-shot purchase path with hundreds
+//! of concurrent buyers, SIGKILL the server, restart it, and check that every acknowledged
+//! sale survived and every ticket admits exactly once.
 
+use crate::Rig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Buyers racing for the seats; more buyers than seats.
@@ -18,55 +14,6 @@ const BUYERS: usize = 300;
 /// Seats: 10 rows of 20.
 const ROWS: u32 = 10;
 const SEATS_PER_ROW: u32 = 20;
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start_server(db_url: &str, data_dir: &std::path::Path) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-        .env("DATABASE_URL", db_url)
-        .env("BIND", format!("127.0.0.1:{port}"))
-        .env("BOXOFFICE_DATA_DIR", data_dir)
-        .env("JWT_SECRET", "acceptance-secret-that-is-long-enough-123")
-        .env("QR_SIGNING_KEY", "acceptance-qr-key")
-        .env("AUTH_RATE_LIMIT_PER_MINUTE", "100000")
-        .env("COOKIE_SECURE", "false")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the boxoffice binary");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-            && r.status() == StatusCode::OK
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Server { child, base }
-}
-
-async fn fresh_database() -> String {
-    let admin = std::env::var("BOXOFFICE_TEST_DATABASE_URL")
-        .expect("BOXOFFICE_TEST_DATABASE_URL is not set: run the tests with ./scripts/test.sh");
-    let name = format!("test_{}", Uuid::new_v4().simple());
-    let pool = PgPool::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
 
 async fn register(client: &reqwest::Client, base: &str, role: &str) -> (Uuid, String) {
     let r: Value = client
@@ -83,11 +30,10 @@ async fn register(client: &reqwest::Client, base: &str, role: &str) -> (Uuid, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flash_sale_sells_out_exactly_and_survives_sigkill() {
-    let db_url = fresh_database().await;
-    let data_dir = tempdir();
-    let mut server = start_server(&db_url, &data_dir).await;
+    let Rig { serial: _serial, dir: _dir, db_url: _, db, spec } = Rig::new("acceptance", &[]).await;
+    let server = spec.start().await;
     let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
-    let base = server.base.clone();
+    let base = spec.base();
 
     let (_, organizer) = register(&client, &base, "organizer").await;
     let rows: Vec<Value> = (0..ROWS).map(|r| json!({"label": format!("R{r}"), "seats": SEATS_PER_ROW})).collect();
@@ -162,7 +108,6 @@ async fn flash_sale_sells_out_exactly_and_survives_sigkill() {
         sold.iter().map(|(_, s)| s["tickets"][0]["seat_number"].as_str().unwrap().to_owned()).collect();
     assert_eq!(seats.len(), capacity, "no seat sold twice");
 
-    let db = PgPool::connect(&db_url).await.unwrap();
     let (tickets, payments, distinct_seats): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM tickets WHERE status = 'valid'),
                 (SELECT count(*) FROM payments WHERE status = 'succeeded'),
@@ -174,10 +119,8 @@ async fn flash_sale_sells_out_exactly_and_survives_sigkill() {
     assert_eq!((tickets, payments, distinct_seats), (capacity as i64, capacity as i64, capacity as i64));
 
     // kill -9, restart on the same database.
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().unwrap();
-    let server = start_server(&db_url, &data_dir).await;
-    let base = server.base.clone();
+    server.sigkill();
+    let server = spec.start().await;
     let details: Value =
         client.get(format!("{base}/events/{event_id}/details")).send().await.unwrap().json().await.unwrap();
     assert_eq!(details["availability"]["total"]["sold"], capacity, "{details}");
@@ -205,17 +148,4 @@ async fn flash_sale_sells_out_exactly_and_survives_sigkill() {
         assert_eq!(second.status(), StatusCode::CONFLICT);
     }
     drop(server);
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("boxoffice-acceptance-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

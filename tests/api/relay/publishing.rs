@@ -1,0 +1,147 @@
+//! The relay publishes each outbox row to its topic's stream and marks it: once, across
+//! restarts and with two relays racing; rows a failure left unmarked go again under the same id.
+
+use super::{
+    Buyer, PATIENCE, PLAIN_TOPICS, TestRedis, capture, config, link, outbox_row, plain_rows, redis_conn, spawn, stream,
+    streamed_ids, unpublished,
+};
+use boxoffice::workers::relay::{OutboxRelay, RelayConfig, stream_key};
+use boxoffice_testkit::{eventually, migrated_database};
+use redis::AsyncTypedCommands;
+use std::collections::HashSet;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn relay_publishes_each_row_to_its_topic_stream_and_marks_it() {
+    let pool = migrated_database().await;
+    let redis = TestRedis::new().await;
+    let aggregate = Uuid::now_v7();
+    let payload = serde_json::json!({"type": "hold_released", "hold": aggregate, "at": 1, "event_id": Uuid::nil()});
+    let released = outbox_row(&pool, "hold:released", aggregate, payload.clone()).await;
+    let created = outbox_row(&pool, "event:created", Uuid::now_v7(), serde_json::json!({"event_id": 1})).await;
+
+    let (_, notifier) = capture();
+    let mut relay =
+        OutboxRelay::new(pool.clone(), Some(&link(&redis.url)), notifier).with_config(config(&redis.prefix));
+    let pass = relay.relay_once().await.expect("a pass");
+
+    assert_eq!((pass.fetched, pass.published), (2, 2));
+    assert_eq!(unpublished(&pool).await, 0);
+    let mut conn = redis_conn(&redis.url).await;
+    let entries = stream(&mut conn, &format!("{}hold:released", redis.prefix)).await;
+    assert_eq!(entries.len(), 1);
+    let e = &entries[0];
+    assert_eq!(e["outbox_id"], released.to_string());
+    assert_eq!(e["topic"], "hold:released");
+    assert_eq!(e["aggregate_id"], aggregate.to_string());
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&e["payload"]).unwrap(), payload);
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(&e["created_at"]).is_ok(),
+        "created_at is RFC 3339: {}",
+        e["created_at"]
+    );
+    let events = stream(&mut conn, &format!("{}event:created", redis.prefix)).await;
+    assert_eq!(events.iter().map(|e| e["outbox_id"].clone()).collect::<Vec<_>>(), vec![created.to_string()]);
+
+    // Caught up: the next pass finds nothing.
+    assert_eq!(relay.relay_once().await.unwrap().fetched, 0);
+}
+
+#[tokio::test]
+async fn a_restarted_relay_republishes_nothing_already_marked() {
+    let pool = migrated_database().await;
+    let redis = TestRedis::new().await;
+    let first = plain_rows(&pool, 40).await;
+    let (_, notifier) = capture();
+    let relay =
+        OutboxRelay::new(pool.clone(), Some(&link(&redis.url)), notifier.clone()).with_config(config(&redis.prefix));
+    let (stop, task) = spawn(relay);
+    eventually("the first rows are published", PATIENCE, || async { unpublished(&pool).await == 0 }).await;
+    // Like a crash: the task is gone, whatever it was doing.
+    task.abort();
+    let _ = task.await;
+    drop(stop);
+
+    let second = plain_rows(&pool, 10).await;
+    let mut restarted =
+        OutboxRelay::new(pool.clone(), Some(&link(&redis.url)), notifier).with_config(config(&redis.prefix));
+    while restarted.relay_once().await.expect("a pass").fetched > 0 {}
+
+    let mut conn = redis_conn(&redis.url).await;
+    let streamed = streamed_ids(&mut conn, &redis.prefix, &PLAIN_TOPICS).await;
+    let mut expected: Vec<i64> = first.into_iter().chain(second).collect();
+    expected.sort_unstable();
+    assert_eq!(streamed, expected, "every row exactly once");
+    assert_eq!(unpublished(&pool).await, 0);
+}
+
+#[tokio::test]
+async fn rows_left_unmarked_by_a_failure_are_published_again_under_the_same_outbox_id() {
+    let pool = migrated_database().await;
+    let redis = TestRedis::new().await;
+    let buyer = Buyer::new(&pool, "carol@example.com").await;
+    let before = outbox_row(&pool, "hold:created", buyer.hold, serde_json::json!({})).await;
+    let issued = outbox_row(&pool, "ticket:issued", buyer.hold, buyer.issued_payload()).await;
+    let after = outbox_row(&pool, "hold:released", Uuid::now_v7(), serde_json::json!({})).await;
+    let (mailer, notifier) = capture();
+    *mailer.outages.lock().unwrap() = 1;
+    let mut relay =
+        OutboxRelay::new(pool.clone(), Some(&link(&redis.url)), notifier).with_config(config(&redis.prefix));
+
+    // The mail server is down at the second row: the first is done, the rest wait.
+    let err = relay.relay_once().await.expect_err("the mail outage is reported");
+    assert_eq!(err.sink(), "mail");
+    assert_eq!(unpublished(&pool).await, 2);
+    assert!(mailer.sent().is_empty());
+
+    let pass = relay.relay_once().await.expect("the retry goes through");
+    assert_eq!((pass.fetched, pass.published), (2, 2));
+    assert_eq!(unpublished(&pool).await, 0);
+
+    // The stream saw the unmarked rows twice, under the same ids; people saw one email.
+    let mut conn = redis_conn(&redis.url).await;
+    let streamed = streamed_ids(&mut conn, &redis.prefix, &["hold:created", "ticket:issued", "hold:released"]).await;
+    assert_eq!(streamed, vec![before, issued, issued, after, after]);
+    let distinct: HashSet<i64> = streamed.into_iter().collect();
+    assert_eq!(distinct, HashSet::from([before, issued, after]), "consumers dedupe on outbox_id");
+    assert_eq!(mailer.sent().iter().map(|e| e.outbox_id).collect::<Vec<_>>(), vec![issued]);
+}
+
+#[tokio::test]
+async fn two_relays_never_publish_the_same_row() {
+    const ROWS: i64 = 2000;
+    let pool = migrated_database().await;
+    let redis = TestRedis::new().await;
+    sqlx::query(
+        "INSERT INTO outbox (topic, aggregate_id, payload)
+         SELECT (ARRAY['event:created', 'hold:created', 'hold:released', 'ticket:used'])[1 + n % 4],
+                gen_random_uuid(), jsonb_build_object('n', n)
+         FROM generate_series(1, $1) AS n",
+    )
+    .bind(ROWS)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let small_batches = RelayConfig { batch_size: 50, ..config(&redis.prefix) };
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            let (_, notifier) = capture();
+            spawn(OutboxRelay::new(pool.clone(), Some(&link(&redis.url)), notifier).with_config(small_batches.clone()))
+        })
+        .collect();
+
+    eventually("both relays drain the outbox", PATIENCE, || async { unpublished(&pool).await == 0 }).await;
+    for (stop, task) in relays {
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    let mut conn = redis_conn(&redis.url).await;
+    let mut entries = 0;
+    for topic in PLAIN_TOPICS {
+        entries += conn.xlen(stream_key(&redis.prefix, topic)).await.unwrap();
+    }
+    assert_eq!(entries as i64, ROWS, "one stream entry per row");
+    let distinct: HashSet<i64> = streamed_ids(&mut conn, &redis.prefix, &PLAIN_TOPICS).await.into_iter().collect();
+    assert_eq!(distinct.len() as i64, ROWS);
+}
