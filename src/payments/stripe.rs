@@ -40,6 +40,7 @@ use stripe_core::PaymentIntentAllowedPaymentMethodTypes;
 use stripe_core::payment_intent::CreatePaymentIntent;
 use stripe_core::refund::CreateRefund;
 use stripe_types::Currency;
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{
@@ -55,6 +56,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How far a webhook's signed timestamp may be from now, either way (Stripe's
 /// libraries use the same 300 s): limits the replay of a captured delivery.
 pub const WEBHOOK_TOLERANCE_SECS: i64 = 300;
+
+/// Longest `Stripe-Signature` header read. Stripe's carries a timestamp and one
+/// `v1` per active secret (two while one is rolled): a few hundred bytes.
+pub const MAX_SIGNATURE_HEADER_BYTES: usize = 1024;
+
+/// Most `v1` signatures read from one header; more is refused unread.
+pub const MAX_V1_SIGNATURES: usize = 8;
 
 /// The host of the real Stripe API.
 const STRIPE_API_HOST: &str = "api.stripe.com";
@@ -257,7 +265,15 @@ fn signing_mac(secret: &[u8], timestamp: i64, payload: &[u8]) -> HmacSha256 {
 /// Stripe's test-mode `v0`, are ignored): the timestamp must be within
 /// [`WEBHOOK_TOLERANCE_SECS`] of `now` and one `v1` must match, compared in
 /// constant time. Several `v1` appear while a secret is being rolled.
+///
+/// The header is refused before any hashing if it is longer than
+/// [`MAX_SIGNATURE_HEADER_BYTES`] or has more than [`MAX_V1_SIGNATURES`], and the
+/// body is hashed once whatever the number of signatures: an unauthenticated
+/// caller cannot make the server hash a large body many times.
 fn verify_signature(secret: &[u8], payload: &[u8], header: &str, now: i64) -> Result<(), String> {
+    if header.len() > MAX_SIGNATURE_HEADER_BYTES {
+        return Err(format!("Stripe-Signature is longer than {MAX_SIGNATURE_HEADER_BYTES} bytes"));
+    }
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
@@ -274,13 +290,16 @@ fn verify_signature(secret: &[u8], payload: &[u8], header: &str, now: i64) -> Re
     if signatures.is_empty() {
         return Err("no v1 signature in Stripe-Signature".into());
     }
+    if signatures.len() > MAX_V1_SIGNATURES {
+        return Err(format!("more than {MAX_V1_SIGNATURES} v1 signatures in Stripe-Signature"));
+    }
     if now.abs_diff(timestamp) > WEBHOOK_TOLERANCE_SECS.unsigned_abs() {
         return Err("the signature timestamp is outside the tolerance".into());
     }
-    let matches = signatures.iter().filter_map(|hex| decode_hex(hex)).any(|expected| {
-        // `verify_slice` compares in constant time.
-        signing_mac(secret, timestamp, payload).verify_slice(&expected).is_ok()
-    });
+    let expected = signing_mac(secret, timestamp, payload).finalize().into_bytes();
+    // Constant-time comparison; a signature of another length never matches.
+    let matches =
+        signatures.iter().filter_map(|hex| decode_hex(hex)).any(|given| bool::from(given.as_slice().ct_eq(&expected)));
     if matches { Ok(()) } else { Err("no signature matches the payload".into()) }
 }
 
@@ -528,6 +547,26 @@ mod tests {
         {
             assert!(verify(SECRET, payload, malformed, now).is_err(), "{malformed:?}");
         }
+    }
+
+    #[test]
+    fn oversized_signature_headers_are_refused_before_hashing() {
+        let payload = r#"{"id":"evt_1"}"#;
+        let now = 1_700_000_000;
+        let good = sign_webhook_for_tests(SECRET, payload, now);
+        let good_v1 = good.split_once(',').unwrap().1;
+        let verify = |header: &str| verify_signature(SECRET.as_bytes(), payload.as_bytes(), header, now);
+        // The most v1 entries allowed, the valid one last: accepted.
+        let decoys = vec!["v1=00"; MAX_V1_SIGNATURES - 1].join(",");
+        assert_eq!(verify(&format!("t={now},{decoys},{good_v1}")), Ok(()));
+        // One more, even with the valid one among them: refused.
+        let too_many = vec!["v1=00"; MAX_V1_SIGNATURES].join(",");
+        let err = verify(&format!("t={now},{too_many},{good_v1}")).unwrap_err();
+        assert!(err.contains("v1 signatures"), "{err}");
+        // A header of 100,000 entries is refused by its length.
+        let flood = format!("t={now},{}", vec!["v1=00"; 100_000].join(","));
+        let err = verify(&flood).unwrap_err();
+        assert!(err.contains("longer than"), "{err}");
     }
 
     #[test]
