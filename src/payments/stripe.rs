@@ -557,10 +557,10 @@ mod tests {
         let good_v1 = good.split_once(',').unwrap().1;
         let verify = |header: &str| verify_signature(SECRET.as_bytes(), payload.as_bytes(), header, now);
         // The most v1 entries allowed, the valid one last: accepted.
-        let decoys = vec!["v1=00"; MAX_V1_SIGNATURES - 1].join(",");
+        let decoys = ["v1=00"; MAX_V1_SIGNATURES - 1].join(",");
         assert_eq!(verify(&format!("t={now},{decoys},{good_v1}")), Ok(()));
         // One more, even with the valid one among them: refused.
-        let too_many = vec!["v1=00"; MAX_V1_SIGNATURES].join(",");
+        let too_many = ["v1=00"; MAX_V1_SIGNATURES].join(",");
         let err = verify(&format!("t={now},{too_many},{good_v1}")).unwrap_err();
         assert!(err.contains("v1 signatures"), "{err}");
         // A header of 100,000 entries is refused by its length.
