@@ -2,7 +2,8 @@
 //!
 //! Callers never see ractor types. Each call passes admission control first: an
 //! in-flight counter per event, past whose limit calls fail fast with `Overloaded`
-//! (the HTTP layer answers 503 + Retry-After). Ractor mailboxes are unbounded, so
+//! (the HTTP layer answers 503 + Retry-After) — except a purchase that carries a
+//! payment, which is never shed: the money has moved and must end as tickets. Ractor mailboxes are unbounded, so
 //! this limit is what keeps queueing — and so latency and memory — bounded.
 //!
 //! Requests go through the actor's [`Inbox`] rather than one mailbox message each:
@@ -52,6 +53,15 @@ struct Inner {
     overloads: metrics::Counter,
 }
 
+/// How admission control treats a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// Refused with `Overloaded` past the in-flight limit.
+    Shed,
+    /// Completes something already paid for: counted, never refused.
+    Paid,
+}
+
 /// Releases an admission slot when the call ends, however it ends.
 struct Admitted<'a>(&'a Inner);
 
@@ -99,8 +109,13 @@ impl EventHandle {
         self.call(|reply| EventMsg::Hold { buyer, selection, key, reply }).await?
     }
 
+    /// Completes `hold`. With a `payment` the buyer's money has already moved, so
+    /// the call takes the paid lane: it is never shed by admission control (a 503
+    /// there would leave a charge without tickets). Without one it is admitted
+    /// like any request.
     pub async fn purchase(&self, hold: HoldId, buyer: BuyerId, payment: Option<Payment>) -> Result<Sale, EventError> {
-        self.call(|reply| EventMsg::Purchase { hold, buyer, payment, reply }).await?
+        let lane = if payment.is_some() { Lane::Paid } else { Lane::Shed };
+        self.call_in(lane, |reply| EventMsg::Purchase { hold, buyer, payment, reply }).await?
     }
 
     pub async fn release(&self, hold: HoldId, buyer: BuyerId) -> Result<HoldView, EventError> {
@@ -154,11 +169,19 @@ impl EventHandle {
     }
 
     async fn call<T: Send + 'static>(&self, msg: impl FnOnce(RpcReplyPort<T>) -> EventMsg) -> Result<T, EventError> {
+        self.call_in(Lane::Shed, msg).await
+    }
+
+    async fn call_in<T: Send + 'static>(
+        &self,
+        lane: Lane,
+        msg: impl FnOnce(RpcReplyPort<T>) -> EventMsg,
+    ) -> Result<T, EventError> {
         let limits = self.inner.limits;
         let before = self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
         self.inner.in_flight_gauge.increment(1.0);
         let _admitted = Admitted(&self.inner);
-        if before >= limits.max_in_flight {
+        if lane == Lane::Shed && before >= limits.max_in_flight {
             self.inner.overloads.increment(1);
             return Err(EventError::Overloaded { retry_after: limits.retry_after });
         }

@@ -280,6 +280,52 @@ async fn past_the_in_flight_limit_calls_are_shed_and_none_are_lost_or_sold_twice
     assert_eq!(handle.in_flight(), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_purchases_are_never_shed_while_holds_are() {
+    let mut options = Options::new(grid(1, 4, 25));
+    options.journal = MemoryJournal::with_commit_delay(Duration::from_millis(2));
+    options.limits = Limits { max_in_flight: 8, call_timeout: GENEROUS, retry_after: Duration::from_millis(1) };
+    let fx = options.start();
+    let handle = fx.handle().await;
+    // 50 holds, taken one at a time (never near the limit).
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        let buyer = BuyerId::new();
+        held.push(handle.hold(buyer, best(1), None).await.expect("a seat is free"));
+    }
+    // Keep the event saturated with new holds while all 50 are paid at once.
+    let shed = Arc::new(AtomicUsize::new(0));
+    let storm = all((0..2_000).map(|_| {
+        let (handle, shed) = (handle.clone(), shed.clone());
+        async move {
+            if let Err(EventError::Overloaded { .. }) = handle.hold(BuyerId::new(), best(1), None).await {
+                shed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }));
+    let payments = all(held.iter().map(|h| {
+        let handle = handle.clone();
+        let (hold, buyer, amount) = (h.id, h.buyer, h.amount);
+        async move {
+            let payment =
+                Payment { provider: "test".into(), reference: format!("pay-{hold}"), amount, currency: "JPY".into() };
+            handle.purchase(hold, buyer, Some(payment)).await
+        }
+    }));
+    let ((), sales) = tokio::join!(
+        async {
+            storm.await;
+        },
+        payments
+    );
+    assert!(shed.load(Ordering::SeqCst) > 0, "the hold storm never met the limit; the test proves nothing");
+    for sale in &sales {
+        assert!(sale.is_ok(), "a paid purchase was refused: {sale:?}");
+    }
+    assert_eq!(handle.availability().await.unwrap().total.sold, 50);
+    assert_eq!(handle.in_flight(), 0);
+}
+
 // ---- (b) journal failures -------------------------------------------------------
 
 /// What one buyer did and what the engine answered, to check against the journal.
