@@ -44,7 +44,24 @@ pub fn payment_error(e: PaymentError) -> ApiError {
 
 /// Charges for `view` and records the sale in the event's actor. If the seats
 /// are gone by then, refunds and says so.
+///
+/// Runs on a task of its own: once the charge has started, the payment is carried
+/// to its end (sale or refund) even if the client goes away or the request is
+/// cut off, instead of being dropped between charge and sale.
 pub async fn pay(
+    state: &AppState,
+    event_id: Uuid,
+    currency: &str,
+    view: HoldView,
+    payment_method: &str,
+) -> ApiResult<Paid> {
+    let (state, currency, payment_method) = (state.clone(), currency.to_owned(), payment_method.to_owned());
+    tokio::spawn(async move { charge_and_record(&state, event_id, &currency, view, &payment_method).await })
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("payment task failed: {e}"))))
+}
+
+async fn charge_and_record(
     state: &AppState,
     event_id: Uuid,
     currency: &str,
