@@ -377,3 +377,29 @@ async fn a_code_from_another_event_is_refused() {
         sqlx::query_scalar("SELECT count(*) FROM tickets WHERE status = 'used'").fetch_one(&app.db).await.unwrap();
     assert_eq!(used, 0);
 }
+
+#[tokio::test]
+async fn a_ticket_of_a_cancelled_event_admits_no_one() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (_, buyer, _) = app.user("customer").await;
+    let id = app.published_event(&org, None, None).await;
+    let sale: Value = app
+        .post(
+            "/tickets/purchase",
+            Some(&buyer),
+            json!({"event_id": id, "seat_number": "A-1", "payment_method": "pm_card_visa"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (ticket, qr) =
+        (sale["tickets"][0]["ticket_id"].as_str().unwrap(), sale["tickets"][0]["qr_token"].as_str().unwrap());
+    let r = app.post(&format!("/events/{id}/cancel"), Some(&org), json!({})).await;
+    assert!(r.status().is_success(), "cancel answered {}", r.status());
+    let r = app.post(&format!("/tickets/{ticket}/validate"), Some(&org), json!({"qr": qr})).await;
+    assert_problem(r, StatusCode::CONFLICT, "event_cancelled").await;
+    let used: i64 = sqlx::query_scalar("SELECT count(*) FROM check_ins").fetch_one(&app.db).await.unwrap();
+    assert_eq!(used, 0, "a refused scan records no check-in");
+}

@@ -282,6 +282,7 @@ async fn validate_ticket(
     }
     let admitted: Option<Admitted> = sqlx::query_as(
         "UPDATE tickets SET status = 'used' WHERE ticket_id = $1 AND event_id = $2 AND status = 'valid'
+           AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = $2 AND e.status = 'cancelled')
          RETURNING event_id, section, seat_number",
     )
     .bind(ticket_id)
@@ -324,11 +325,13 @@ async fn refusal(state: &AppState, ticket_id: Uuid, event_id: Uuid) -> ApiError 
     struct Scan {
         status: String,
         event_id: Uuid,
+        event_status: String,
         checked_in_at: Option<DateTime<Utc>>,
         staff_id: Option<Uuid>,
     }
     let row: Result<Option<Scan>, _> = sqlx::query_as(
-        "SELECT t.status, t.event_id, c.checked_in_at, c.staff_id FROM tickets t
+        "SELECT t.status, t.event_id, e.status AS event_status, c.checked_in_at, c.staff_id FROM tickets t
+         JOIN events e ON e.event_id = t.event_id
          LEFT JOIN check_ins c ON c.ticket_id = t.ticket_id WHERE t.ticket_id = $1",
     )
     .bind(ticket_id)
@@ -348,6 +351,9 @@ async fn refusal(state: &AppState, ticket_id: Uuid, event_id: Uuid) -> ApiError 
         .with("checked_in_by", staff_id.map(|s| s.to_string()).unwrap_or_default()),
         Ok(Some(s)) if s.status == "cancelled" => {
             ApiError::conflict(ProblemCode::TicketCancelled, "this ticket was cancelled")
+        }
+        Ok(Some(s)) if s.event_status == "cancelled" => {
+            ApiError::conflict(ProblemCode::EventCancelled, "this event is cancelled; its tickets admit no one")
         }
         Ok(Some(_)) => ApiError::unavailable("the ticket is changing; scan again", std::time::Duration::from_secs(1)),
     }
