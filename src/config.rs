@@ -142,6 +142,18 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// `production` refuses to start with settings that are only safe on a developer's
+    /// machine (the test payment provider, generated secrets, an insecure cookie, a
+    /// live Stripe key without a webhook secret) and names the one to fix.
+    #[arg(long, env = "BOXOFFICE_ENV", value_enum, default_value_t = Environment::Development)]
+    pub boxoffice_env: Environment,
+}
+
+/// Where the server runs: what it will start with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +202,7 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    pub environment: Environment,
 }
 
 fn key_id(name: &'static str, kid: &str) -> Result<String, ConfigError> {
@@ -270,7 +283,7 @@ impl Settings {
         if jwt_secret.as_ref().is_some_and(|s| s.expose_secret().len() < 32) {
             return Err(ConfigError { name: "JWT_SECRET", problem: "must be at least 32 bytes".into() });
         }
-        Ok(Self {
+        Self {
             bind: args.bind,
             database_url: secret(&args.database_url),
             data_dir: args.boxoffice_data_dir.clone(),
@@ -301,7 +314,47 @@ impl Settings {
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             max_body_bytes: args.max_body_bytes as usize,
             log_format: args.log_format,
-        })
+            environment: args.boxoffice_env,
+        }
+        .checked_for_production()
+    }
+
+    /// In production, refuses what is only safe in development, naming the setting.
+    fn checked_for_production(self) -> Result<Self, ConfigError> {
+        if self.environment != Environment::Production {
+            return Ok(self);
+        }
+        let refuse = |name: &'static str, problem: &str| Err(ConfigError { name, problem: problem.into() });
+        if self.stripe_secret_key.is_none() {
+            return refuse(
+                "STRIPE_SECRET_KEY",
+                "required with BOXOFFICE_ENV=production: the built-in test payment provider sells tickets without taking money",
+            );
+        }
+        let live_key = self.stripe_secret_key.as_ref().is_some_and(|k| k.expose_secret().starts_with("sk_live_"));
+        if live_key && self.stripe_webhook_secret.is_none() {
+            return refuse(
+                "STRIPE_WEBHOOK_SECRET",
+                "required with a live STRIPE_SECRET_KEY: without it every webhook would be rejected",
+            );
+        }
+        if !self.cookie_secure {
+            return refuse(
+                "COOKIE_SECURE",
+                "must be true with BOXOFFICE_ENV=production (the refresh cookie needs HTTPS)",
+            );
+        }
+        if self.jwt_secret.is_none() {
+            return refuse("JWT_SECRET", "must be set with BOXOFFICE_ENV=production, not generated");
+        }
+        match &self.qr_signing_key {
+            None => return refuse("QR_SIGNING_KEY", "must be set with BOXOFFICE_ENV=production, not generated"),
+            Some(key) if key.expose_secret().len() < 32 => {
+                return refuse("QR_SIGNING_KEY", "must be at least 32 bytes with BOXOFFICE_ENV=production");
+            }
+            Some(_) => {}
+        }
+        Ok(self)
     }
 }
 
@@ -350,6 +403,43 @@ mod tests {
         {
             assert!(help.contains(name), "{name} missing from --help");
         }
+    }
+
+    #[test]
+    fn production_refuses_development_only_settings_by_name() {
+        let safe = [
+            ("BOXOFFICE_ENV", "production"),
+            ("STRIPE_SECRET_KEY", "sk_live_abc"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+            ("JWT_SECRET", "a-jwt-secret-of-at-least-thirty-two-bytes"),
+            ("QR_SIGNING_KEY", "a-qr-signing-key-of-at-least-thirty-two-bytes"),
+        ];
+        assert!(settings(&safe).is_ok());
+        for (unset, name) in [
+            ("STRIPE_SECRET_KEY", "STRIPE_SECRET_KEY"),
+            ("STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET"),
+            ("JWT_SECRET", "JWT_SECRET"),
+            ("QR_SIGNING_KEY", "QR_SIGNING_KEY"),
+        ] {
+            let vars: Vec<_> = safe.iter().copied().filter(|(k, _)| *k != unset).collect();
+            let err = settings(&vars).expect_err(unset).to_string();
+            assert!(err.contains(name), "{unset} unset: {err}");
+        }
+        let mut insecure = safe.to_vec();
+        insecure.push(("COOKIE_SECURE", "false"));
+        assert!(settings(&insecure).expect_err("insecure cookie").to_string().contains("COOKIE_SECURE"));
+        let mut short_qr = safe.to_vec();
+        short_qr.retain(|(k, _)| *k != "QR_SIGNING_KEY");
+        short_qr.push(("QR_SIGNING_KEY", "short"));
+        assert!(settings(&short_qr).expect_err("short QR key").to_string().contains("QR_SIGNING_KEY"));
+        // A test key needs no webhook secret; development accepts everything unset.
+        let test_key: Vec<_> = safe
+            .iter()
+            .map(|(k, v)| if *k == "STRIPE_SECRET_KEY" { (*k, "sk_test_abc") } else { (*k, *v) })
+            .filter(|(k, _)| *k != "STRIPE_WEBHOOK_SECRET")
+            .collect();
+        assert!(settings(&test_key).is_ok());
+        assert!(settings(&[]).is_ok());
     }
 
     #[test]
