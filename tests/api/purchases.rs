@@ -348,26 +348,8 @@ async fn a_code_from_another_event_is_refused() {
     let (_, buyer, _) = app.user("customer").await;
     let first = app.published_event(&org, None, None).await;
     let second = app.published_event(&org, None, None).await;
-    let s1: Value = app
-        .post(
-            "/tickets/purchase",
-            Some(&buyer),
-            json!({"event_id": first, "seat_number": "A-1", "payment_method": "pm_card_visa"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let s2: Value = app
-        .post(
-            "/tickets/purchase",
-            Some(&buyer),
-            json!({"event_id": second, "seat_number": "A-1", "payment_method": "pm_card_visa"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let s1: Value = app.buy(&buyer, first, "A-1").await;
+    let s2: Value = app.buy(&buyer, second, "A-1").await;
     // The second event's code presented for the first event's ticket id.
     let t1 = s1["tickets"][0]["ticket_id"].as_str().unwrap();
     let q2 = s2["tickets"][0]["qr_token"].as_str().unwrap();
@@ -384,16 +366,7 @@ async fn a_ticket_of_a_cancelled_event_admits_no_one() {
     let (_, org, _) = app.user("organizer").await;
     let (_, buyer, _) = app.user("customer").await;
     let id = app.published_event(&org, None, None).await;
-    let sale: Value = app
-        .post(
-            "/tickets/purchase",
-            Some(&buyer),
-            json!({"event_id": id, "seat_number": "A-1", "payment_method": "pm_card_visa"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sale: Value = app.buy(&buyer, id, "A-1").await;
     let (ticket, qr) =
         (sale["tickets"][0]["ticket_id"].as_str().unwrap(), sale["tickets"][0]["qr_token"].as_str().unwrap());
     let r = app.post(&format!("/events/{id}/cancel"), Some(&org), json!({})).await;

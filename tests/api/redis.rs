@@ -32,16 +32,7 @@ async fn purchases_reach_redis_streams_and_caches_follow_changes() {
     let (_, buyer, _) = app.user("customer").await;
     let id = app.published_event(&org, None, None).await;
 
-    let sale: Value = app
-        .post(
-            "/tickets/purchase",
-            Some(&buyer),
-            json!({"event_id": id, "seat_number": "A-1", "payment_method": "pm_card_visa"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sale: Value = app.buy(&buyer, id, "A-1").await;
     let order = sale["order_id"].as_str().unwrap();
     wait_for_stream_entry(&redis.url(), "boxoffice:ticket:issued", order).await;
     wait_for_stream_entry(&redis.url(), "boxoffice:hold:created", order).await;

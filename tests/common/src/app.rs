@@ -124,6 +124,15 @@ impl TestApp {
         assert_eq!(r.status(), StatusCode::OK, "publish");
         id
     }
+
+    /// `buyer` buys `seat` of `event` in one shot with the test provider's good card;
+    /// the purchase answer (tickets with their QR tokens).
+    pub async fn buy(&self, buyer: &str, event: Uuid, seat: &str) -> Value {
+        let body = json!({"event_id": event, "seat_number": seat, "payment_method": "pm_card_visa"});
+        let r = self.post("/tickets/purchase", Some(buyer), body).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "purchase: {}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
 }
 
 /// Two seated rows of 10 (tier S) and 20 standing places (tier A).
