@@ -28,6 +28,10 @@ pub const MAX_ROWS: usize = 100_000;
 pub const MAX_TIERS: usize = 64;
 /// Longest section name, row label or tier code.
 pub const MAX_NAME_LEN: usize = 64;
+/// Highest tier price, in minor units (10^12: ten billion in a two-decimal
+/// currency). With at most `MAX_UNITS_PER_HOLD` places a hold, an amount can
+/// never overflow `i64`.
+pub const MAX_PRICE: i64 = 1_000_000_000_000;
 
 /// The seat map as an organizer writes it (JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,8 +103,8 @@ pub enum SeatMapError {
     DuplicateRow(String),
     #[error("tier {0:?} is not in the tier list")]
     UnknownTier(String),
-    #[error("tier {0:?} has a negative price")]
-    NegativePrice(String),
+    #[error("tier {0:?} has a price outside 0 to {MAX_PRICE} minor units")]
+    PriceOutOfRange(String),
     #[error("row {0:?} has no seats or numbers past the limit")]
     BadRow(String),
     #[error("section {0:?} has no capacity")]
@@ -279,8 +283,8 @@ impl Layout {
             if !valid_name(&tier.code, false) {
                 return Err(SeatMapError::BadName(tier.code.clone()));
             }
-            if tier.price < 0 {
-                return Err(SeatMapError::NegativePrice(tier.code.clone()));
+            if !(0..=MAX_PRICE).contains(&tier.price) {
+                return Err(SeatMapError::PriceOutOfRange(tier.code.clone()));
             }
             if tier_by_code.insert(&tier.code, i as u16).is_some() {
                 return Err(SeatMapError::DuplicateTier(tier.code.clone()));
@@ -596,7 +600,11 @@ mod tests {
 
         let mut map = grid(1, 1, 5);
         map.tiers[0].price = -1;
-        assert!(matches!(Layout::compile(&map), Err(SeatMapError::NegativePrice(_))));
+        assert!(matches!(Layout::compile(&map), Err(SeatMapError::PriceOutOfRange(_))));
+        map.tiers[0].price = MAX_PRICE + 1;
+        assert!(matches!(Layout::compile(&map), Err(SeatMapError::PriceOutOfRange(_))));
+        map.tiers[0].price = MAX_PRICE;
+        assert!(Layout::compile(&map).is_ok());
 
         let mut map = grid(1, 1, 5);
         if let SectionKindSpec::Seated { rows } = &mut map.sections[0].kind {

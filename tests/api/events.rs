@@ -360,6 +360,15 @@ async fn bad_event_input_is_a_clear_4xx_and_writes_nothing() {
             "invalid_seat_map",
         ),
         (
+            // Over the price cap (10^12 minor units), so no hold amount can overflow.
+            with(
+                "seat_map",
+                json!({"tiers": [{"code": "A", "price": 1_000_000_000_001i64}], "sections": [{"name": "S", "tier": "A", "kind": "general", "capacity": 1}]}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_seat_map",
+        ),
+        (
             with(
                 "seat_map",
                 json!({"tiers": [{"code": "A", "price": 5}], "sections": [{"name": "S", "tier": "A", "kind": "seated", "rows": [{"label": "A", "seats": 2000000}]}]}),

@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 /// Most seats or GA units in one hold.
 pub const MAX_UNITS_PER_HOLD: u32 = 50;
+
+// A hold's amount (price × places) cannot overflow.
+const _: () = assert!(crate::seatmap::MAX_PRICE.checked_mul(MAX_UNITS_PER_HOLD as i64).is_some());
 /// Default time a hold lasts before it expires.
 pub const DEFAULT_HOLD_TTL_MS: i64 = 10 * 60 * 1000;
 

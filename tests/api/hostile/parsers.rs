@@ -4,7 +4,7 @@
 use super::proptest_config;
 use base64::Engine;
 use boxoffice::auth::qr::{QrSigner, TicketClaim};
-use boxoffice_actors::seatmap::{MAX_EVENT_CAPACITY, PriceTier, RowSpec, SectionKindSpec, SectionSpec};
+use boxoffice_actors::seatmap::{MAX_EVENT_CAPACITY, MAX_PRICE, PriceTier, RowSpec, SectionKindSpec, SectionSpec};
 use boxoffice_actors::{IdempotencyKey, Layout, SeatMap};
 use proptest::prelude::*;
 use secrecy::SecretString;
@@ -78,7 +78,10 @@ fn check_compiled(map: &SeatMap, layout: &Layout) -> Result<(), TestCaseError> {
     prop_assert_eq!(u64::from(layout.seat_count()), seats, "seat count = sum of rows");
     prop_assert!(capacity <= MAX_EVENT_CAPACITY);
     prop_assert!(!map.tiers.is_empty() && !map.sections.is_empty());
-    prop_assert!(map.tiers.iter().all(|t| t.price >= 0), "a negative price was accepted");
+    prop_assert!(
+        map.tiers.iter().all(|t| (0..=MAX_PRICE).contains(&t.price)),
+        "a price outside 0..=MAX_PRICE was accepted"
+    );
     let codes: HashSet<&str> = map.tiers.iter().map(|t| t.code.as_str()).collect();
     prop_assert_eq!(codes.len(), map.tiers.len(), "duplicate tier codes accepted");
     let names: HashSet<&str> = map.sections.iter().map(|s| s.name.as_str()).collect();
