@@ -136,6 +136,12 @@ impl EventHandle {
         self.call(|reply| EventMsg::GetHold { hold, buyer: Some(buyer), reply }).await
     }
 
+    /// `buyer`'s hold if it may be paid for now; `SalesClosed` once the sale is
+    /// over (see `SeatInventory::payable_hold`).
+    pub async fn payable_hold(&self, hold: HoldId, buyer: BuyerId) -> Result<Option<HoldView>, EventError> {
+        Ok(self.call(|reply| EventMsg::PayableHold { hold, buyer, reply }).await??)
+    }
+
     /// Any buyer's hold, for administrators.
     pub async fn get_hold_any(&self, hold: HoldId) -> Result<Option<HoldView>, EventError> {
         self.call(|reply| EventMsg::GetHold { hold, buyer: None, reply }).await

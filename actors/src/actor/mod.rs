@@ -23,7 +23,8 @@ use crate::clock::Clock;
 use crate::error::EventError;
 use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId, UnixMs};
 use crate::inventory::{
-    Counts, HoldView, Outcome, ReconfigureError, Sale, SalesWindow, SeatInventory, SectionCounts, Selection, Settled,
+    Counts, HoldView, InventoryError, Outcome, ReconfigureError, Sale, SalesWindow, SeatInventory, SectionCounts,
+    Selection, Settled,
 };
 use crate::journal::{Ack, Journal};
 use crate::record::{Change, Payment, Record};
@@ -101,6 +102,11 @@ pub enum EventMsg {
         hold: HoldId,
         buyer: Option<BuyerId>,
         reply: RpcReplyPort<Option<HoldView>>,
+    },
+    PayableHold {
+        hold: HoldId,
+        buyer: BuyerId,
+        reply: RpcReplyPort<Result<Option<HoldView>, InventoryError>>,
     },
     Availability {
         reply: RpcReplyPort<Availability>,
@@ -403,6 +409,9 @@ impl EventState {
                     None => state.inventory.hold_view_any(hold),
                 };
                 let _ = reply.send(view);
+            }
+            EventMsg::PayableHold { hold, buyer, reply } => {
+                let _ = reply.send(state.inventory.payable_hold(hold, buyer, state.clock.now()));
             }
             EventMsg::Availability { reply } => {
                 let _ = reply.send(Availability {

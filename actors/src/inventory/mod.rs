@@ -233,6 +233,11 @@ impl SeatInventory {
             return Err(InventoryError::Busy);
         }
         let prior = h.status;
+        if prior != HoldStatus::Purchased && now >= self.window.closes_at {
+            // Closed, cancelled, or past `closes_at` (at the latest the event's
+            // start): a hold made before can no longer be paid for.
+            return Err(InventoryError::SalesClosed);
+        }
         let retaken = match prior {
             HoldStatus::Purchased => {
                 return Ok(Outcome::Unchanged(Sale { hold: self.view(slot), payment: h.payment.as_deref().cloned() }));

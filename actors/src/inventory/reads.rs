@@ -8,8 +8,8 @@
 
 use super::occupancy::Tally;
 use super::slots::{FREE, Pending};
-use super::{Counts, HoldView, SeatInventory, SectionCounts};
-use crate::ids::{BuyerId, HoldId};
+use super::{Counts, HoldView, InventoryError, SeatInventory, SectionCounts};
+use crate::ids::{BuyerId, HoldId, UnixMs};
 use crate::record::{HoldRecord, HoldStatus, TicketRecord};
 use crate::seatmap::SectionKind;
 use std::sync::Arc;
@@ -29,6 +29,17 @@ impl SeatInventory {
         let slot = self.slot_of(hold)?;
         let h = self.slot(slot);
         (h.buyer == buyer && !matches!(h.pending, Some(Pending::Create))).then(|| self.view(slot))
+    }
+
+    /// `buyer`'s hold, if it may be paid for now: refused once sales are closed
+    /// (closed or cancelled event, `closes_at` passed), so no card is charged for
+    /// seats that could not be sold. A purchased hold is answered as it is.
+    pub fn payable_hold(&self, hold: HoldId, buyer: BuyerId, now: UnixMs) -> Result<Option<HoldView>, InventoryError> {
+        let Some(view) = self.hold_view(hold, buyer) else { return Ok(None) };
+        if view.status != HoldStatus::Purchased && now >= self.window.closes_at {
+            return Err(InventoryError::SalesClosed);
+        }
+        Ok(Some(view))
     }
 
     /// A hold regardless of owner, for administrators and the service's own checks.
