@@ -139,6 +139,16 @@ pub struct ServeArgs {
     /// Largest request body accepted, bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_body_bytes: u32,
+    /// How often the money reconciler looks for charges without tickets, refunds
+    /// not yet succeeded, unprocessed webhooks and unfinished event
+    /// cancellations, milliseconds; also the base of its retry backoff.
+    #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub reconcile_interval_ms: u64,
+    /// How long a charge may stay without an answer from the provider before the
+    /// reconciler asks the provider again (with the same idempotency key),
+    /// milliseconds. Longer than a charge's own budget (6 s).
+    #[arg(long, env = "CHARGE_GRACE_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub charge_grace_ms: u64,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -198,6 +208,8 @@ pub struct Settings {
     pub event_call_timeout: Duration,
     pub journal_max_batch: usize,
     pub journal_max_wait: Duration,
+    pub reconcile_interval: Duration,
+    pub charge_grace: Duration,
     pub journal_writers: usize,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
@@ -310,6 +322,8 @@ impl Settings {
             event_call_timeout: Duration::from_millis(args.event_call_timeout_ms),
             journal_max_batch: args.journal_max_batch as usize,
             journal_max_wait: Duration::from_micros(args.journal_max_wait_us),
+            reconcile_interval: Duration::from_millis(args.reconcile_interval_ms),
+            charge_grace: Duration::from_millis(args.charge_grace_ms),
             journal_writers: args.journal_writers as usize,
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             max_body_bytes: args.max_body_bytes as usize,

@@ -191,7 +191,11 @@ impl Application {
             search: search.clone(),
         }));
         let router = http::router(state.clone());
-        let background = vec![tokio::spawn(availability::report(state.clone())), tokio::spawn(search.keep_in_sync())];
+        let background = vec![
+            tokio::spawn(availability::report(state.clone())),
+            tokio::spawn(search.keep_in_sync()),
+            tokio::spawn(crate::money::reconcile::run(state.clone())),
+        ];
         Ok(Self { listener, router, state, journal_writers, embedded, background, relay: (relay_stop, relay_task) })
     }
 

@@ -28,6 +28,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// A JSON body that may be left out entirely (no body, no `Content-Type`): `None`.
+/// A body that is sent is read like [`Json`], with the same errors.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let empty = !req.headers().contains_key(axum::http::header::CONTENT_TYPE)
+            && req
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .is_none_or(|v| v.to_str().ok().and_then(|n| n.parse::<u64>().ok()) == Some(0));
+        if empty {
+            return Ok(OptionalJson(None));
+        }
+        Json::<T>::from_request(req, state).await.map(|Json(v)| OptionalJson(Some(v)))
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let detail = rejection.body_text();
     match rejection {

@@ -1,26 +1,46 @@
 //! The money path shared by the routes that take or give back money (paying for
-//! a hold, the one-shot purchase, the payment webhook, cancelling a ticket):
-//! charge, record the sale in the event's actor, refund when the seats cannot be
-//! had.
+//! a hold, the one-shot purchase, the payment webhook, cancelling a ticket or an
+//! event) and by the reconciler that finishes what they could not.
 //!
-//! **Guarantees.** At most one charge per hold and payment method (the charge's
-//! idempotency key); a payment that arrives for seats that are gone is refunded;
-//! a refund is recorded (`pending`) before the provider is asked, under a key that
-//! makes asking twice harmless.
+//! **Guarantees.** Every charge ends as tickets or a refund, never both, never
+//! neither:
+//! - a charge is recorded (`charges`, state `started`) before the provider is
+//!   asked, under the idempotency key the provider sees (`{hold}:{payment
+//!   method}`): at most one charge per hold and payment method, and a charge
+//!   whose request died is found again;
+//! - the journal marks the charge `completed` in the transaction that issues its
+//!   tickets; a charge whose seats cannot be had (gone, sale closed or
+//!   cancelled, limit) is marked `refunded` in the transaction that records its
+//!   refund (`refunds`, `pending`), and the refund is carried to `succeeded`;
+//! - anything left in between (shed, timeout, journal failure, crash) is carried
+//!   on by the reconciler ([`reconcile`]).
+
+pub mod cancel;
+pub mod ledger;
+pub mod reconcile;
+pub mod report;
+pub mod webhook;
 
 use crate::error::{ApiError, ApiResult, ProblemCode};
-use crate::payments::{ChargeRequest, ChargeStatus, PaymentError, RefundRequest};
+use crate::payments::{Charge, ChargeRequest, ChargeStatus, PaymentError};
 use crate::state::AppState;
-use crate::store::outbox::{self, Topic};
 use axum::http::StatusCode;
 use boxoffice_actors::{BuyerId, EventError, EventId, HoldId, HoldStatus, HoldView, InventoryError, Payment};
+use ledger::{ChargeRow, ChargeState, RefundIntent};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// How a payment attempt ended.
 pub enum Paid {
     Sold(HoldView, Option<Payment>),
-    /// The provider has not decided yet; the webhook will complete the order.
-    Pending(String),
+    /// The provider has not decided yet (3-D Secure): the buyer completes the
+    /// next action with the client secret, then the webhook (or paying again)
+    /// completes the order.
+    Pending(Charge),
+    /// The money was taken but the tickets could not be issued right away (the
+    /// event was busy or the database slow): the reconciler issues them, or
+    /// refunds, within moments. Paying again is safe and answers the outcome.
+    Processing(String),
 }
 
 pub fn payment_error(e: PaymentError) -> ApiError {
@@ -34,8 +54,9 @@ pub fn payment_error(e: PaymentError) -> ApiError {
             tracing::warn!(error = %msg, "payment provider unavailable");
             ApiError::unavailable_as(
                 ProblemCode::PaymentUnavailable,
-                "the payment provider is unavailable; nothing was issued — retry shortly",
-                std::time::Duration::from_secs(2),
+                "the payment provider did not answer; if the charge went through, your tickets are issued or \
+                 the money refunded automatically — paying again with the same card is safe",
+                Duration::from_secs(2),
             )
         }
         PaymentError::BadSignature(msg) => ApiError::bad_request(ProblemCode::BadSignature, msg),
@@ -61,6 +82,20 @@ pub async fn pay(
         .unwrap_or_else(|e| Err(ApiError::internal(format!("payment task failed: {e}"))))
 }
 
+/// The charge request for a `charges` row: the same parameters every time, as
+/// reusing an idempotency key requires.
+pub(crate) fn charge_request(row: &ChargeRow) -> ChargeRequest {
+    ChargeRequest {
+        idempotency_key: row.charge_key.clone(),
+        amount: row.amount,
+        currency: row.currency.clone(),
+        payment_method: row.payment_method.clone(),
+        hold_id: row.hold_id,
+        event_id: row.event_id,
+        buyer_id: row.buyer_id,
+    }
+}
+
 async fn charge_and_record(
     state: &AppState,
     event_id: Uuid,
@@ -76,34 +111,76 @@ async fn charge_and_record(
         "card" if state.payments.name() == "test" => "pm_card_visa",
         other => other,
     };
-    // One key per hold and payment method: a retry with the same card is the same
-    // charge; another card after a decline is a new attempt (as Stripe requires).
-    let charge = state
-        .payments
-        .charge(ChargeRequest {
-            idempotency_key: format!("{}:{payment_method}", view.id),
-            amount: view.amount,
-            currency: currency.to_owned(),
-            payment_method: payment_method.to_owned(),
-            hold_id: view.id.0,
-            event_id,
-            buyer_id: view.buyer.0,
-        })
-        .await
-        .map_err(payment_error)?;
-    if charge.status == ChargeStatus::Pending {
-        return Ok(Paid::Pending(charge.reference));
-    }
-    let payment = Payment {
+    let intent = ChargeRow {
+        // One key per hold and payment method: a retry with the same card is the
+        // same charge; another card after a decline is a new attempt (as Stripe requires).
+        charge_key: format!("{}:{payment_method}", view.id),
         provider: state.payments.name().to_owned(),
+        hold_id: view.id.0,
+        event_id,
+        buyer_id: view.buyer.0,
+        payment_method: payment_method.to_owned(),
+        amount: view.amount,
+        currency: currency.to_owned(),
+        provider_ref: None,
+        status: String::new(),
+        attempts: 0,
+    };
+    let row = ledger::start_charge(state, &intent, state.settings.charge_grace).await?;
+    if row.amount != intent.amount || row.currency != intent.currency {
+        // The hold's amount cannot change; a different one means a corrupted row.
+        return Err(ApiError::internal(format!("charge {} does not match its hold", row.charge_key)));
+    }
+    let answer = match (row.state(), &row.provider_ref) {
+        // 3-D Secure: paying again after authenticating asks where the charge stands.
+        (Some(ChargeState::Pending), Some(reference)) => state.payments.retrieve(reference).await,
+        _ => state.payments.charge(charge_request(&row)).await,
+    };
+    settle_answer(state, &row, answer).await
+}
+
+/// Records the provider's answer about `row` and carries a captured charge on to
+/// a sale (or a refund).
+pub(crate) async fn settle_answer(
+    state: &AppState,
+    row: &ChargeRow,
+    answer: Result<Charge, PaymentError>,
+) -> ApiResult<Paid> {
+    let key = &row.charge_key;
+    let charge = match answer {
+        Ok(charge) => charge,
+        Err(e @ (PaymentError::Declined { .. } | PaymentError::Invalid(_))) => {
+            ledger::mark_charge(&state.db, key, ChargeState::Declined, None, Duration::ZERO, Some(&e.to_string()))
+                .await?;
+            return Err(payment_error(e));
+        }
+        Err(e) => {
+            // Unknown outcome: the reconciler asks again after the grace period.
+            let retry = state.settings.charge_grace.max(state.settings.reconcile_interval);
+            ledger::mark_charge(&state.db, key, ChargeState::Started, None, retry, Some(&e.to_string())).await?;
+            return Err(payment_error(e));
+        }
+    };
+    if charge.status == ChargeStatus::Pending {
+        // The buyer has an hour to authenticate before the reconciler starts asking.
+        let poll = Duration::from_secs(3600).max(state.settings.charge_grace);
+        ledger::mark_charge(&state.db, key, ChargeState::Pending, Some(&charge.reference), poll, None).await?;
+        return Ok(Paid::Pending(charge));
+    }
+    let retry = state.settings.reconcile_interval;
+    ledger::mark_charge(&state.db, key, ChargeState::Charged, Some(&charge.reference), retry, None).await?;
+    let payment = Payment {
+        provider: row.provider.clone(),
         reference: charge.reference,
         amount: charge.amount,
-        currency: currency.to_owned(),
+        currency: row.currency.clone(),
     };
-    record_sale(state, event_id, view.id, view.buyer, payment).await
+    record_sale(state, row.event_id, HoldId(row.hold_id), BuyerId(row.buyer_id), payment).await
 }
 
 /// Tells the actor a payment succeeded; refunds when the seats cannot be had.
+/// When the sale cannot be recorded right now, the charge stays `charged` and
+/// the reconciler carries it on.
 pub async fn record_sale(
     state: &AppState,
     event_id: Uuid,
@@ -122,26 +199,80 @@ pub async fn record_sale(
         Ok(sale) => {
             if let Some(first) = superseded_by(state, hold, &sale.payment, &payment.reference).await? {
                 // Two payments raced for one hold (two cards at once): keep the first, refund ours.
-                let key = format!("refund-dup-{}", payment.reference);
-                let refunded = refund(state, hold, None, &payment.reference, payment.amount, &key).await;
-                tracing::warn!(%hold, %first, refunded, "a second payment for a purchased hold was refunded");
+                let status = refund_charge(state, event_id, hold, &payment).await?;
+                tracing::warn!(%hold, %first, ?status, "a second payment for a purchased hold was refunded");
             }
+            // The charge was marked `completed` by the journal, in the sale's transaction.
             metrics::counter!("boxoffice_purchases_total").increment(1);
             metrics::counter!("boxoffice_tickets_issued_total").increment(sale.hold.tickets.len() as u64);
             Ok(Paid::Sold(sale.hold, sale.payment))
         }
         Err(EventError::Inventory(
-            e @ (InventoryError::SeatsGone | InventoryError::LimitExceeded { .. } | InventoryError::HoldNotFound),
+            e @ (InventoryError::SeatsGone
+            | InventoryError::LimitExceeded { .. }
+            | InventoryError::HoldNotFound
+            | InventoryError::SalesClosed
+            | InventoryError::HoldNotActive(_)),
         )) => {
-            let refunded =
-                refund(state, hold, None, &payment.reference, payment.amount, &format!("refund-hold-{hold}")).await;
-            tracing::info!(%hold, reason = %e, refunded, "payment arrived but the seats cannot be had; refunded");
-            Err(ApiError::conflict(ProblemCode::SeatsGone, format!("{e}; your payment was refunded"))
-                .with("refunded", refunded)
+            let status = refund_charge(state, event_id, hold, &payment).await?;
+            tracing::info!(%hold, reason = %e, ?status, "payment arrived but the seats cannot be had; refunded");
+            let (code, why) = match e {
+                InventoryError::SalesClosed => (ProblemCode::SaleClosed, "sales for this event are closed".to_owned()),
+                other => (ProblemCode::SeatsGone, other.to_string()),
+            };
+            Err(ApiError::conflict(code, format!("{why}; your payment is refunded"))
+                .with("refunded", status == ledger::RefundStatus::Succeeded)
+                .with("refund_status", status.as_str())
                 .with("payment_reference", payment.reference))
         }
-        Err(e) => Err(e.into()),
+        Err(EventError::EventNotFound) => {
+            let status = refund_charge(state, event_id, hold, &payment).await?;
+            Err(ApiError::not_found("event").with("refund_status", status.as_str()))
+        }
+        Err(e) => {
+            // Busy, shed, timed out, stopped, or the journal failed: the money is
+            // taken and the charge is `charged`; the reconciler finishes it.
+            tracing::warn!(%hold, error = %e, "sale not recorded after a charge; the reconciler will finish it");
+            metrics::counter!("boxoffice_sales_deferred_total").increment(1);
+            Ok(Paid::Processing(payment.reference))
+        }
     }
+}
+
+/// Hands a whole charge back: records the refund and marks the charge
+/// `refunded` in one transaction, then asks the provider (the reconciler retries
+/// until it succeeds).
+pub async fn refund_charge(
+    state: &AppState,
+    event_id: Uuid,
+    hold: HoldId,
+    payment: &Payment,
+) -> ApiResult<ledger::RefundStatus> {
+    let key = format!("refund-{}", payment.reference);
+    let mut tx = state.db.begin().await?;
+    ledger::request_refund(
+        &mut *tx,
+        &RefundIntent {
+            key: key.clone(),
+            hold: hold.0,
+            event: event_id,
+            ticket: None,
+            provider: payment.provider.clone(),
+            payment_ref: payment.reference.clone(),
+            amount: payment.amount,
+        },
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE charges SET status = 'refunded', updated_at = now()
+         WHERE provider = $1 AND provider_ref = $2 AND status IN ('started', 'pending', 'charged')",
+    )
+    .bind(&payment.provider)
+    .bind(&payment.reference)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(ledger::attempt_refund(state, &key).await?)
 }
 
 /// The reference of a different payment that already bought `hold`, if any.
@@ -162,73 +293,26 @@ async fn superseded_by(
     Ok(if refs.is_empty() || refs.iter().any(|r| r == ours) { None } else { refs.into_iter().next() })
 }
 
-/// Records a refund as pending, asks the provider, and records the outcome.
-/// Returns whether the money went back. A pending refund is retried by the next
-/// request that reaches it.
-pub async fn refund(
+/// Records the refund of one cancelled ticket and asks the provider for it.
+pub async fn refund_ticket(
     state: &AppState,
+    event_id: Uuid,
     hold: HoldId,
-    ticket: Option<Uuid>,
+    ticket: Uuid,
+    provider: &str,
     payment_ref: &str,
     amount: i64,
-    key: &str,
-) -> bool {
-    let recorded = sqlx::query(
-        "INSERT INTO refunds (refund_key, hold_id, ticket_id, provider, payment_ref, amount, status)
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending') ON CONFLICT (refund_key) DO NOTHING",
-    )
-    .bind(key)
-    .bind(hold.0)
-    .bind(ticket)
-    .bind(state.payments.name())
-    .bind(payment_ref)
-    .bind(amount)
-    .execute(&state.db)
-    .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, %hold, "could not record a refund; not attempting it");
-        return false;
-    }
-    let done: Option<String> = sqlx::query_scalar("SELECT status FROM refunds WHERE refund_key = $1")
-        .bind(key)
-        .fetch_optional(&state.db)
-        .await
-        .ok()
-        .flatten();
-    if done.as_deref() == Some("succeeded") {
-        return true;
-    }
-    let outcome = state
-        .payments
-        .refund(RefundRequest {
-            idempotency_key: key.to_owned(),
-            reference: payment_ref.to_owned(),
-            amount: Some(amount),
-        })
-        .await;
-    let (status, provider_ref) = match &outcome {
-        Ok(r) => ("succeeded", Some(r.reference.clone())),
-        Err(PaymentError::Unavailable(_)) => ("pending", None),
-        Err(_) => ("failed", None),
+) -> ApiResult<ledger::RefundStatus> {
+    let key = format!("refund-{ticket}");
+    let intent = RefundIntent {
+        key: key.clone(),
+        hold: hold.0,
+        event: event_id,
+        ticket: Some(ticket),
+        provider: provider.to_owned(),
+        payment_ref: payment_ref.to_owned(),
+        amount,
     };
-    if let Err(e) = &outcome {
-        tracing::error!(error = %e, %hold, "refund failed");
-    }
-    let _ = sqlx::query("UPDATE refunds SET status = $2, provider_ref = $3, updated_at = now() WHERE refund_key = $1")
-        .bind(key)
-        .bind(status)
-        .bind(provider_ref)
-        .execute(&state.db)
-        .await;
-    let _ = outbox::record(
-        &state.db,
-        Topic::PaymentRefunded,
-        hold.0,
-        serde_json::json!({"hold_id": hold.0, "ticket_id": ticket, "amount": amount, "status": status}),
-    )
-    .await;
-    if status == "succeeded" {
-        metrics::counter!("boxoffice_refunds_total").increment(1);
-    }
-    status == "succeeded"
+    ledger::request_refund(&state.db, &intent).await?;
+    Ok(ledger::attempt_refund(state, &key).await?)
 }

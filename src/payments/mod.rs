@@ -47,6 +47,18 @@ pub struct Charge {
     pub reference: String,
     pub status: ChargeStatus,
     pub amount: i64,
+    /// For a pending charge the buyer must authenticate (3-D Secure): the secret
+    /// the client passes to the provider's SDK (Stripe.js `handleNextAction`).
+    pub client_secret: Option<String>,
+    /// The provider's description of that next step, as it gave it.
+    pub next_action: Option<serde_json::Value>,
+}
+
+impl Charge {
+    /// A charge that captured `amount` at once.
+    pub fn succeeded(reference: String, amount: i64) -> Self {
+        Self { reference, status: ChargeStatus::Succeeded, amount, client_secret: None, next_action: None }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -65,15 +77,29 @@ pub struct Refund {
     pub amount: i64,
 }
 
+/// A charge as the provider's own records show it (for `boxoffice reconcile`).
+#[derive(Clone, Debug)]
+pub struct ProviderCharge {
+    pub reference: String,
+    /// Captured: the money moved.
+    pub succeeded: bool,
+    pub amount: i64,
+    /// From the charge's metadata, when this engine made it.
+    pub event_id: Option<Uuid>,
+    pub hold_id: Option<Uuid>,
+}
+
 /// A verified webhook delivery.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WebhookEvent {
     /// The provider's event id (`evt_...`): deliveries are deduplicated on it.
     pub id: String,
     pub kind: WebhookKind,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Stored as JSON in the webhook inbox (`webhook_events.kind`) until processed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum WebhookKind {
     /// `payment_intent.succeeded`
     PaymentSucceeded { reference: String, amount: i64, hold_id: Option<Uuid> },
@@ -82,7 +108,7 @@ pub enum WebhookKind {
     /// `charge.refunded` (reference = the PaymentIntent id)
     Refunded { reference: String, amount_refunded: i64 },
     /// Any other type, acknowledged and ignored.
-    Other(String),
+    Other { name: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +136,21 @@ pub trait PaymentProvider: Send + Sync + 'static {
     fn charge(&self, req: ChargeRequest) -> PaymentFuture<'_, Charge>;
     /// Refunds (part of) a charge, idempotently on `req.idempotency_key`.
     fn refund(&self, req: RefundRequest) -> PaymentFuture<'_, Refund>;
+    /// Where a charge stands now (e.g. after the buyer authenticated a pending
+    /// one): `Succeeded` or `Pending`; a failed charge is `Declined`, a
+    /// cancelled or unknown one `Invalid`.
+    fn retrieve(&self, reference: &str) -> PaymentFuture<'_, Charge>;
+    /// Every charge the provider holds for this account, or `None` if it keeps
+    /// no records another process can read (the in-memory test provider).
+    fn list_charges(&self) -> PaymentFuture<'_, Option<Vec<ProviderCharge>>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+    /// Completes (`approve`) or fails a pending 3-D Secure charge, as the buyer
+    /// does on the provider's page; only the test provider can. Returns whether
+    /// such a charge was waiting.
+    fn authenticate_for_test(&self, _reference: &str, _approve: bool) -> bool {
+        false
+    }
     /// Verifies a webhook's signature (`Stripe-Signature` header) and parses it.
     fn parse_webhook(&self, payload: &[u8], signature: Option<&str>) -> Result<WebhookEvent, PaymentError>;
 }

@@ -37,21 +37,23 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
 use stripe_core::PaymentIntentAllowedPaymentMethodTypes;
-use stripe_core::payment_intent::CreatePaymentIntent;
+use stripe_core::payment_intent::{CreatePaymentIntent, ListPaymentIntent, RetrievePaymentIntent};
 use stripe_core::refund::CreateRefund;
 use stripe_types::Currency;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{
-    Charge, ChargeRequest, ChargeStatus, PaymentError, PaymentFuture, PaymentProvider, Refund, RefundRequest,
-    WebhookEvent, WebhookKind,
+    Charge, ChargeRequest, ChargeStatus, PaymentError, PaymentFuture, PaymentProvider, ProviderCharge, Refund,
+    RefundRequest, WebhookEvent, WebhookKind,
 };
 
 /// Per-attempt budget of a Stripe call (connect, send, read the body). Stripe
-/// answers in well under a second; past this the buyer is better served by a
-/// 503 and a retry, which the idempotency key makes safe.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// answers in well under a second. It is shorter than the default request
+/// timeout (10 s), so the server answers the buyer itself; and the charge runs on
+/// a task of its own, so a request cut off anyway never abandons a charge (the
+/// reconciler learns its outcome by asking again with the same key).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// How far a webhook's signed timestamp may be from now, either way (Stripe's
 /// libraries use the same 300 s): limits the replay of a captured delivery.
@@ -156,7 +158,8 @@ impl StripeProvider {
 
     async fn create_charge(&self, req: ChargeRequest) -> Result<Charge, PaymentError> {
         let key = idempotency_key(&req.idempotency_key)?;
-        let intent: PaymentIntentView = self.send(&self.payment_intent_request(req), key).await?;
+        let intent: PaymentIntentView =
+            self.send(&self.payment_intent_request(req), RequestStrategy::Idempotent(key)).await?;
         charge_from_intent(intent)
     }
 
@@ -180,13 +183,52 @@ impl StripeProvider {
         }
     }
 
+    async fn retrieve_charge(&self, reference: &str) -> Result<Charge, PaymentError> {
+        if !reference.starts_with("pi_") || reference.len() > 255 {
+            return Err(PaymentError::Invalid(format!("not a PaymentIntent id: {reference}")));
+        }
+        let request = RetrievePaymentIntent::new(reference.to_owned());
+        let intent: PaymentIntentView = self.send(&request, RequestStrategy::Once).await?;
+        charge_from_intent(intent)
+    }
+
+    /// Every PaymentIntent of the account, a page of 100 at a time.
+    async fn list_all_charges(&self) -> Result<Vec<ProviderCharge>, PaymentError> {
+        #[derive(Deserialize)]
+        struct Page {
+            data: Vec<PaymentIntentView>,
+            #[serde(default)]
+            has_more: bool,
+        }
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut request = ListPaymentIntent::new().limit(100);
+            if let Some(last) = &after {
+                request = request.starting_after(last.clone());
+            }
+            let page: Page = self.send(&request, RequestStrategy::Once).await?;
+            after = page.data.last().map(|i| i.id.clone());
+            all.extend(page.data.into_iter().map(|i| ProviderCharge {
+                succeeded: i.status == "succeeded",
+                amount: i.amount_received.filter(|&r| r > 0).unwrap_or(i.amount),
+                event_id: i.metadata.get("event_id").and_then(|id| Uuid::parse_str(id).ok()),
+                hold_id: hold_id(&i.metadata),
+                reference: i.id,
+            }));
+            if !page.has_more || after.is_none() {
+                return Ok(all);
+            }
+        }
+    }
+
     async fn create_refund(&self, req: RefundRequest) -> Result<Refund, PaymentError> {
         let key = idempotency_key(&req.idempotency_key)?;
         let mut create = CreateRefund::new().payment_intent(req.reference);
         if let Some(amount) = req.amount {
             create = create.amount(amount);
         }
-        let refund: RefundView = self.send(&create, key).await?;
+        let refund: RefundView = self.send(&create, RequestStrategy::Idempotent(key)).await?;
         match refund.status.as_deref() {
             Some(status @ ("failed" | "canceled")) => {
                 Err(PaymentError::Invalid(format!("refund {} is {status}", refund.id)))
@@ -195,16 +237,16 @@ impl StripeProvider {
         }
     }
 
-    /// Sends one request, idempotently on `key`, and reads the fields `T` names.
+    /// Sends one request (idempotently on a key, for writes) and reads the fields `T` names.
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
         request: &impl StripeRequest,
-        key: IdempotencyKey,
+        strategy: RequestStrategy,
     ) -> Result<T, PaymentError> {
         let value: miniserde::json::Value = request
             .build()
             .customize()
-            .request_strategy(RequestStrategy::Idempotent(key))
+            .request_strategy(strategy)
             .timeout(self.timeout)
             .send(&self.client)
             .await
@@ -227,6 +269,15 @@ impl PaymentProvider for StripeProvider {
 
     fn refund(&self, req: RefundRequest) -> PaymentFuture<'_, Refund> {
         Box::pin(self.create_refund(req))
+    }
+
+    fn list_charges(&self) -> PaymentFuture<'_, Option<Vec<ProviderCharge>>> {
+        Box::pin(async move { self.list_all_charges().await.map(Some) })
+    }
+
+    fn retrieve(&self, reference: &str) -> PaymentFuture<'_, Charge> {
+        let reference = reference.to_owned();
+        Box::pin(async move { self.retrieve_charge(&reference).await })
     }
 
     fn parse_webhook(&self, payload: &[u8], signature: Option<&str>) -> Result<WebhookEvent, PaymentError> {
@@ -342,6 +393,10 @@ struct PaymentIntentView {
     metadata: HashMap<String, String>,
     #[serde(default)]
     last_payment_error: Option<PaymentErrorView>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    next_action: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -400,10 +455,10 @@ fn parse_event(payload: &[u8]) -> Result<WebhookEvent, PaymentError> {
             match charge.payment_intent {
                 Some(reference) => WebhookKind::Refunded { reference, amount_refunded: charge.amount_refunded },
                 // A charge made outside PaymentIntents is none of ours.
-                None => WebhookKind::Other(event.kind),
+                None => WebhookKind::Other { name: event.kind },
             }
         }
-        _ => WebhookKind::Other(event.kind),
+        _ => WebhookKind::Other { name: event.kind },
     };
     Ok(WebhookEvent { id: event.id, kind })
 }
@@ -437,7 +492,11 @@ fn charge_from_intent(intent: PaymentIntentView) -> Result<Charge, PaymentError>
         ChargeStatus::Succeeded => intent.amount_received.filter(|&received| received > 0).unwrap_or(intent.amount),
         ChargeStatus::Pending => intent.amount,
     };
-    Ok(Charge { reference: intent.id, status, amount })
+    let (client_secret, next_action) = match status {
+        ChargeStatus::Pending => (intent.client_secret, intent.next_action),
+        ChargeStatus::Succeeded => (None, None),
+    };
+    Ok(Charge { reference: intent.id, status, amount, client_secret, next_action })
 }
 
 fn idempotency_key(key: &str) -> Result<IdempotencyKey, PaymentError> {
@@ -627,10 +686,13 @@ mod tests {
             WebhookKind::Refunded { reference: "pi_3".into(), amount_refunded: 2000 }
         );
         let other = event("customer.created", serde_json::json!({"id": "cus_1"}));
-        assert_eq!(parse_event(other.as_bytes()).unwrap().kind, WebhookKind::Other("customer.created".into()));
+        assert_eq!(parse_event(other.as_bytes()).unwrap().kind, WebhookKind::Other { name: "customer.created".into() });
         let bare_charge =
             event("charge.refunded", serde_json::json!({"id": "ch_1", "payment_intent": null, "amount_refunded": 1}));
-        assert_eq!(parse_event(bare_charge.as_bytes()).unwrap().kind, WebhookKind::Other("charge.refunded".into()));
+        assert_eq!(
+            parse_event(bare_charge.as_bytes()).unwrap().kind,
+            WebhookKind::Other { name: "charge.refunded".into() }
+        );
     }
 
     #[test]
@@ -696,10 +758,17 @@ mod tests {
             amount_received: None,
             metadata: HashMap::new(),
             last_payment_error: None,
+            client_secret: Some("pi_1_secret_x".into()),
+            next_action: Some(serde_json::json!({"type": "use_stripe_sdk"})),
         };
-        assert_eq!(charge_from_intent(intent("succeeded")).unwrap().status, ChargeStatus::Succeeded);
+        let succeeded = charge_from_intent(intent("succeeded")).unwrap();
+        assert_eq!(succeeded.status, ChargeStatus::Succeeded);
+        assert_eq!(succeeded.client_secret, None, "a finished charge needs no client secret");
         for pending in ["processing", "requires_action", "requires_capture"] {
-            assert_eq!(charge_from_intent(intent(pending)).unwrap().status, ChargeStatus::Pending);
+            let charge = charge_from_intent(intent(pending)).unwrap();
+            assert_eq!(charge.status, ChargeStatus::Pending);
+            assert_eq!(charge.client_secret.as_deref(), Some("pi_1_secret_x"), "the buyer needs it to authenticate");
+            assert!(charge.next_action.is_some());
         }
         assert!(matches!(charge_from_intent(intent("requires_payment_method")), Err(PaymentError::Declined { .. })));
         assert!(matches!(charge_from_intent(intent("canceled")), Err(PaymentError::Invalid(_))));

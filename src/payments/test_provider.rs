@@ -6,6 +6,11 @@
 //!   succeed at once;
 //! - `pm_card_chargeDeclined` and its variants (`...InsufficientFunds`,
 //!   `...ExpiredCard`, ...) are declined with Stripe's code;
+//! - `pm_card_threeDSecure2Required` needs 3-D Secure: the charge is pending,
+//!   with a `client_secret`, until [`TestProvider::authenticate`] decides it
+//!   (Stripe test mode's "complete / fail authentication" page);
+//! - `pm_card_refundFailsThrice` charges at once, but the first three refund
+//!   attempts on it find the provider unavailable (to exercise refund retries);
 //! - any other `pm_...` is an unknown payment method, and anything else is not a
 //!   payment method id at all (both [`PaymentError::Invalid`]).
 //!
@@ -36,7 +41,14 @@ const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 const REFERENCE_HASH_HEX_LEN: usize = 24;
 
 /// Payment methods that succeed.
-const APPROVED: &[&str] = &["pm_card_visa", "pm_card_visa_debit", "pm_card_mastercard", "pm_card_amex"];
+const APPROVED: &[&str] =
+    &["pm_card_visa", "pm_card_visa_debit", "pm_card_mastercard", "pm_card_amex", REFUND_FAILS_THRICE];
+
+/// Needs the buyer to authenticate (3-D Secure) before it succeeds.
+const THREE_D_SECURE: &str = "pm_card_threeDSecure2Required";
+
+/// Succeeds; its refunds fail (provider unavailable) three times first.
+const REFUND_FAILS_THRICE: &str = "pm_card_refundFailsThrice";
 
 /// Payment methods that are declined: `(id, Stripe decline code, message)`.
 const DECLINED: &[(&str, &str, &str)] = &[
@@ -69,6 +81,10 @@ struct State {
     captured: HashMap<String, Captured>,
     /// Idempotency key → the parameters and the refund made.
     refunds_by_key: HashMap<String, (RefundParams, Refund)>,
+    /// Charge reference → a 3-D Secure charge not decided yet.
+    awaiting: HashMap<String, AwaitingAuthentication>,
+    /// Charge reference → why a 3-D Secure charge failed.
+    failed: HashMap<String, String>,
 }
 
 /// What identifies a charge request, to detect a key reused for another one.
@@ -92,6 +108,15 @@ struct RefundParams {
 struct Captured {
     amount: i64,
     refunded: i64,
+    /// Refund attempts still to fail (see `REFUND_FAILS_THRICE`).
+    refund_failures_left: u32,
+}
+
+/// A 3-D Secure charge waiting for the buyer.
+#[derive(Debug)]
+struct AwaitingAuthentication {
+    amount: i64,
+    payment_method: String,
 }
 
 impl TestProvider {
@@ -117,13 +142,30 @@ impl TestProvider {
         // and retrying with the same key is allowed.
         validate_charge(&params)?;
         let reference = derive_reference("pi_test_", &req.idempotency_key);
-        let answer = authorize(&params.payment_method).map(|()| Charge {
-            reference: reference.clone(),
-            status: ChargeStatus::Succeeded,
-            amount: params.amount,
+        let answer = authorize(&params.payment_method).map(|()| {
+            if params.payment_method == THREE_D_SECURE {
+                Charge {
+                    client_secret: Some(format!("{reference}_secret_test")),
+                    next_action: Some(serde_json::json!({"type": "use_stripe_sdk"})),
+                    reference: reference.clone(),
+                    status: ChargeStatus::Pending,
+                    amount: params.amount,
+                }
+            } else {
+                Charge::succeeded(reference.clone(), params.amount)
+            }
         });
-        if answer.is_ok() {
-            state.captured.insert(reference, Captured { amount: params.amount, refunded: 0 });
+        match &answer {
+            Ok(charge) if charge.status == ChargeStatus::Pending => {
+                let waiting =
+                    AwaitingAuthentication { amount: params.amount, payment_method: params.payment_method.clone() };
+                state.awaiting.insert(reference, waiting);
+            }
+            Ok(_) => {
+                let refund_failures_left = if params.payment_method == REFUND_FAILS_THRICE { 3 } else { 0 };
+                state.captured.insert(reference, Captured { amount: params.amount, refunded: 0, refund_failures_left });
+            }
+            Err(_) => {}
         }
         state.charges_by_key.insert(req.idempotency_key, (params, answer.clone()));
         answer
@@ -136,10 +178,24 @@ impl TestProvider {
         if let Some((first, refund)) = state.refunds_by_key.get(&req.idempotency_key) {
             return if *first == params { Ok(refund.clone()) } else { Err(PaymentError::Invalid(KEY_REUSED.into())) };
         }
-        let captured = state
-            .captured
-            .get_mut(&params.reference)
-            .ok_or_else(|| PaymentError::Invalid(format!("no such charge: {}", params.reference)))?;
+        if !state.captured.contains_key(&params.reference) {
+            match params.amount {
+                // Charged before this provider's memory began (a restart): how much
+                // is not known, so each refund is taken as asked.
+                Some(_)
+                    if params.reference.starts_with("pi_test_") && !state.awaiting.contains_key(&params.reference) =>
+                {
+                    let forgotten = Captured { amount: i64::MAX, refunded: 0, refund_failures_left: 0 };
+                    state.captured.insert(params.reference.clone(), forgotten);
+                }
+                _ => return Err(PaymentError::Invalid(format!("no such charge: {}", params.reference))),
+            }
+        }
+        let captured = state.captured.get_mut(&params.reference).expect("inserted above");
+        if captured.refund_failures_left > 0 {
+            captured.refund_failures_left -= 1;
+            return Err(PaymentError::Unavailable("the test provider is failing refunds on this charge".into()));
+        }
         let remaining = captured.amount - captured.refunded;
         let amount = match params.amount {
             Some(amount) if amount <= 0 => {
@@ -164,6 +220,44 @@ impl TestProvider {
     }
 }
 
+impl TestProvider {
+    /// Where a charge stands.
+    fn retrieve_now(&self, reference: &str) -> Result<Charge, PaymentError> {
+        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(c) = state.captured.get(reference) {
+            return Ok(Charge::succeeded(reference.to_owned(), c.amount));
+        }
+        if let Some(w) = state.awaiting.get(reference) {
+            return Ok(Charge {
+                reference: reference.to_owned(),
+                status: ChargeStatus::Pending,
+                amount: w.amount,
+                client_secret: Some(format!("{reference}_secret_test")),
+                next_action: Some(serde_json::json!({"type": "use_stripe_sdk"})),
+            });
+        }
+        if let Some(reason) = state.failed.get(reference) {
+            return Err(PaymentError::Declined { code: "authentication_failed".into(), message: reason.clone() });
+        }
+        Err(PaymentError::Invalid(format!("no such charge: {reference}")))
+    }
+
+    /// The buyer completes (`approve`) or fails 3-D Secure for a pending charge.
+    /// Returns whether there was such a charge waiting.
+    pub fn authenticate(&self, reference: &str, approve: bool) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(waiting) = state.awaiting.remove(reference) else { return false };
+        debug_assert_eq!(waiting.payment_method, THREE_D_SECURE);
+        if approve {
+            let captured = Captured { amount: waiting.amount, refunded: 0, refund_failures_left: 0 };
+            state.captured.insert(reference.to_owned(), captured);
+        } else {
+            state.failed.insert(reference.to_owned(), "The buyer failed 3-D Secure authentication.".into());
+        }
+        true
+    }
+}
+
 impl PaymentProvider for TestProvider {
     fn name(&self) -> &'static str {
         "test"
@@ -175,6 +269,14 @@ impl PaymentProvider for TestProvider {
 
     fn refund(&self, req: RefundRequest) -> PaymentFuture<'_, Refund> {
         Box::pin(std::future::ready(self.refund_now(req)))
+    }
+
+    fn retrieve(&self, reference: &str) -> PaymentFuture<'_, Charge> {
+        Box::pin(std::future::ready(self.retrieve_now(reference)))
+    }
+
+    fn authenticate_for_test(&self, reference: &str, approve: bool) -> bool {
+        self.authenticate(reference, approve)
     }
 
     fn parse_webhook(&self, _payload: &[u8], _signature: Option<&str>) -> Result<WebhookEvent, PaymentError> {
@@ -205,6 +307,7 @@ fn validate_charge(params: &ChargeParams) -> Result<(), PaymentError> {
         return Err(PaymentError::Invalid("the payment method must be a payment method id (pm_...)".into()));
     }
     if !APPROVED.contains(&params.payment_method.as_str())
+        && params.payment_method != THREE_D_SECURE
         && !DECLINED.iter().any(|(id, _, _)| *id == params.payment_method)
     {
         return Err(PaymentError::Invalid("no such payment method".into()));
@@ -452,5 +555,43 @@ mod tests {
         });
         assert!(references.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(provider.state.lock().unwrap().captured.len(), 1);
+    }
+
+    #[test]
+    fn refunds_of_charges_made_before_a_restart_are_taken_as_asked() {
+        let provider = TestProvider::new();
+        let reference = derive_reference("pi_test_", "earlier:pm_card_visa");
+        for n in 0..3 {
+            let refund = provider.refund_now(refund_request(&format!("r{n}"), &reference, Some(4000))).unwrap();
+            assert_eq!(refund.amount, 4000);
+        }
+        assert!(matches!(
+            provider.refund_now(refund_request("r9", "pi_elsewhere", Some(1))),
+            Err(PaymentError::Invalid(_))
+        ));
+        let unknown_amount = derive_reference("pi_test_", "other:pm_card_visa");
+        assert!(
+            matches!(provider.refund_now(refund_request("r8", &unknown_amount, None)), Err(PaymentError::Invalid(_))),
+            "a whole refund needs to know the amount"
+        );
+    }
+
+    #[test]
+    fn three_d_secure_waits_for_the_buyer_and_refund_failures_run_out() {
+        let provider = TestProvider::new();
+        let pending = charge(&provider, charge_request("3ds", "pm_card_threeDSecure2Required")).unwrap();
+        assert_eq!(pending.status, ChargeStatus::Pending);
+        assert!(pending.client_secret.is_some());
+        assert_eq!(provider.retrieve_now(&pending.reference).unwrap().status, ChargeStatus::Pending);
+        assert!(provider.authenticate(&pending.reference, true));
+        assert!(!provider.authenticate(&pending.reference, true), "decided once");
+        assert_eq!(provider.retrieve_now(&pending.reference).unwrap().status, ChargeStatus::Succeeded);
+
+        let flaky = charge(&provider, charge_request("flaky", "pm_card_refundFailsThrice")).unwrap();
+        for _ in 0..3 {
+            let r = provider.refund_now(refund_request("refund-flaky", &flaky.reference, Some(100)));
+            assert!(matches!(r, Err(PaymentError::Unavailable(_))));
+        }
+        assert!(provider.refund_now(refund_request("refund-flaky", &flaky.reference, Some(100))).is_ok());
     }
 }

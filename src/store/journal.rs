@@ -454,6 +454,18 @@ async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Erro
         .bind(&c.p_currency)
         .execute(&mut *tx)
         .await?;
+        // The charge behind each payment has ended as tickets, in the same
+        // transaction: the reconciler never sees a sold charge as open.
+        sqlx::query(
+            "UPDATE charges SET status = 'completed', updated_at = now()
+             FROM UNNEST($1::text[], $2::text[]) AS u(provider, reference)
+             WHERE charges.provider = u.provider AND charges.provider_ref = u.reference
+               AND charges.status IN ('started', 'pending', 'charged')",
+        )
+        .bind(&c.p_provider)
+        .bind(&c.p_ref)
+        .execute(&mut *tx)
+        .await?;
     }
     if !c.c_id.is_empty() {
         let cancelled = sqlx::query(

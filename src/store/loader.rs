@@ -33,18 +33,22 @@ fn ms(t: DateTime<Utc>) -> UnixMs {
     UnixMs(t.timestamp_millis())
 }
 
-/// The window the engine enforces, from the event's columns and status.
+/// The window the engine enforces, from the event's columns and status: only a
+/// published event sells, and a sale stops at `closes_at` and no later than the
+/// event's start.
 pub fn sales_window(
     status: &str,
+    event_date: DateTime<Utc>,
     opens_at: Option<DateTime<Utc>>,
     closes_at: Option<DateTime<Utc>>,
     per_buyer_limit: i32,
     hold_ttl_secs: i32,
 ) -> SalesWindow {
     let on_sale = status == "published";
+    let closes_at = closes_at.map_or(event_date, |c| c.min(event_date));
     SalesWindow {
         opens_at: if on_sale { opens_at.map_or(UnixMs(i64::MIN), ms) } else { UnixMs(i64::MIN) },
-        closes_at: if on_sale { closes_at.map_or(UnixMs(i64::MAX), ms) } else { UnixMs(i64::MIN) },
+        closes_at: if on_sale { ms(closes_at) } else { UnixMs(i64::MIN) },
         per_buyer_limit: u32::try_from(per_buyer_limit).unwrap_or(1),
         hold_ttl_ms: i64::from(hold_ttl_secs) * 1000,
     }
@@ -53,6 +57,7 @@ pub fn sales_window(
 #[derive(sqlx::FromRow)]
 struct EventRow {
     status: String,
+    event_date: DateTime<Utc>,
     seat_map: Option<sqlx::types::Json<SeatMap>>,
     opens_at: Option<DateTime<Utc>>,
     closes_at: Option<DateTime<Utc>>,
@@ -86,7 +91,8 @@ struct TicketRow {
 async fn load(pool: PgPool, event: EventId, retention: Duration) -> Result<EventSnapshot, LoadError> {
     let failed = |e: sqlx::Error| LoadError::Failed(e.to_string());
     let row: Option<EventRow> = sqlx::query_as(
-        "SELECT status, seat_map, opens_at, closes_at, per_buyer_limit, hold_ttl_secs FROM events WHERE event_id = $1",
+        "SELECT status, event_date, seat_map, opens_at, closes_at, per_buyer_limit, hold_ttl_secs
+         FROM events WHERE event_id = $1",
     )
     .bind(event.0)
     .fetch_optional(&pool)
@@ -95,7 +101,8 @@ async fn load(pool: PgPool, event: EventId, retention: Duration) -> Result<Event
     let Some(row) = row else { return Err(LoadError::NotFound) };
     let Some(map) = row.seat_map.filter(|_| row.status != "draft") else { return Err(LoadError::NotFound) };
     let layout = Layout::compile(&map.0).map_err(|e| LoadError::Failed(format!("stored seat map is invalid: {e}")))?;
-    let window = sales_window(&row.status, row.opens_at, row.closes_at, row.per_buyer_limit, row.hold_ttl_secs);
+    let window =
+        sales_window(&row.status, row.event_date, row.opens_at, row.closes_at, row.per_buyer_limit, row.hold_ttl_secs);
 
     let mut conn = pool.acquire().await.map_err(failed)?;
     let holds = load_holds(&mut conn, event.0, retention).await.map_err(|e| match e {

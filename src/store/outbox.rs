@@ -17,6 +17,8 @@ pub enum Topic {
     EventUpdated,
     /// a draft event was deleted
     EventDeleted,
+    /// an event was cancelled (its tickets are cancelled and refunded after it)
+    EventCancelled,
     /// seats were held
     HoldCreated,
     /// a buyer released a hold
@@ -27,8 +29,14 @@ pub enum Topic {
     PaymentCreated,
     /// a payment reported by the provider failed
     PaymentFailed,
-    /// a refund was attempted (its `status` says how it ended)
+    /// a refund succeeded (kept for the buyer's email and earlier consumers)
     PaymentRefunded,
+    /// a refund was recorded, to be made
+    RefundRequested,
+    /// the provider confirmed a refund
+    RefundSucceeded,
+    /// a refund attempt failed; it is retried
+    RefundFailed,
     /// tickets were issued for a purchased hold
     TicketIssued,
     /// a ticket was cancelled
@@ -38,16 +46,20 @@ pub enum Topic {
 }
 
 impl Topic {
-    pub const ALL: [Topic; 12] = [
+    pub const ALL: [Topic; 16] = [
         Topic::EventCreated,
         Topic::EventUpdated,
         Topic::EventDeleted,
+        Topic::EventCancelled,
         Topic::HoldCreated,
         Topic::HoldReleased,
         Topic::HoldExpired,
         Topic::PaymentCreated,
         Topic::PaymentFailed,
         Topic::PaymentRefunded,
+        Topic::RefundRequested,
+        Topic::RefundSucceeded,
+        Topic::RefundFailed,
         Topic::TicketIssued,
         Topic::TicketCancelled,
         Topic::TicketUsed,
@@ -58,12 +70,16 @@ impl Topic {
             Topic::EventCreated => "event:created",
             Topic::EventUpdated => "event:updated",
             Topic::EventDeleted => "event:deleted",
+            Topic::EventCancelled => "event:cancelled",
             Topic::HoldCreated => "hold:created",
             Topic::HoldReleased => "hold:released",
             Topic::HoldExpired => "hold:expired",
             Topic::PaymentCreated => "payment:created",
             Topic::PaymentFailed => "payment:failed",
             Topic::PaymentRefunded => "payment:refunded",
+            Topic::RefundRequested => "refund:requested",
+            Topic::RefundSucceeded => "refund:succeeded",
+            Topic::RefundFailed => "refund:failed",
             Topic::TicketIssued => "ticket:issued",
             Topic::TicketCancelled => "ticket:cancelled",
             Topic::TicketUsed => "ticket:used",

@@ -8,6 +8,7 @@ mod auth;
 mod events;
 mod holds;
 mod hostile;
+mod money;
 mod payments;
 mod purchases;
 mod redis;

@@ -12,10 +12,11 @@
 //! - delete: only while nothing was ever held or sold (close or cancel instead).
 
 use crate::auth::{AuthUser, MaybeAuthUser, Role};
-use crate::error::{ApiError, ApiResult, ProblemCode};
+use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::access::{EventRow, fetch_event, owned_event, visible_event};
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{Json, OptionalJson, Path};
 use crate::http::schema::{EventOut, in_range};
+use crate::money::cancel::{self, CancellationOut};
 use crate::state::{AppState, ENDED_HOLD_RETENTION};
 use crate::store::loader::sales_window;
 use crate::store::outbox::{self, Topic};
@@ -38,6 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(publish_event))
         .routes(routes!(close_event))
         .routes(routes!(cancel_event))
+        .routes(routes!(cancellation_progress))
         .routes(routes!(get_seat_map, put_seat_map))
         .routes(routes!(put_sales_window))
 }
@@ -391,8 +393,15 @@ async fn update_event(
         state.registry.evict(EventId(event_id)).await;
         return Err(e.into());
     }
-    if let (Some(w), Some(handle)) = (&window, &live) {
-        let sw = sales_window(&current.status, w.opens_at, w.closes_at, w.per_buyer_limit, w.hold_ttl_secs);
+    if let Some(handle) = live.as_ref().filter(|_| window.is_some() || req.event_date.is_some()) {
+        let w = window.unwrap_or(CheckedWindow {
+            opens_at: current.opens_at,
+            closes_at: current.closes_at,
+            per_buyer_limit: current.per_buyer_limit,
+            hold_ttl_secs: current.hold_ttl_secs,
+        });
+        let event_date = req.event_date.unwrap_or(current.event_date);
+        let sw = sales_window(&current.status, event_date, w.opens_at, w.closes_at, w.per_buyer_limit, w.hold_ttl_secs);
         handle.set_window(sw).await?;
     }
     state.invalidate_event(event_id).await;
@@ -505,15 +514,73 @@ async fn close_event(
     transition(&state, &user, event_id, &["published"], "closed").await
 }
 
-/// Cancel the event.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CancelEventRequest {
+    /// Why, in a sentence buyers are shown (1 to 1,000 characters). Default:
+    /// "The organizer cancelled the event."
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: Option<String>,
+}
+
+/// An event with where its cancellation stands.
+#[derive(Serialize, ToSchema)]
+pub struct CancelledEventOut {
+    #[serde(flatten)]
+    pub event: EventOut,
+    pub cancellation: CancellationOut,
+}
+
+/// How long the cancel request waits for the job before answering with its progress.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Cancel the event: its sale stops at once; every valid ticket is cancelled and
+/// refunded, every active hold released, and buyers are emailed. The work is
+/// durable (a crash midway resumes it) and the answer shows its progress (also at
+/// `GET /events/{id}/cancellation`). Idempotent: cancelling again answers the progress.
 #[utoipa::path(post, path = "/events/{event_id}/cancel", tag = "events", security(("bearer" = [])),
-    params(("event_id" = Uuid, Path)), responses((status = 200, body = EventOut), (status = 409)))]
+    params(("event_id" = Uuid, Path)), request_body(content = Option<CancelEventRequest>),
+    responses((status = 200, body = CancelledEventOut), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "bad reason", body = Problem, content_type = "application/problem+json")))]
 async fn cancel_event(
     State(state): State<AppState>,
     user: AuthUser,
     Path(event_id): Path<Uuid>,
-) -> ApiResult<axum::Json<EventOut>> {
-    transition(&state, &user, event_id, &["draft", "published", "closed"], "cancelled").await
+    OptionalJson(req): OptionalJson<CancelEventRequest>,
+) -> ApiResult<axum::Json<CancelledEventOut>> {
+    let reason = match req.unwrap_or_default().reason {
+        None => "The organizer cancelled the event.".to_owned(),
+        Some(r) => text("reason", &r, 1000, true)?.ok_or_else(|| {
+            ApiError::invalid(ProblemCode::InvalidField, "reason cannot be blank").with("field", "reason")
+        })?,
+    };
+    owned_event(&state, &user, event_id).await?;
+    cancel::request(&state, event_id, user.id, &reason).await?;
+    // The job runs on its own task: it finishes even if this client goes away.
+    let job = {
+        let state = state.clone();
+        tokio::spawn(async move { cancel::run(&state, event_id).await })
+    };
+    let _ = tokio::time::timeout(CANCEL_WAIT, job).await;
+    let row = fetch_event(&state, event_id).await?.ok_or_else(|| ApiError::not_found("event"))?;
+    let cancellation =
+        cancel::progress(&state, event_id).await?.ok_or_else(|| ApiError::internal("cancellation not recorded"))?;
+    Ok(axum::Json(CancelledEventOut { event: row.into(), cancellation }))
+}
+
+/// Where the event's cancellation stands (its organizer and admins).
+#[utoipa::path(get, path = "/events/{event_id}/cancellation", tag = "events", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)),
+    responses((status = 200, body = CancellationOut), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "no such event, or not cancelled", body = Problem, content_type = "application/problem+json")))]
+async fn cancellation_progress(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+) -> ApiResult<axum::Json<CancellationOut>> {
+    owned_event(&state, &user, event_id).await?;
+    cancel::progress(&state, event_id).await?.map(axum::Json).ok_or_else(|| ApiError::not_found("cancellation"))
 }
 
 /// The event's seat map.

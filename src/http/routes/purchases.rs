@@ -17,13 +17,12 @@
 
 use crate::auth::AuthUser;
 use crate::auth::qr::{self, TicketClaim};
+use crate::error::Problem;
 use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::http::extract::{Json, Path, Query, idempotency_key};
 use crate::http::schema::{HoldOut, HoldRequest, PageParams};
-use crate::money::{Paid, pay, payment_error, record_sale};
-use crate::payments::WebhookKind;
+use crate::money::{Paid, pay, payment_error, webhook};
 use crate::state::AppState;
-use crate::store::outbox::{self, Topic};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -41,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(purchase_hold))
         .routes(routes!(purchase_tickets))
         .routes(routes!(stripe_webhook))
+        .routes(routes!(test_authenticate))
         .routes(routes!(order_history))
 }
 
@@ -107,11 +107,22 @@ pub struct PurchaseOut {
     pub tickets: Vec<IssuedTicket>,
 }
 
+/// A payment not finished yet (202).
 #[derive(Serialize, ToSchema)]
 pub struct PendingOut {
     pub order_id: Uuid,
+    /// `requires_action`: the buyer must authenticate (3-D Secure) with
+    /// `client_secret` (Stripe.js `handleNextAction`), then pay again with the same
+    /// payment method (or wait for the webhook) to get the tickets.
+    /// `processing`: the money was taken and the tickets are being issued (or the
+    /// payment refunded) by the reconciler; `GET /orders` shows them shortly, and
+    /// paying again with the same payment method answers the outcome.
     pub status: &'static str,
     pub payment_reference: String,
+    pub client_secret: Option<String>,
+    /// The provider's description of the next step.
+    #[schema(value_type = Option<Object>)]
+    pub next_action: Option<serde_json::Value>,
 }
 
 fn purchase_out(
@@ -167,9 +178,26 @@ fn paid_response(
             (StatusCode::CREATED, axum::Json(purchase_out(state, event_id, currency, view, payment, images)))
                 .into_response()
         }
-        Paid::Pending(reference) => (
+        Paid::Pending(charge) => (
             StatusCode::ACCEPTED,
-            axum::Json(PendingOut { order_id: order, status: "pending", payment_reference: reference }),
+            axum::Json(PendingOut {
+                order_id: order,
+                status: "requires_action",
+                payment_reference: charge.reference,
+                client_secret: charge.client_secret,
+                next_action: charge.next_action,
+            }),
+        )
+            .into_response(),
+        Paid::Processing(reference) => (
+            StatusCode::ACCEPTED,
+            axum::Json(PendingOut {
+                order_id: order,
+                status: "processing",
+                payment_reference: reference,
+                client_secret: None,
+                next_action: None,
+            }),
         )
             .into_response(),
     }
@@ -188,8 +216,8 @@ fn check_payment_method(pm: &str) -> ApiResult<()> {
 /// Pay for one of your holds; issues its tickets.
 #[utoipa::path(post, path = "/holds/{hold_id}/purchase", tag = "purchases", security(("bearer" = [])),
     params(("hold_id" = Uuid, Path)), request_body = PayRequest,
-    responses((status = 201, body = PurchaseOut), (status = 202, body = PendingOut, description = "payment pending"),
-              (status = 402, description = "declined"), (status = 404), (status = 409, description = "seats gone (refunded)"),
+    responses((status = 201, body = PurchaseOut), (status = 202, body = PendingOut, description = "payment needs the buyer's action, or tickets are being issued"),
+              (status = 402, description = "declined"), (status = 404), (status = 409, description = "seats gone or sale closed (refunded if charged)"),
               (status = 503, description = "provider unavailable")))]
 async fn purchase_hold(
     State(state): State<AppState>,
@@ -203,7 +231,7 @@ async fn purchase_hold(
     let currency = state.event_currency(event_id).await?;
     let view = state
         .registry
-        .with(EventId(event_id), |h| async move { h.get_hold(HoldId(hold_id), BuyerId(buyer)).await })
+        .with(EventId(event_id), |h| async move { h.payable_hold(HoldId(hold_id), BuyerId(buyer)).await })
         .await?
         .ok_or_else(|| ApiError::not_found("hold"))?;
     let paid = pay(&state, event_id, &currency, view, &req.payment_method).await?;
@@ -260,80 +288,48 @@ async fn purchase_tickets(
     }
 }
 
-/// Stripe's webhook: signature-verified, each delivery processed once.
+/// Stripe's webhook: signature-verified, stored in the inbox, then processed
+/// exactly once (retried by the reconciler until it succeeds). 200 means stored.
 #[utoipa::path(post, path = "/payments/stripe/webhook", tag = "purchases", request_body(content = Object),
-    responses((status = 200, description = "processed (or already processed)"), (status = 400, description = "bad signature")))]
+    responses((status = 200, description = "stored (and processed, or to be processed); or seen before"),
+              (status = 400, description = "bad signature", body = Problem, content_type = "application/problem+json")))]
 async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     let event = state.payments.parse_webhook(&body, signature).map_err(payment_error)?;
-    let fresh = sqlx::query("INSERT INTO webhook_events (provider, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(state.payments.name())
-        .bind(&event.id)
-        .execute(&state.db)
-        .await?
-        .rows_affected()
-        == 1;
-    if !fresh {
-        return Ok(StatusCode::OK);
-    }
-    let outcome = handle_webhook(&state, event.kind).await;
-    if let Err(e) = &outcome
-        && e.status.is_server_error()
-    {
-        // Let the provider deliver it again later.
-        let _ = sqlx::query("DELETE FROM webhook_events WHERE provider = $1 AND event_id = $2")
-            .bind(state.payments.name())
-            .bind(&event.id)
-            .execute(&state.db)
-            .await;
-        return Err(outcome.unwrap_err());
+    if webhook::receive(&state, &event).await? {
+        // Stored: from here a failure (or this request being cut off) only delays
+        // it; the reconciler processes it until it succeeds.
+        webhook::process_stored(&state, &event.id, event.kind, 0).await;
     }
     Ok(StatusCode::OK)
 }
 
-async fn handle_webhook(state: &AppState, kind: WebhookKind) -> ApiResult<()> {
-    match kind {
-        WebhookKind::PaymentSucceeded { reference, amount, hold_id: Some(hold_id) } => {
-            let row = state.hold_event_and_buyer(hold_id).await?;
-            let Some((event_id, buyer)) = row else {
-                tracing::warn!(%hold_id, "payment for an unknown hold");
-                return Ok(());
-            };
-            let currency = state.event_currency(event_id).await?;
-            let payment = Payment { provider: state.payments.name().to_owned(), reference, amount, currency };
-            match record_sale(state, event_id, HoldId(hold_id), BuyerId(buyer), payment).await {
-                Ok(_) => Ok(()),
-                // Refunded already: nothing more to do with this delivery.
-                Err(e) if e.code == ProblemCode::SeatsGone => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-        WebhookKind::PaymentFailed { reference, reason, hold_id } => {
-            tracing::info!(%reference, %reason, ?hold_id, "payment failed");
-            outbox::record(
-                &state.db,
-                Topic::PaymentFailed,
-                hold_id.unwrap_or_default(),
-                serde_json::json!({"reference": reference, "reason": reason}),
-            )
-            .await?;
-            Ok(())
-        }
-        WebhookKind::Refunded { reference, amount_refunded } => {
-            sqlx::query(
-                "UPDATE payments SET status = 'refunded', updated_at = now() WHERE provider_ref = $1 AND amount <= $2",
-            )
-            .bind(reference)
-            .bind(amount_refunded)
-            .execute(&state.db)
-            .await?;
-            Ok(())
-        }
-        WebhookKind::PaymentSucceeded { hold_id: None, reference, .. } => {
-            tracing::warn!(%reference, "payment without a hold id in its metadata");
-            Ok(())
-        }
-        WebhookKind::Other(_) => Ok(()),
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestAuthentication {
+    pub payment_reference: String,
+    /// The `client_secret` the 202 answer gave.
+    pub client_secret: String,
+    /// Complete (true) or fail (false) the authentication.
+    pub approve: bool,
+}
+
+/// The built-in test provider's stand-in for the card issuer's 3-D Secure page
+/// (`pm_card_threeDSecure2Required`). Then pay again with the same payment
+/// method to get the tickets. 404 with Stripe.
+#[utoipa::path(post, path = "/payments/test/authenticate", tag = "purchases", request_body = TestAuthentication,
+    responses((status = 204, description = "decided"),
+              (status = 404, description = "no such pending charge, or not the test provider", body = Problem, content_type = "application/problem+json")))]
+async fn test_authenticate(
+    State(state): State<AppState>,
+    Json(req): Json<TestAuthentication>,
+) -> ApiResult<StatusCode> {
+    let expected = format!("{}_secret_test", req.payment_reference);
+    let secret_ok: bool = subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), req.client_secret.as_bytes()).into();
+    if secret_ok && state.payments.authenticate_for_test(&req.payment_reference, req.approve) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("pending charge"))
     }
 }
 

@@ -12,7 +12,7 @@ use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::http::access::owned_event;
 use crate::http::extract::{Json, Path, Query};
 use crate::http::schema::PageParams;
-use crate::money::refund;
+use crate::money::refund_ticket;
 use crate::state::AppState;
 use crate::store::outbox::{self, Topic};
 use axum::extract::State;
@@ -196,22 +196,9 @@ async fn cancel_ticket(
     }
     // Cancelled (now or before): make sure the money went back.
     let refund_status = match (&t.payment_provider, &t.payment_ref) {
-        (Some(provider), Some(reference)) if provider == state.payments.name() => {
-            if refund(&state, HoldId(t.hold_id), Some(ticket_id), reference, t.price, &format!("refund-{ticket_id}"))
-                .await
-            {
-                "succeeded".to_owned()
-            } else {
-                sqlx::query_scalar("SELECT status FROM refunds WHERE refund_key = $1")
-                    .bind(format!("refund-{ticket_id}"))
-                    .fetch_optional(&state.db)
-                    .await?
-                    .unwrap_or_else(|| "pending".to_owned())
-            }
-        }
-        (Some(provider), _) => {
-            tracing::error!(%ticket_id, %provider, "ticket paid through a provider this server is not configured for");
-            "pending".to_owned()
+        (Some(provider), Some(reference)) if t.price > 0 => {
+            let hold = HoldId(t.hold_id);
+            refund_ticket(&state, t.event_id, hold, ticket_id, provider, reference, t.price).await?.as_str().to_owned()
         }
         _ => "none".to_owned(),
     };
@@ -349,11 +336,12 @@ async fn refusal(state: &AppState, ticket_id: Uuid, event_id: Uuid) -> ApiError 
         )
         .with("first_checked_in_at", at.to_rfc3339())
         .with("checked_in_by", staff_id.map(|s| s.to_string()).unwrap_or_default()),
-        Ok(Some(s)) if s.status == "cancelled" => {
-            ApiError::conflict(ProblemCode::TicketCancelled, "this ticket was cancelled")
-        }
+        // The event's cancellation cancels its tickets too: say the bigger news.
         Ok(Some(s)) if s.event_status == "cancelled" => {
             ApiError::conflict(ProblemCode::EventCancelled, "this event is cancelled; its tickets admit no one")
+        }
+        Ok(Some(s)) if s.status == "cancelled" => {
+            ApiError::conflict(ProblemCode::TicketCancelled, "this ticket was cancelled")
         }
         Ok(Some(_)) => ApiError::unavailable("the ticket is changing; scan again", std::time::Duration::from_secs(1)),
     }

@@ -80,7 +80,7 @@ fn a_validly_signed_webhook_parses_each_kind() {
     let other = event_payload("balance.available", serde_json::json!({"object": "balance"}));
     assert_eq!(
         stripe.parse_webhook(other.as_bytes(), Some(&signed(&other))).unwrap().kind,
-        WebhookKind::Other("balance.available".into())
+        WebhookKind::Other { name: "balance.available".into() }
     );
 }
 
