@@ -157,6 +157,8 @@ problem_codes! {
     Timeout = "timeout",
     /// the access token has expired; refresh it
     TokenExpired = "token_expired",
+    /// too many failed payment attempts by this buyer or on this hold (card testing); see Retry-After
+    TooManyPaymentAttempts = "too_many_payment_attempts",
     /// a dependency is down; retry after `Retry-After`
     Unavailable = "unavailable",
     /// no such seat at this event (`seat`)

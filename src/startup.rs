@@ -181,6 +181,7 @@ impl Application {
             registry,
             tokens,
             auth_limiter: RateLimiter::new(settings.auth_rate_limit_per_minute, Duration::from_secs(60)),
+            payment_throttle: Default::default(),
             payments,
             qr,
             metrics: metrics_handle(),

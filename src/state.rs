@@ -34,6 +34,9 @@ pub struct Shared {
     pub registry: Registry,
     pub tokens: TokenKeys,
     pub auth_limiter: RateLimiter,
+    /// Failed payment attempts (declines, refused cards) per buyer and per hold:
+    /// card testing is refused before it reaches the provider.
+    pub payment_throttle: PaymentThrottle,
     pub payments: Arc<dyn PaymentProvider>,
     pub qr: QrSigner,
     pub settings: Settings,
@@ -105,6 +108,42 @@ impl AppState {
 /// Event and buyer of recently created holds (a hold never changes either).
 /// Bounded: two generations of at most [`HoldOwners::GENERATION`] entries each;
 /// when the young one fills up, the old one is dropped. A miss costs one query.
+/// Failed payment attempts allowed per buyer per hour.
+pub const FAILED_PAYMENTS_PER_BUYER_HOUR: u32 = 10;
+/// Failed payment attempts allowed per hold (a hold lives minutes; the window is an hour).
+pub const FAILED_PAYMENTS_PER_HOLD: u32 = 5;
+
+/// Counts failed payment attempts; refuses more once a buyer or a hold has used
+/// up its allowance. In memory, per process (like the login limits).
+pub struct PaymentThrottle {
+    buyers: RateLimiter,
+    holds: RateLimiter,
+}
+
+impl Default for PaymentThrottle {
+    fn default() -> Self {
+        let hour = Duration::from_secs(3600);
+        Self {
+            buyers: RateLimiter::new(FAILED_PAYMENTS_PER_BUYER_HOUR, hour),
+            holds: RateLimiter::new(FAILED_PAYMENTS_PER_HOLD, hour),
+        }
+    }
+}
+
+impl PaymentThrottle {
+    /// `Err(wait)` if `buyer` or `hold` may not try another payment now.
+    pub fn allowed(&self, buyer: Uuid, hold: Uuid) -> Result<(), Duration> {
+        self.buyers.peek(&buyer.to_string())?;
+        self.holds.peek(&hold.to_string())
+    }
+
+    /// Counts a failed attempt (declined or refused).
+    pub fn failed(&self, buyer: Uuid, hold: Uuid) {
+        let _ = self.buyers.check(&buyer.to_string());
+        let _ = self.holds.check(&hold.to_string());
+    }
+}
+
 #[derive(Default)]
 pub struct HoldOwners {
     generations: std::sync::RwLock<[rustc_hash::FxHashMap<Uuid, (Uuid, Uuid)>; 2]>,

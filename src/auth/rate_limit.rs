@@ -19,6 +19,17 @@ impl RateLimiter {
         Self { limit, window, hits: DashMap::new() }
     }
 
+    /// `Err(wait)` if `key` has used up its window's limit; counts nothing.
+    pub fn peek(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        match self.hits.get(key) {
+            Some(e) if now.duration_since(e.0) < self.window && e.1 >= self.limit => {
+                Err(self.window.saturating_sub(now.duration_since(e.0)))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Counts one attempt under `key`; `Err(wait)` when over the limit.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
         let now = Instant::now();
@@ -51,5 +62,16 @@ mod tests {
         }
         assert!(limiter.check("ip:1").is_err());
         assert!(limiter.check("ip:2").is_ok());
+    }
+
+    #[test]
+    fn peeking_counts_nothing() {
+        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        assert!(limiter.peek("k").is_ok());
+        assert!(limiter.check("k").is_ok());
+        assert!(limiter.peek("k").is_ok());
+        assert!(limiter.check("k").is_ok());
+        assert!(limiter.peek("k").is_err(), "the limit is used up");
+        assert!(limiter.peek("other").is_ok());
     }
 }

@@ -111,6 +111,14 @@ async fn charge_and_record(
         "card" if state.payments.name() == "test" => "pm_card_visa",
         other => other,
     };
+    if let Err(wait) = state.payment_throttle.allowed(view.buyer.0, view.id.0) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ProblemCode::TooManyPaymentAttempts,
+            "too many failed payment attempts; try again later or contact support",
+        )
+        .retry_after(wait));
+    }
     let intent = ChargeRow {
         // One key per hold and payment method: a retry with the same card is the
         // same charge; another card after a decline is a new attempt (as Stripe requires).
@@ -136,6 +144,9 @@ async fn charge_and_record(
         (Some(ChargeState::Pending), Some(reference)) => state.payments.retrieve(reference).await,
         _ => state.payments.charge(charge_request(&row)).await,
     };
+    if matches!(answer, Err(PaymentError::Declined { .. } | PaymentError::Invalid(_))) {
+        state.payment_throttle.failed(view.buyer.0, view.id.0);
+    }
     settle_answer(state, &row, answer).await
 }
 

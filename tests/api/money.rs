@@ -464,3 +464,43 @@ async fn a_charge_whose_answer_was_lost_is_asked_again_and_completed() {
     assert_eq!(charges, 1);
     assert_ledger_clean(&app, id).await;
 }
+
+#[tokio::test]
+async fn card_testing_is_refused_before_it_reaches_the_provider() {
+    let app = app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (_, buyer, _) = app.user("customer").await;
+    let id = app.published_event(&org, None, None).await;
+    let h = hold(&app, &buyer, id, &["B-7"]).await;
+    let cards = [
+        "pm_card_chargeDeclined",
+        "pm_card_chargeDeclinedInsufficientFunds",
+        "pm_card_chargeDeclinedLostCard",
+        "pm_card_chargeDeclinedStolenCard",
+        "pm_card_chargeDeclinedExpiredCard",
+    ];
+    for card in cards {
+        assert_problem(pay(&app, &buyer, &h, card).await, StatusCode::PAYMENT_REQUIRED, "payment_declined").await;
+    }
+    let r = pay(&app, &buyer, &h, "pm_card_visa").await;
+    assert!(r.headers().contains_key("retry-after"));
+    assert_problem(r, StatusCode::TOO_MANY_REQUESTS, "too_many_payment_attempts").await;
+    let charges: i64 = sqlx::query_scalar("SELECT count(*) FROM charges").fetch_one(&app.db).await.unwrap();
+    assert_eq!(charges, 5, "the refused attempt never reached the provider");
+    // Another hold of the same buyer still sells (the buyer's allowance is larger) …
+    let other = hold(&app, &buyer, id, &["B-8"]).await;
+    assert_eq!(pay(&app, &buyer, &other, "pm_card_visa").await.status(), StatusCode::CREATED);
+    // … until the buyer's own allowance is used up too.
+    for card in cards {
+        let h = hold(&app, &buyer, id, &["B-9"]).await;
+        assert_problem(pay(&app, &buyer, &h, card).await, StatusCode::PAYMENT_REQUIRED, "payment_declined").await;
+        app.request(reqwest::Method::DELETE, &format!("/holds/{h}"), Some(&buyer), None).await;
+    }
+    let h = hold(&app, &buyer, id, &["B-10"]).await;
+    assert_problem(
+        pay(&app, &buyer, &h, "pm_card_visa").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_payment_attempts",
+    )
+    .await;
+}
