@@ -35,6 +35,30 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default when no command is given).
     Serve(ServeArgs),
+    /// Check the money ledger: per event, charges, refunds, tickets sold × price and
+    /// the difference (and, with Stripe, the provider's PaymentIntents against the
+    /// ledger). Exits 1 on any unexplained difference or stranded money.
+    Reconcile(ReconcileArgs),
+}
+
+/// `boxoffice reconcile`: the ledger check, on the database the settings name.
+#[derive(Args, Debug, Clone)]
+pub struct ReconcileArgs {
+    /// Only this event.
+    #[arg(long)]
+    pub event: Option<uuid::Uuid>,
+    /// Money in flight (a charge without tickets yet, a refund not yet confirmed)
+    /// for longer than this counts as stranded, seconds.
+    #[arg(long, default_value_t = 300)]
+    pub grace_secs: u64,
+    #[command(flatten)]
+    pub settings: ServeArgs,
+}
+
+/// What the command line asks for, with its validated settings.
+pub enum Task {
+    Serve(Settings),
+    Reconcile { settings: Settings, event: Option<uuid::Uuid>, grace: Duration },
 }
 
 impl Cli {
@@ -42,6 +66,7 @@ impl Cli {
     pub fn into_serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => args,
+            Some(Command::Reconcile(r)) => r.settings,
             None => self.serve,
         }
     }
@@ -261,15 +286,34 @@ impl Settings {
     /// present). `--help` and `--version` come back as `SettingsError::Parse`,
     /// whose `exit()` prints them.
     pub fn from_env() -> Result<Self, SettingsError> {
+        match Self::task_from_env()? {
+            Task::Serve(settings) | Task::Reconcile { settings, .. } => Ok(settings),
+        }
+    }
+
+    /// Parses the command line and the environment like [`Settings::from_env`],
+    /// keeping which command was asked for.
+    pub fn task_from_env() -> Result<Task, SettingsError> {
         let _ = dotenvy::dotenv();
         // A variable set to blank counts as unset, as it always has (clap would parse "").
         let blank_unset = |arg: clap::Arg| {
             let blank = arg.get_env().and_then(std::env::var_os).is_some_and(|v| v.to_string_lossy().trim().is_empty());
             if blank { arg.env(None) } else { arg }
         };
-        let command = Cli::command().mut_args(blank_unset).mut_subcommand("serve", |c| c.mut_args(blank_unset));
+        let command = Cli::command()
+            .mut_args(blank_unset)
+            .mut_subcommand("serve", |c| c.mut_args(blank_unset))
+            .mut_subcommand("reconcile", |c| c.mut_args(blank_unset));
         let cli = Cli::from_arg_matches(&command.try_get_matches()?)?;
-        Ok(Self::from_args(&cli.into_serve_args())?)
+        Ok(match cli.command {
+            Some(Command::Reconcile(r)) => Task::Reconcile {
+                settings: Self::from_args(&r.settings)?,
+                event: r.event,
+                grace: Duration::from_secs(r.grace_secs),
+            },
+            Some(Command::Serve(args)) => Task::Serve(Self::from_args(&args)?),
+            None => Task::Serve(Self::from_args(&cli.serve)?),
+        })
     }
 
     /// Reads settings through `lookup` (an environment variable name to its value)

@@ -1,7 +1,8 @@
 //! `boxoffice`: the command line. `boxoffice [serve]` runs the service with
-//! settings from flags and the environment (`boxoffice --help` lists them).
+//! settings from flags and the environment (`boxoffice --help` lists them);
+//! `boxoffice reconcile` checks the money ledger.
 
-use boxoffice::config::SettingsError;
+use boxoffice::config::{SettingsError, Task};
 use boxoffice::startup::init_logging;
 use boxoffice::{Application, Settings};
 use std::process::ExitCode;
@@ -13,13 +14,27 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
+    let task = match Settings::task_from_env() {
+        Ok(t) => t,
         // --help, --version and flag errors: clap prints them and picks the exit code.
         Err(SettingsError::Parse(e)) => e.exit(),
         Err(e @ SettingsError::Invalid(_)) => {
             eprintln!("boxoffice: {e}\n(run `boxoffice --help` for the list of settings)");
             return ExitCode::from(2);
+        }
+    };
+    let settings = match task {
+        Task::Serve(settings) => settings,
+        Task::Reconcile { settings, event, grace } => {
+            init_logging(settings.log_format);
+            return match boxoffice::startup::reconcile(settings, event, grace).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("boxoffice reconcile: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
         }
     };
     init_logging(settings.log_format);

@@ -105,13 +105,7 @@ impl Application {
             None => persistent_secret(&settings, "qr.secret").context("preparing the QR signing key")?,
         };
         let qr = QrSigner::new((settings.qr_key_id.clone(), qr_key), settings.qr_retired_keys.clone());
-        let payments: Arc<dyn PaymentProvider> = match &settings.stripe_secret_key {
-            Some(key) => Arc::new(
-                StripeProvider::new(key, settings.stripe_webhook_secret.clone(), settings.stripe_api_base.as_deref())
-                    .map_err(|e| anyhow::anyhow!("configuring Stripe: {e}"))?,
-            ),
-            None => Arc::new(TestProvider::new()),
-        };
+        let payments = payment_provider(&settings)?;
         let tokens = TokenKeys::new(
             &jwt_secret,
             &settings.jwt_issuer,
@@ -270,4 +264,31 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// The configured payment provider: Stripe with a secret key, else the test provider.
+fn payment_provider(settings: &Settings) -> anyhow::Result<Arc<dyn PaymentProvider>> {
+    Ok(match &settings.stripe_secret_key {
+        Some(key) => Arc::new(
+            StripeProvider::new(key, settings.stripe_webhook_secret.clone(), settings.stripe_api_base.as_deref())
+                .map_err(|e| anyhow::anyhow!("configuring Stripe: {e}"))?,
+        ),
+        None => Arc::new(TestProvider::new()),
+    })
+}
+
+/// `boxoffice reconcile`: prints the ledger check (see `money::report`) and says
+/// whether it is clean.
+pub async fn reconcile(settings: Settings, event: Option<uuid::Uuid>, grace: Duration) -> anyhow::Result<bool> {
+    let url = settings
+        .database_url
+        .as_ref()
+        .context("set DATABASE_URL to the server's database (with the embedded cluster, the server's log names it)")?;
+    let pool = db::connect(url.expose_secret(), 2).await.context("connecting to PostgreSQL")?;
+    db::migrator().run(&pool).await.context("running migrations")?;
+    let provider = payment_provider(&settings)?;
+    let report = crate::money::report::build(&pool, provider.as_ref(), event, grace).await?;
+    print!("{}", report.render());
+    pool.close().await;
+    Ok(report.is_clean())
 }

@@ -33,6 +33,7 @@ mod client;
 mod crash_loop;
 mod db_outage;
 mod figures;
+mod money;
 mod overload;
 mod sigterm;
 mod stalled_db;
