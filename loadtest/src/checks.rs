@@ -266,6 +266,77 @@ async fn sql_checks(pool: &PgPool, sale: &Sale, ack: &Acknowledged) -> Vec<Check
         ),
         Err(e) => Check::could_not_run(name, e),
     });
+    checks.extend(money_checks(pool, event).await);
+    checks
+}
+
+/// How long the money checks wait for the server's reconciler to settle what the
+/// run left in flight (charges without tickets yet, refunds not yet confirmed).
+const MONEY_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Every charge ends as tickets or a refund, never both and never twice.
+async fn money_checks(pool: &PgPool, event: Uuid) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let name = "money (SQL): no order charged twice";
+    let twice: Result<i64, _> = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT hold_id FROM charges WHERE event_id = $1 AND status IN ('charged', 'completed')
+                                GROUP BY hold_id HAVING count(*) > 1) d",
+    )
+    .bind(event)
+    .fetch_one(pool)
+    .await;
+    checks.push(match twice {
+        Ok(n) => Check::new(name, n == 0, format!("{n} orders with more than one charge kept")),
+        Err(e) => Check::could_not_run(name, e),
+    });
+
+    let name = "money (SQL): every charge ended as tickets or a refund";
+    let deadline = std::time::Instant::now() + MONEY_SETTLE;
+    let open = loop {
+        let open: Result<(i64, i64), _> = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM charges WHERE event_id = $1 AND status IN ('started', 'charged')),
+                    (SELECT count(*) FROM refunds WHERE event_id = $1 AND status <> 'succeeded')",
+        )
+        .bind(event)
+        .fetch_one(pool)
+        .await;
+        match open {
+            Ok((0, 0)) | Err(_) => break open,
+            Ok(_) if std::time::Instant::now() > deadline => break open,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    };
+    checks.push(match open {
+        Ok((charges, refunds)) => Check::new(
+            name,
+            charges == 0 && refunds == 0,
+            format!("{charges} charges without tickets or refund, {refunds} refunds not confirmed"),
+        ),
+        Err(e) => Check::could_not_run(name, e),
+    });
+
+    let name = "money (SQL): completed charges = tickets sold × price, plus refunds";
+    let ledger: Result<(i64, i64, i64), _> = sqlx::query_as(
+        "SELECT coalesce((SELECT sum(amount) FROM charges WHERE event_id = $1
+                            AND status IN ('charged', 'completed', 'refunded')), 0)::int8,
+                coalesce((SELECT sum(amount) FROM refunds WHERE event_id = $1), 0)::int8,
+                coalesce((SELECT sum(price) FROM tickets t WHERE event_id = $1 AND status IN ('valid', 'used')
+                            AND NOT EXISTS (SELECT 1 FROM refunds f WHERE f.ticket_id = t.ticket_id)), 0)::int8",
+    )
+    .bind(event)
+    .fetch_one(pool)
+    .await;
+    checks.push(match ledger {
+        Ok((captured, refunded, kept)) => Check::new(
+            name,
+            captured == refunded + kept,
+            format!(
+                "captured {captured}, refunded {refunded}, tickets kept {kept}, difference {}",
+                captured - refunded - kept
+            ),
+        ),
+        Err(e) => Check::could_not_run(name, e),
+    });
     checks
 }
 
