@@ -370,6 +370,9 @@ impl Notifier {
             return None;
         }
         let mut body = greeting(ctx);
+        if let Some(reason) = &ctx.cancelled_because {
+            let _ = writeln!(body, "The organizer has cancelled this event: {reason}\n");
+        }
         body.push_str("These tickets have been cancelled and no longer admit anyone:\n\n");
         event_block(&mut body, ctx);
         body.push('\n');
@@ -414,6 +417,8 @@ struct HoldContext {
     starts_at: DateTime<Utc>,
     venue: String,
     currency: String,
+    /// Why the organizer cancelled the event, if they did.
+    cancelled_because: Option<String>,
     tickets: Vec<TicketLine>,
 }
 
@@ -444,10 +449,11 @@ async fn load_contexts(
     holds: &[Uuid],
     ticket_holds: &[Uuid],
 ) -> Result<HashMap<Uuid, HoldContext>, sqlx::Error> {
-    type HoldRow = (Uuid, String, String, String, DateTime<Utc>, String, String);
+    type HoldRow = (Uuid, String, String, String, DateTime<Utc>, String, String, Option<String>);
     let rows: Vec<HoldRow> = sqlx::query_as(
-        "SELECT h.hold_id, u.email, u.name, e.title, e.event_date, e.venue_name, e.currency
+        "SELECT h.hold_id, u.email, u.name, e.title, e.event_date, e.venue_name, e.currency, c.reason
          FROM holds h JOIN users u ON u.user_id = h.buyer_id JOIN events e ON e.event_id = h.event_id
+              LEFT JOIN event_cancellations c ON c.event_id = h.event_id
          WHERE h.hold_id = ANY($1)",
     )
     .bind(holds)
@@ -455,8 +461,9 @@ async fn load_contexts(
     .await?;
     let mut contexts: HashMap<Uuid, HoldContext> = rows
         .into_iter()
-        .map(|(hold, email, name, title, starts_at, venue, currency)| {
-            (hold, HoldContext { hold, email, name, title, starts_at, venue, currency, tickets: Vec::new() })
+        .map(|(hold, email, name, title, starts_at, venue, currency, cancelled_because)| {
+            let tickets = Vec::new();
+            (hold, HoldContext { hold, email, name, title, starts_at, venue, currency, cancelled_because, tickets })
         })
         .collect();
     if ticket_holds.is_empty() {
@@ -548,6 +555,7 @@ mod tests {
             starts_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
             venue: "Budokan".into(),
             currency: "JPY".into(),
+            cancelled_because: None,
             tickets: vec![
                 TicketLine { id: Uuid::from_u128(1), section: "A".into(), seat: Some("A-12".into()), price: 5000 },
                 TicketLine { id: Uuid::from_u128(2), section: "GA".into(), seat: None, price: 3000 },
@@ -584,6 +592,10 @@ mod tests {
         assert!(body.contains(&Uuid::from_u128(2).to_string()));
         assert!(!body.contains(&Uuid::from_u128(1).to_string()));
         assert!(notifier.tickets_cancelled(&context(), &serde_json::json!({"tickets": []})).is_none());
+        assert!(!body.contains("organizer has cancelled"));
+        let cancelled = HoldContext { cancelled_because: Some("Venue flooded".into()), ..context() };
+        let (_, body) = notifier.tickets_cancelled(&cancelled, &payload).unwrap();
+        assert!(body.contains("The organizer has cancelled this event: Venue flooded"), "{body}");
     }
 
     #[test]
