@@ -140,6 +140,9 @@ pub struct ServeArgs {
     /// Mark the refresh cookie Secure (false only for plain-HTTP development).
     #[arg(long, env = "COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
     pub cookie_secure: bool,
+    /// argon2 password hashes/verifications computed at once (19 MiB each); unset = the number of CPUs. Callers past it wait up to 5 s, then get 503.
+    #[arg(long, env = "PASSWORD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..))]
+    pub password_hash_concurrency: Option<u32>,
     /// Login/register attempts per client IP and per email per minute.
     #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_rate_limit_per_minute: u32,
@@ -229,6 +232,8 @@ pub struct Settings {
     pub refresh_ttl: Duration,
     pub cookie_secure: bool,
     pub auth_rate_limit_per_minute: u32,
+    /// argon2 computations at once.
+    pub password_hash_concurrency: usize,
     pub event_max_in_flight: usize,
     pub event_call_timeout: Duration,
     pub journal_max_batch: usize,
@@ -362,6 +367,10 @@ impl Settings {
             refresh_ttl: Duration::from_secs(args.refresh_ttl_secs),
             cookie_secure: args.cookie_secure,
             auth_rate_limit_per_minute: args.auth_rate_limit_per_minute,
+            password_hash_concurrency: match args.password_hash_concurrency {
+                Some(n) => n as usize,
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
             event_max_in_flight: args.event_max_in_flight as usize,
             event_call_timeout: Duration::from_millis(args.event_call_timeout_ms),
             journal_max_batch: args.journal_max_batch as usize,
@@ -447,6 +456,7 @@ mod tests {
             ("QR_KEY_ID", "not ok!"),
             ("QR_RETIRED_KEYS", "nocolon"),
             ("COOKIE_SECURE", "maybe"),
+            ("PASSWORD_HASH_CONCURRENCY", "0"),
         ] {
             let err = settings(&[(name, value)]).expect_err(name).to_string();
             assert!(err.contains(name), "{name}: {err}");

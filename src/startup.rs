@@ -4,6 +4,7 @@
 //! finish, drain every event actor, flush the journal, stop the embedded database.
 //! Also the process's logging (`init_logging`).
 
+use crate::auth::password::{self, Passwords};
 use crate::auth::qr::QrSigner;
 use crate::auth::rate_limit::RateLimiter;
 use crate::auth::tokens::{self, TokenKeys};
@@ -176,6 +177,7 @@ impl Application {
             tokens,
             auth_limiter: RateLimiter::new(settings.auth_rate_limit_per_minute, Duration::from_secs(60)),
             payment_throttle: Default::default(),
+            passwords: Passwords::new(settings.password_hash_concurrency, password::DEFAULT_MAX_WAIT),
             payments,
             qr,
             metrics: metrics_handle(),

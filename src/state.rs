@@ -5,6 +5,7 @@
 //! It lives at the crate root, above `http/` and `money/` that use it, so neither
 //! imports the other for it.
 
+use crate::auth::password::Passwords;
 use crate::auth::qr::QrSigner;
 use crate::auth::rate_limit::RateLimiter;
 use crate::auth::tokens::TokenKeys;
@@ -37,6 +38,8 @@ pub struct Shared {
     /// Failed payment attempts (declines, refused cards) per buyer and per hold:
     /// card testing is refused before it reaches the provider.
     pub payment_throttle: PaymentThrottle,
+    /// argon2, bounded (at most `PASSWORD_HASH_CONCURRENCY` at once).
+    pub passwords: Passwords,
     pub payments: Arc<dyn PaymentProvider>,
     pub qr: QrSigner,
     pub settings: Settings,

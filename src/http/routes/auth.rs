@@ -1,7 +1,7 @@
 //! `/auth/*`: register, login, refresh, logout, me.
 
 use crate::auth::tokens::{hash_refresh_token, new_refresh_token};
-use crate::auth::{AuthUser, Email, Role, check_password, parse_name, password};
+use crate::auth::{AuthUser, Email, Role, check_password, parse_name};
 use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::http::extract::{Json, optional_json};
 use crate::state::AppState;
@@ -140,7 +140,8 @@ fn respond_with_tokens(
 /// Create an account (and sign in).
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = AuthResponse), (status = 409, description = "email taken"),
-              (status = 422, description = "invalid input"), (status = 429, description = "rate limited")))]
+              (status = 422, description = "invalid input"), (status = 429, description = "rate limited"),
+              (status = 503, description = "too many sign-ins at once (Retry-After)")))]
 async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -154,7 +155,7 @@ async fn register(
     if role == Role::Admin {
         return Err(ApiError::forbidden("administrators cannot be registered through the API"));
     }
-    let hash = password::hash(SecretString::from(req.password)).await?;
+    let hash = state.passwords.hash(SecretString::from(req.password)).await?;
     let user: UserOut = sqlx::query_as(
         "INSERT INTO users (user_id, email, password_hash, name, user_type) VALUES ($1, $2, $3, $4, $5)
          RETURNING user_id, email, name, user_type, created_at",
@@ -179,7 +180,8 @@ async fn register(
 /// Sign in with email and password.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = AuthResponse), (status = 401, description = "wrong email or password"),
-              (status = 429, description = "rate limited")))]
+              (status = 429, description = "rate limited"),
+              (status = 503, description = "too many sign-ins at once (Retry-After)")))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -204,7 +206,7 @@ async fn login(
     .fetch_optional(&state.db)
     .await?;
     let stored = row.as_ref().map(|r| r.password_hash.clone());
-    if !password::verify(SecretString::from(req.password), stored).await? {
+    if !state.passwords.verify(SecretString::from(req.password), stored).await? {
         return Err(ApiError::unauthorized(ProblemCode::InvalidCredentials, "wrong email or password"));
     }
     let row = row.expect("verified users exist");
