@@ -12,6 +12,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod trusted_proxies;
+
+pub use trusted_proxies::{IpRange, TrustedProxies};
+
 /// Longest key id accepted.
 pub const MAX_KID_LEN: usize = 16;
 
@@ -146,6 +150,9 @@ pub struct ServeArgs {
     /// Login/register attempts per client IP and per email per minute.
     #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_rate_limit_per_minute: u32,
+    /// Proxies whose X-Forwarded-For is believed: IPs or CIDRs separated by commas (10.0.0.0/8,::1); unset = none, the TCP peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     /// Requests one event may have in flight before 503 + Retry-After.
     #[arg(long, env = "EVENT_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub event_max_in_flight: u32,
@@ -234,6 +241,8 @@ pub struct Settings {
     pub auth_rate_limit_per_minute: u32,
     /// argon2 computations at once.
     pub password_hash_concurrency: usize,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     pub event_max_in_flight: usize,
     pub event_call_timeout: Duration,
     pub journal_max_batch: usize,
@@ -371,6 +380,8 @@ impl Settings {
                 Some(n) => n as usize,
                 None => std::thread::available_parallelism().map_or(1, usize::from),
             },
+            trusted_proxies: TrustedProxies::parse(given(&args.trusted_proxies).unwrap_or(""))
+                .map_err(|problem| ConfigError { name: "TRUSTED_PROXIES", problem })?,
             event_max_in_flight: args.event_max_in_flight as usize,
             event_call_timeout: Duration::from_millis(args.event_call_timeout_ms),
             journal_max_batch: args.journal_max_batch as usize,
@@ -457,6 +468,8 @@ mod tests {
             ("QR_RETIRED_KEYS", "nocolon"),
             ("COOKIE_SECURE", "maybe"),
             ("PASSWORD_HASH_CONCURRENCY", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "10.0.0.1,proxy.example.com"),
         ] {
             let err = settings(&[(name, value)]).expect_err(name).to_string();
             assert!(err.contains(name), "{name}: {err}");
@@ -508,6 +521,13 @@ mod tests {
             .collect();
         assert!(settings(&test_key).is_ok());
         assert!(settings(&[]).is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_are_read_from_their_variable() {
+        assert!(settings(&[]).unwrap().trusted_proxies.is_empty());
+        let s = settings(&[("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")]).unwrap();
+        assert!(s.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
     }
 
     #[test]

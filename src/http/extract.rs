@@ -1,18 +1,20 @@
 //! Extractors whose rejections are problem documents, so malformed JSON, a bad
 //! id in the path or a bad query string is a clear 4xx, never axum's plain text;
 //! the caller from its access token (`AuthUser`, `MaybeAuthUser`); the
-//! `Idempotency-Key` header.
+//! `Idempotency-Key` header; the client's address (`ClientIp`).
 
 use crate::auth::{AuthUser, MaybeAuthUser};
+use crate::config::TrustedProxies;
 use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::state::AppState;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use boxoffice_actors::IdempotencyKey;
 use serde::de::DeserializeOwned;
+use std::net::{IpAddr, SocketAddr};
 
 /// JSON body.
 pub struct Json<T>(pub T);
@@ -161,4 +163,108 @@ pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<IdempotencyKey>>
     IdempotencyKey::parse(raw)
         .map(Some)
         .map_err(|e| ApiError::bad_request(ProblemCode::InvalidIdempotencyKey, e.to_string()))
+}
+
+/// The client's address, as rate limits count it: the TCP peer, unless the peer is
+/// one of `TRUSTED_PROXIES`; then the right-most `X-Forwarded-For` address that is
+/// not itself a trusted proxy (everything left of it was written by the client and
+/// proves nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip())
+            .ok_or_else(|| ApiError::internal("no peer address on the request"))?;
+        Ok(ClientIp(client_ip(peer, &parts.headers, &state.settings.trusted_proxies)))
+    }
+}
+
+/// See [`ClientIp`]. Several `X-Forwarded-For` headers read as one list, in order. An
+/// entry that is not an address ends the walk: the trusted hop that passed it on is
+/// the client then.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    let mut client = peer.to_canonical();
+    if !trusted.contains(client) {
+        return client;
+    }
+    let values: Vec<&[u8]> = headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()).collect();
+    for hop in values.iter().rev().flat_map(|v| v.rsplit(|b| *b == b',')) {
+        let Some(ip) = std::str::from_utf8(hop).ok().and_then(forwarded_address) else { break };
+        client = ip;
+        if !trusted.contains(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, perhaps with a port (`1.2.3.4:5`, `[::1]:5`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    let ip = entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok())?;
+    Some(ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn forwarded(values: &[&[u8]]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", HeaderValue::from_bytes(v).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let none = TrustedProxies::default();
+        let headers = forwarded(&[b"203.0.113.9"]);
+        assert_eq!(client_ip(ip("127.0.0.1"), &headers, &none), ip("127.0.0.1"));
+        let other = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        assert_eq!(client_ip(ip("192.0.2.1"), &headers, &other), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn a_trusted_peer_names_the_right_most_untrusted_address() {
+        let trusted = TrustedProxies::parse("127.0.0.1,10.0.0.0/8").unwrap();
+        let peer = ip("127.0.0.1");
+        let pick = |values: &[&[u8]]| client_ip(peer, &forwarded(values), &trusted);
+        assert_eq!(pick(&[b"203.0.113.9"]), ip("203.0.113.9"));
+        // Spoofed entries on the left do not matter; trusted hops on the right are skipped.
+        assert_eq!(pick(&[b"1.1.1.1, 203.0.113.9"]), ip("203.0.113.9"));
+        assert_eq!(pick(&[b"1.1.1.1, 203.0.113.9, 10.1.2.3"]), ip("203.0.113.9"));
+        assert_eq!(pick(&[b"1.1.1.1", b"203.0.113.9,10.1.2.3"]), ip("203.0.113.9"));
+        // Ports, brackets and IPv6.
+        assert_eq!(pick(&[b"203.0.113.9:4711"]), ip("203.0.113.9"));
+        assert_eq!(pick(&[b"[2001:db8::1]:443"]), ip("2001:db8::1"));
+        assert_eq!(pick(&[b"[2001:db8::1]"]), ip("2001:db8::1"));
+        assert_eq!(pick(&[b"::ffff:203.0.113.9"]), ip("203.0.113.9"));
+        // No header: the peer. Only trusted hops: the left-most of them.
+        assert_eq!(pick(&[]), peer);
+        assert_eq!(pick(&[b"10.0.0.5, 10.0.0.6"]), ip("10.0.0.5"));
+        // Garbage ends the walk at the trusted hop that passed it on.
+        assert_eq!(pick(&[b"203.0.113.9, unknown"]), peer);
+        assert_eq!(pick(&[b"203.0.113.9, garbage, 10.0.0.7"]), ip("10.0.0.7"));
+        assert_eq!(pick(&[b"\xff\xfe, 203.0.113.9"]), ip("203.0.113.9"));
+        assert_eq!(pick(&[b""]), peer);
+        // An IPv4-mapped peer is matched as IPv4.
+        assert_eq!(client_ip(ip("::ffff:127.0.0.1"), &forwarded(&[b"203.0.113.9"]), &trusted), ip("203.0.113.9"));
+    }
 }

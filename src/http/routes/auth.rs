@@ -3,17 +3,16 @@
 use crate::auth::tokens::{hash_refresh_token, new_refresh_token};
 use crate::auth::{AuthUser, Email, Role, check_password, parse_name};
 use crate::error::{ApiError, ApiResult, ProblemCode};
-use crate::http::extract::{Json, optional_json};
+use crate::http::extract::{ClientIp, Json, optional_json};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -144,11 +143,11 @@ fn respond_with_tokens(
               (status = 503, description = "too many sign-ins at once (Retry-After)")))]
 async fn register(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<Response> {
     let email = Email::parse(&req.email)?;
-    limit(&state, &[format!("ip:{}", peer.ip()), format!("email:{}", email.as_str().to_lowercase())]).await?;
+    limit(&state, &[format!("ip:{client}"), format!("email:{}", email.as_str().to_lowercase())]).await?;
     check_password(&req.password)?;
     let name = parse_name(&req.name)?;
     let role = req.user_type.unwrap_or(Role::Customer);
@@ -184,12 +183,12 @@ async fn register(
               (status = 503, description = "too many sign-ins at once (Retry-After)")))]
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Response> {
     let email = Email::parse(&req.email)
         .map_err(|_| ApiError::unauthorized(ProblemCode::InvalidCredentials, "wrong email or password"))?;
-    limit(&state, &[format!("ip:{}", peer.ip()), format!("email:{}", email.as_str().to_lowercase())]).await?;
+    limit(&state, &[format!("ip:{client}"), format!("email:{}", email.as_str().to_lowercase())]).await?;
     #[derive(sqlx::FromRow)]
     struct Row {
         user_id: Uuid,

@@ -1,6 +1,7 @@
-//! Login brute force is rate limited per email and per client address.
+//! Login brute force is rate limited per email and per client address (behind trusted
+//! proxies, per forwarded client).
 
-use boxoffice_testkit::{fresh_database, problem, spawn_app_on};
+use boxoffice_testkit::{TestApp, fresh_database, problem, spawn_app_on};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -60,4 +61,55 @@ async fn login_brute_force_is_rate_limited() {
     let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens").fetch_one(&app.db).await.unwrap();
     assert_eq!(tokens, 1, "no login succeeded past the limit");
     app.stop().await;
+}
+
+/// A login with `X-Forwarded-For: forwarded` and a fresh email, so only the address counts.
+async fn login_via(app: &TestApp, forwarded: Option<&str>) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(format!("{}/auth/login", app.base))
+        .json(&json!({"email": format!("{}@example.com", uuid::Uuid::new_v4().simple()), "password": "whatever1"}));
+    if let Some(forwarded) = forwarded {
+        request = request.header("x-forwarded-for", forwarded);
+    }
+    request.send().await.unwrap()
+}
+
+/// `X-Forwarded-For` names the client only when the TCP peer is one of `TRUSTED_PROXIES`:
+/// from an untrusted peer a new forwarded address per attempt does not escape the per-address
+/// limit; with 127.0.0.1 trusted, each forwarded client is counted on its own, and addresses
+/// a client prepends itself do not reset its count.
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let untrusted = spawn_app_on(fresh_database().await, &[("AUTH_RATE_LIMIT_PER_MINUTE", "3")]).await;
+    for i in 0..3 {
+        let r = login_via(&untrusted, Some(&format!("203.0.113.{i}"))).await;
+        problem(r, &[StatusCode::UNAUTHORIZED], Some("invalid_credentials")).await.unwrap();
+    }
+    let r = login_via(&untrusted, Some("203.0.113.99")).await;
+    problem(r, &[StatusCode::TOO_MANY_REQUESTS], Some("rate_limited")).await.unwrap();
+    untrusted.stop().await;
+
+    let behind_proxy = spawn_app_on(
+        fresh_database().await,
+        &[("AUTH_RATE_LIMIT_PER_MINUTE", "3"), ("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")],
+    )
+    .await;
+    let app = &behind_proxy;
+    for forwarded in ["203.0.113.7", "198.51.100.1, 203.0.113.7", "203.0.113.7, 10.0.0.2"] {
+        let r = login_via(app, Some(forwarded)).await;
+        problem(r, &[StatusCode::UNAUTHORIZED], Some("invalid_credentials")).await.unwrap();
+    }
+    // 203.0.113.7 is at its limit, however much it prepends.
+    for forwarded in ["203.0.113.7", "192.0.2.50, 203.0.113.7", "192.0.2.51,203.0.113.7, 10.9.9.9"] {
+        let r = login_via(app, Some(forwarded)).await;
+        problem(r, &[StatusCode::TOO_MANY_REQUESTS], Some("rate_limited")).await.unwrap();
+    }
+    // Other clients behind the same proxy are not.
+    let r = login_via(app, Some("203.0.113.8")).await;
+    problem(r, &[StatusCode::UNAUTHORIZED], Some("invalid_credentials")).await.unwrap();
+    // Without the header the proxy itself is the client.
+    let r = login_via(app, None).await;
+    problem(r, &[StatusCode::UNAUTHORIZED], Some("invalid_credentials")).await.unwrap();
+    behind_proxy.stop().await;
 }
