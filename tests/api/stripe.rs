@@ -163,3 +163,31 @@ async fn localstripe_delivers_a_real_webhook_that_is_processed() {
         .send()
         .await;
 }
+
+/// `Stripe-Signature` with 100,000 `v1=` entries of the realistic shape (64 hex digits,
+/// ~6.8 MB): refused with 400 `bad_signature` by its length, before any HMAC, and the server
+/// stays responsive. The time is printed, not asserted.
+#[tokio::test]
+async fn a_webhook_with_100k_signatures_is_refused_at_once() {
+    let app = spawn_stripe_app().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let entry = format!("v1={}", "0123456789abcdef".repeat(4));
+    let mut signature = format!("t={now}");
+    for _ in 0..100_000 {
+        signature.push(',');
+        signature.push_str(&entry);
+    }
+    let payload = serde_json::json!({"id": "evt_flood", "type": "payment_intent.succeeded"}).to_string();
+    let started = std::time::Instant::now();
+    let r = post_webhook(&app, &payload, &signature).await;
+    let took = started.elapsed();
+    println!("a {}-byte Stripe-Signature (100,000 v1 entries) answered {} in {took:?}", signature.len(), r.status());
+    assert_problem(r, StatusCode::BAD_REQUEST, "bad_signature").await;
+    let started = std::time::Instant::now();
+    let r = app.get("/healthz", None).await;
+    println!("/healthz afterwards: {} in {:?}", r.status(), started.elapsed());
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events").fetch_one(&app.db).await.unwrap();
+    assert_eq!(seen, 0, "nothing recorded");
+    app.stop().await;
+}
