@@ -153,6 +153,9 @@ pub struct ServeArgs {
     /// Proxies whose X-Forwarded-For is believed: IPs or CIDRs separated by commas (10.0.0.0/8,::1); unset = none, the TCP peer is the client.
     #[arg(long, env = "TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// Who may sell: `open` (anyone may sign up as organizer), `approval` (organizers sign up and draft events, but publish only once an admin approves them) or `closed` (only admins make organizers).
+    #[arg(long, env = "ORGANIZER_SIGNUP", value_enum, default_value_t = OrganizerSignup::Open)]
+    pub organizer_signup: OrganizerSignup,
     /// Requests one event may have in flight before 503 + Retry-After.
     #[arg(long, env = "EVENT_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub event_max_in_flight: u32,
@@ -192,6 +195,17 @@ pub struct ServeArgs {
     /// live Stripe key without a webhook secret) and names the one to fix.
     #[arg(long, env = "BOXOFFICE_ENV", value_enum, default_value_t = Environment::Development)]
     pub boxoffice_env: Environment,
+}
+
+/// `ORGANIZER_SIGNUP`: who may sell (docs/domain.md, "Accounts and tokens").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrganizerSignup {
+    /// Anyone may sign up as an organizer and publish.
+    Open,
+    /// Anyone may sign up as an organizer and draft events; publishing waits for an admin's approval.
+    Approval,
+    /// Signing up as an organizer is refused; only admins grant the role.
+    Closed,
 }
 
 /// Where the server runs: what it will start with.
@@ -243,6 +257,7 @@ pub struct Settings {
     pub password_hash_concurrency: usize,
     /// Peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    pub organizer_signup: OrganizerSignup,
     pub event_max_in_flight: usize,
     pub event_call_timeout: Duration,
     pub journal_max_batch: usize,
@@ -382,6 +397,7 @@ impl Settings {
             },
             trusted_proxies: TrustedProxies::parse(given(&args.trusted_proxies).unwrap_or(""))
                 .map_err(|problem| ConfigError { name: "TRUSTED_PROXIES", problem })?,
+            organizer_signup: args.organizer_signup,
             event_max_in_flight: args.event_max_in_flight as usize,
             event_call_timeout: Duration::from_millis(args.event_call_timeout_ms),
             journal_max_batch: args.journal_max_batch as usize,
@@ -455,6 +471,8 @@ mod tests {
         assert_eq!(s.access_ttl, Duration::from_secs(900));
         assert!(s.cookie_secure);
         assert_eq!(s.qr_key_id, "k1");
+        assert_eq!(s.organizer_signup, OrganizerSignup::Open);
+        assert_eq!(settings(&[("ORGANIZER_SIGNUP", "approval")]).unwrap().organizer_signup, OrganizerSignup::Approval);
     }
 
     #[test]
@@ -468,6 +486,7 @@ mod tests {
             ("QR_RETIRED_KEYS", "nocolon"),
             ("COOKIE_SECURE", "maybe"),
             ("PASSWORD_HASH_CONCURRENCY", "0"),
+            ("ORGANIZER_SIGNUP", "invite"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
             ("TRUSTED_PROXIES", "10.0.0.1,proxy.example.com"),
         ] {

@@ -121,8 +121,14 @@ problem_codes! {
     NoSeatMap = "no_seat_map",
     /// no such resource (or not yours)
     NotFound = "not_found",
+    /// the user is not an organizer (only organizers are approved)
+    NotOrganizer = "not_organizer",
     /// the caller is not staff of this event
     NotStaff = "not_staff",
+    /// the organizer's account waits for an administrator's approval before it may publish
+    OrganizerNotApproved = "organizer_not_approved",
+    /// signing up as an organizer is closed; an administrator grants the role
+    OrganizerSignupClosed = "organizer_signup_closed",
     /// the event is at capacity; retry after `Retry-After`
     Overloaded = "overloaded",
     /// the body is over the size limit

@@ -46,6 +46,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn router(state: AppState) -> axum::Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::auth::router())
+        .merge(routes::admin::router())
         .merge(routes::events::router())
         .merge(routes::search::router())
         .merge(routes::holds::router())

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20261201000001, "hot path constraints", include_str!("../../migrations/20261201000001_hot_path_constraints.sql")),
     (20261201000002, "search indexes", include_str!("../../migrations/20261201000002_search_indexes.sql")),
     (20261201000003, "search in memory", include_str!("../../migrations/20261201000003_search_in_memory.sql")),
+    (20261206000001, "organizer approval", include_str!("../../migrations/20261206000001_organizer_approval.sql")),
     (20261206000010, "money reconciliation", include_str!("../../migrations/20261206000010_money_reconciliation.sql")),
 ];
 

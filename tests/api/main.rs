@@ -9,6 +9,7 @@ mod events;
 mod holds;
 mod hostile;
 mod money;
+mod organizers;
 mod payments;
 mod purchases;
 mod redis;

@@ -33,6 +33,8 @@ async fn health_readiness_metrics_and_openapi() {
         "/events/{event_id}/sales-window",
         "/events/{event_id}/holds",
         "/holds/{hold_id}",
+        "/admin/organizers/{user_id}/approve",
+        "/admin/users/{user_id}/role",
         "/healthz",
         "/readyz",
         "/metrics",

@@ -2,6 +2,7 @@
 
 use crate::auth::tokens::{hash_refresh_token, new_refresh_token};
 use crate::auth::{AuthUser, Email, Role, check_password, parse_name};
+use crate::config::OrganizerSignup;
 use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::http::extract::{ClientIp, Json, optional_json};
 use crate::state::AppState;
@@ -35,7 +36,8 @@ pub struct RegisterRequest {
     pub email: String,
     pub password: String,
     pub name: String,
-    /// `customer` (default), `organizer` or `staff`; `admin` cannot be registered.
+    /// `customer` (default), `organizer` or `staff`; `admin` cannot be registered, and
+    /// `organizer` not when `ORGANIZER_SIGNUP=closed`.
     #[serde(default)]
     pub user_type: Option<Role>,
 }
@@ -138,7 +140,8 @@ fn respond_with_tokens(
 
 /// Create an account (and sign in).
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = AuthResponse), (status = 409, description = "email taken"),
+    responses((status = 201, body = AuthResponse), (status = 403, description = "admin, or organizer while ORGANIZER_SIGNUP=closed"),
+              (status = 409, description = "email taken"),
               (status = 422, description = "invalid input"), (status = 429, description = "rate limited"),
               (status = 503, description = "too many sign-ins at once (Retry-After)")))]
 async fn register(
@@ -154,9 +157,20 @@ async fn register(
     if role == Role::Admin {
         return Err(ApiError::forbidden("administrators cannot be registered through the API"));
     }
+    let signup = state.settings.organizer_signup;
+    if role == Role::Organizer && signup == OrganizerSignup::Closed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ProblemCode::OrganizerSignupClosed,
+            "signing up as an organizer is closed: an administrator grants the role",
+        ));
+    }
+    // Under `open` an organizer may publish at once; under `approval` an admin decides.
+    let approved = role == Role::Organizer && signup == OrganizerSignup::Open;
     let hash = state.passwords.hash(SecretString::from(req.password)).await?;
     let user: UserOut = sqlx::query_as(
-        "INSERT INTO users (user_id, email, password_hash, name, user_type) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO users (user_id, email, password_hash, name, user_type, approved_at)
+         VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END)
          RETURNING user_id, email, name, user_type, created_at",
     )
     .bind(Uuid::now_v7())
@@ -164,6 +178,7 @@ async fn register(
     .bind(hash)
     .bind(name)
     .bind(role.as_str())
+    .bind(approved)
     .fetch_one(&state.db)
     .await
     .map_err(|e| match &e {

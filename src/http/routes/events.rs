@@ -12,6 +12,7 @@
 //! - delete: only while nothing was ever held or sold (close or cancel instead).
 
 use crate::auth::{AuthUser, MaybeAuthUser, Role};
+use crate::config::OrganizerSignup;
 use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::access::{EventRow, fetch_event, owned_event, visible_event};
 use crate::http::extract::{Json, OptionalJson, Path};
@@ -476,6 +477,9 @@ async fn transition(
     if to == "published" && !current.has_seat_map {
         return Err(ApiError::conflict(ProblemCode::NoSeatMap, "add a seat map before publishing"));
     }
+    if to == "published" {
+        require_approved_organizer(state, user).await?;
+    }
     let mut tx = state.db.begin().await?;
     sqlx::query("UPDATE events SET status = $2, updated_at = now() WHERE event_id = $1")
         .bind(event_id)
@@ -492,9 +496,30 @@ async fn transition(
     Ok(axum::Json(row.into()))
 }
 
+/// Unless `ORGANIZER_SIGNUP=open`, an organizer publishes only once an administrator
+/// approved the account (administrators publish anything).
+async fn require_approved_organizer(state: &AppState, user: &AuthUser) -> ApiResult<()> {
+    if state.settings.organizer_signup == OrganizerSignup::Open || user.is_admin() {
+        return Ok(());
+    }
+    let approved: Option<bool> = sqlx::query_scalar("SELECT approved_at IS NOT NULL FROM users WHERE user_id = $1")
+        .bind(user.id)
+        .fetch_optional(&state.db)
+        .await?;
+    if approved == Some(true) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        ProblemCode::OrganizerNotApproved,
+        "your organizer account waits for an administrator's approval before it may publish",
+    ))
+}
+
 /// Publish a draft: it becomes searchable and sells within its window.
 #[utoipa::path(post, path = "/events/{event_id}/publish", tag = "events", security(("bearer" = [])),
-    params(("event_id" = Uuid, Path)), responses((status = 200, body = EventOut), (status = 409)))]
+    params(("event_id" = Uuid, Path)),
+    responses((status = 200, body = EventOut), (status = 403, description = "organizer not approved yet"), (status = 409)))]
 async fn publish_event(
     State(state): State<AppState>,
     user: AuthUser,

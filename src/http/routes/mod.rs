@@ -1,6 +1,7 @@
 //! One module per resource, each exposing `router()`. Routes translate HTTP to
 //! engine and store calls; they share only what lives in `http` itself.
 
+pub mod admin;
 pub mod auth;
 pub mod events;
 pub mod holds;

@@ -29,7 +29,7 @@ fn hs(alg: jsonwebtoken::Algorithm, claims: &Value, secret: &[u8]) -> String {
 #[tokio::test]
 async fn forged_admin_tokens_reach_no_route() {
     let app = spawn_app().await;
-    let (_, org, _) = app.user("organizer").await;
+    let (org_id, org, _) = app.user("organizer").await;
     let (buyer_id, buyer, _) = app.user("customer").await;
     let (attacker_id, attacker, _) = app.user("customer").await;
     let event = app.published_event(&org, None, None).await;
@@ -92,6 +92,8 @@ async fn forged_admin_tokens_reach_no_route() {
         (Method::POST, format!("/events/{event}/close"), Some(json!({}))),
         (Method::DELETE, format!("/events/{event}/delete"), None),
         (Method::GET, "/auth/me".to_owned(), None),
+        (Method::PUT, format!("/admin/users/{attacker_id}/role"), Some(json!({"role": "admin"}))),
+        (Method::POST, format!("/admin/organizers/{org_id}/approve"), Some(json!({}))),
     ];
     let before = snapshot(&app.db).await;
     let mut violations = Vec::new();

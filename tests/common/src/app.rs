@@ -105,6 +105,25 @@ impl TestApp {
         )
     }
 
+    /// An administrator, signed in: (user id, access token). Registered as a customer and
+    /// promoted in SQL, since the API makes no administrators.
+    pub async fn admin(&self) -> (Uuid, String) {
+        let (id, _, _) = self.user("customer").await;
+        sqlx::query("UPDATE users SET user_type = 'admin' WHERE user_id = $1")
+            .bind(id)
+            .execute(&self.db)
+            .await
+            .expect("promote to admin");
+        let email: String = sqlx::query_scalar("SELECT email FROM users WHERE user_id = $1")
+            .bind(id)
+            .fetch_one(&self.db)
+            .await
+            .expect("admin email");
+        let r = self.post("/auth/login", None, json!({"email": email, "password": "correct horse battery"})).await;
+        assert_eq!(r.status(), StatusCode::OK, "admin login");
+        (id, r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().into())
+    }
+
     /// A published event with `map` (default: [`small_map`]) on sale now.
     pub async fn published_event(&self, organizer: &str, map: Option<Value>, window: Option<Value>) -> Uuid {
         let r = self
