@@ -19,7 +19,7 @@ pub use trusted_proxies::{IpRange, TrustedProxies};
 /// Longest key id accepted.
 pub const MAX_KID_LEN: usize = 16;
 
-/// `boxoffice [serve] [SETTINGS]`.
+/// `boxoffice [serve] [SETTINGS]`, or `boxoffice user create …`.
 #[derive(Parser, Debug)]
 #[command(
     name = "boxoffice",
@@ -38,11 +38,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Manage accounts in the configured database, whether or not the server is running.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Check the money ledger: per event, charges, refunds, tickets sold × price and
     /// the difference (and, with Stripe, the provider's PaymentIntents against the
     /// ledger). Exits 1 on any unexplained difference or stranded money.
-    Reconcile(ReconcileArgs),
+    Reconcile(Box<ReconcileArgs>),
 }
 
 /// `boxoffice reconcile`: the ledger check, on the database the settings name.
@@ -59,21 +62,81 @@ pub struct ReconcileArgs {
     pub settings: ServeArgs,
 }
 
-/// What the command line asks for, with its validated settings.
-pub enum Task {
-    Serve(Settings),
-    Reconcile { settings: Settings, event: Option<uuid::Uuid>, grace: Duration },
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account (e.g. the first admin). The password is read from stdin, one
+    /// line; the new user's id is printed.
+    Create(UserCreateArgs),
 }
 
-impl Cli {
-    /// The settings of the command to run (`serve`, given or implied).
-    pub fn into_serve_args(self) -> ServeArgs {
-        match self.command {
-            Some(Command::Serve(args)) => args,
-            Some(Command::Reconcile(r)) => r.settings,
-            None => self.serve,
+/// `boxoffice user create`.
+#[derive(Args, Debug, Clone)]
+pub struct UserCreateArgs {
+    /// The account's email (unique, case-insensitive).
+    #[arg(long)]
+    pub email: String,
+    /// The account's role.
+    #[arg(long, value_parser = ["admin", "organizer", "staff", "customer"])]
+    pub role: String,
+    /// Display name (1-100 characters); unset = the part of the email before `@`.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+/// Where the data is: settings shared by `serve` and `user`.
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL; unset = run a private cluster under BOXOFFICE_DATA_DIR.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where the embedded PostgreSQL cluster and generated secrets live.
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
+    pub boxoffice_data_dir: PathBuf,
+    /// Directory with initdb, pg_ctl and postgres for the embedded cluster; unset = search PATH, pg_config and /usr/lib/postgresql.
+    #[arg(long, env = "BOXOFFICE_PG_BIN_DIR")]
+    pub boxoffice_pg_bin_dir: Option<PathBuf>,
+}
+
+/// Where the data is, validated: the database URL (`None` = the embedded cluster in
+/// `data_dir/postgres`, from binaries in `pg_bin_dir` or found on the machine).
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    pub database_url: Option<SecretString>,
+    pub data_dir: PathBuf,
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+impl DatabaseSettings {
+    fn from_args(args: &DatabaseArgs) -> Self {
+        Self {
+            database_url: secret(&args.database_url),
+            data_dir: args.boxoffice_data_dir.clone(),
+            pg_bin_dir: args.boxoffice_pg_bin_dir.clone().filter(|d| !d.as_os_str().is_empty()),
         }
     }
+}
+
+/// `boxoffice user create`, parsed (the email, name and password are checked by the
+/// same rules as `POST /auth/register` when it runs).
+#[derive(Clone, Debug)]
+pub struct UserCreate {
+    pub email: String,
+    /// `admin`, `organizer`, `staff` or `customer`.
+    pub role: String,
+    pub name: Option<String>,
+    pub database: DatabaseSettings,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    Serve(Box<Settings>),
+    UserCreate(UserCreate),
+    /// `boxoffice reconcile`: the server's settings, one event or all, and the grace
+    /// after which money in flight counts as stranded.
+    Reconcile { settings: Box<Settings>, event: Option<uuid::Uuid>, grace: Duration },
 }
 
 /// Every setting of the server. Each flag's value may also come from the
@@ -84,15 +147,8 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// PostgreSQL URL; unset = run a private cluster under BOXOFFICE_DATA_DIR.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// Where the embedded PostgreSQL cluster and generated secrets live.
-    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
-    pub boxoffice_data_dir: PathBuf,
-    /// Directory with initdb, pg_ctl and postgres for the embedded cluster; unset = search PATH, pg_config and /usr/lib/postgresql.
-    #[arg(long, env = "BOXOFFICE_PG_BIN_DIR")]
-    pub boxoffice_pg_bin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// Connection pool size.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub database_max_connections: u32,
@@ -315,33 +371,46 @@ impl Settings {
     /// present). `--help` and `--version` come back as `SettingsError::Parse`,
     /// whose `exit()` prints them.
     pub fn from_env() -> Result<Self, SettingsError> {
-        match Self::task_from_env()? {
-            Task::Serve(settings) | Task::Reconcile { settings, .. } => Ok(settings),
+        match Self::invocation_from_env()? {
+            Invocation::Serve(settings) => Ok(*settings),
+            Invocation::Reconcile { settings, .. } => Ok(*settings),
+            Invocation::UserCreate(_) => Err(clap::Error::raw(
+                clap::error::ErrorKind::InvalidSubcommand,
+                "expected the settings of `serve`, not a `user` command",
+            )
+            .into()),
         }
     }
 
-    /// Parses the command line and the environment like [`Settings::from_env`],
-    /// keeping which command was asked for.
-    pub fn task_from_env() -> Result<Task, SettingsError> {
+    /// Parses the command line and the environment (after loading `.env` if present)
+    /// into the command to run.
+    pub fn invocation_from_env() -> Result<Invocation, SettingsError> {
         let _ = dotenvy::dotenv();
         // A variable set to blank counts as unset, as it always has (clap would parse "").
-        let blank_unset = |arg: clap::Arg| {
-            let blank = arg.get_env().and_then(std::env::var_os).is_some_and(|v| v.to_string_lossy().trim().is_empty());
-            if blank { arg.env(None) } else { arg }
-        };
-        let command = Cli::command()
-            .mut_args(blank_unset)
-            .mut_subcommand("serve", |c| c.mut_args(blank_unset))
-            .mut_subcommand("reconcile", |c| c.mut_args(blank_unset));
-        let cli = Cli::from_arg_matches(&command.try_get_matches()?)?;
+        fn blank_unset(command: clap::Command) -> clap::Command {
+            let command = command.mut_args(|arg| {
+                let blank =
+                    arg.get_env().and_then(std::env::var_os).is_some_and(|v| v.to_string_lossy().trim().is_empty());
+                if blank { arg.env(None) } else { arg }
+            });
+            let names: Vec<String> = command.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+            names.iter().fold(command, |command, name| command.mut_subcommand(name, blank_unset))
+        }
+        let cli = Cli::from_arg_matches(&blank_unset(Cli::command()).try_get_matches()?)?;
         Ok(match cli.command {
-            Some(Command::Reconcile(r)) => Task::Reconcile {
-                settings: Self::from_args(&r.settings)?,
+            Some(Command::Serve(args)) => Invocation::Serve(Box::new(Self::from_args(&args)?)),
+            None => Invocation::Serve(Box::new(Self::from_args(&cli.serve)?)),
+            Some(Command::Reconcile(r)) => Invocation::Reconcile {
+                settings: Box::new(Self::from_args(&r.settings)?),
                 event: r.event,
                 grace: Duration::from_secs(r.grace_secs),
             },
-            Some(Command::Serve(args)) => Task::Serve(Self::from_args(&args)?),
-            None => Task::Serve(Self::from_args(&cli.serve)?),
+            Some(Command::User(UserCommand::Create(args))) => Invocation::UserCreate(UserCreate {
+                email: args.email,
+                role: args.role,
+                name: args.name,
+                database: DatabaseSettings::from_args(&args.database),
+            }),
         })
     }
 
@@ -368,11 +437,12 @@ impl Settings {
         if jwt_secret.as_ref().is_some_and(|s| s.expose_secret().len() < 32) {
             return Err(ConfigError { name: "JWT_SECRET", problem: "must be at least 32 bytes".into() });
         }
+        let database = DatabaseSettings::from_args(&args.database);
         Self {
             bind: args.bind,
-            database_url: secret(&args.database_url),
-            data_dir: args.boxoffice_data_dir.clone(),
-            pg_bin_dir: args.boxoffice_pg_bin_dir.clone().filter(|d| !d.as_os_str().is_empty()),
+            database_url: database.database_url,
+            data_dir: database.data_dir,
+            pg_bin_dir: database.pg_bin_dir,
             database_max_connections: args.database_max_connections,
             redis_url: secret(&args.redis_url),
             smtp_url: secret(&args.smtp_url),
@@ -553,5 +623,32 @@ mod tests {
     fn unknown_flags_are_errors() {
         assert!(Cli::try_parse_from(["boxoffice", "--no-such-flag"]).is_err());
         assert!(Cli::try_parse_from(["boxoffice", "serve", "--bind", "127.0.0.1:0"]).is_ok());
+    }
+
+    #[test]
+    fn user_create_parses_its_arguments() {
+        let cli = Cli::try_parse_from([
+            "boxoffice",
+            "user",
+            "create",
+            "--email",
+            "root@example.com",
+            "--role",
+            "admin",
+            "--database-url",
+            "postgres://x@127.0.0.1/db",
+        ])
+        .unwrap();
+        let Some(Command::User(UserCommand::Create(args))) = cli.command else { panic!("not user create") };
+        assert_eq!((args.email.as_str(), args.role.as_str(), args.name), ("root@example.com", "admin", None));
+        assert_eq!(args.database.database_url.as_deref(), Some("postgres://x@127.0.0.1/db"));
+        for bad in [
+            &["boxoffice", "user", "create", "--email", "a@b.co", "--role", "owner"][..],
+            &["boxoffice", "user", "create", "--role", "admin"],
+            &["boxoffice", "user", "create", "--email", "a@b.co", "--role", "admin", "--bind", "127.0.0.1:0"],
+            &["boxoffice", "user", "delete"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

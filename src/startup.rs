@@ -2,13 +2,17 @@
 //! journal, actors and routes; `run_until_stopped` serves until a shutdown
 //! signal and then drains in order — stop accepting, let in-flight requests
 //! finish, drain every event actor, flush the journal, stop the embedded database.
-//! Also the process's logging (`init_logging`).
+//! Also the process's logging (`init_logging`), and the `boxoffice user create`
+//! command (`create_user`), which needs the same database wiring.
 
+use crate::auth::accounts::{self, NewAccount};
 use crate::auth::password::{self, Passwords};
 use crate::auth::qr::QrSigner;
 use crate::auth::rate_limit::RateLimiter;
 use crate::auth::tokens::{self, TokenKeys};
-use crate::config::{LogFormat, Settings};
+use crate::auth::{Email, Role, check_password, parse_name};
+use crate::config::{DatabaseSettings, LogFormat, Settings, UserCreate};
+use crate::error::ApiError;
 use crate::http;
 use crate::payments::PaymentProvider;
 use crate::payments::stripe::StripeProvider;
@@ -28,12 +32,14 @@ use boxoffice_actors::{ActorConfig, Limits, Registry, SystemClock};
 use dashmap::DashMap;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing_subscriber::EnvFilter;
+use uuid::Uuid;
 
 /// The journal gives up on a connection sooner than request paths do: its breaker
 /// then fails writes fast until the database answers (see `journal`).
@@ -236,6 +242,79 @@ impl Application {
     }
 }
 
+/// `boxoffice user create`: creates an account in the configured database with the
+/// checks of `POST /auth/register` (email, name, password), whether or not the server
+/// runs. With `DATABASE_URL` it connects there; otherwise to the embedded cluster in
+/// the data directory: the running server's if it is up, else started for the
+/// command (migrated first) and stopped after. An organizer made here is approved.
+/// Returns the new user's id.
+pub async fn create_user(command: UserCreate, password: SecretString) -> anyhow::Result<Uuid> {
+    let invalid = |e: ApiError| anyhow::anyhow!("{} ({})", e.detail, e.code);
+    let email = Email::parse(&command.email).map_err(invalid)?;
+    check_password(password.expose_secret()).map_err(invalid)?;
+    let default_name = email.as_str().split('@').next().unwrap_or_default().to_owned();
+    let name = parse_name(command.name.as_deref().unwrap_or(&default_name)).map_err(invalid)?;
+    let role = Role::parse(&command.role).with_context(|| format!("{:?} is not a role", command.role))?;
+    let (pool, embedded) = command_database(&command.database).await?;
+    let created = async {
+        let hash = Passwords::new(1, password::DEFAULT_MAX_WAIT)
+            .hash(password)
+            .await
+            .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+        let account = NewAccount { email: &email, password_hash: hash, name, role, approved: true };
+        let created = accounts::insert(&pool, account).await.context("creating the account")?;
+        created.map(|a| a.user_id).ok_or_else(|| anyhow::anyhow!("an account with the email {} exists", email.as_str()))
+    }
+    .await;
+    close_command_database(pool, embedded).await?;
+    created
+}
+
+/// A small pool on the configured database for a one-off command (`user create`,
+/// `reconcile`), migrated: `DATABASE_URL` if set; otherwise the embedded cluster in
+/// the data directory — the running server's if it is up, else started for the
+/// command (and returned, to be stopped by [`close_command_database`]).
+async fn command_database(database: &DatabaseSettings) -> anyhow::Result<(PgPool, Option<EmbeddedPostgres>)> {
+    let (url, embedded) = match &database.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let data_dir = database.data_dir.join("postgres");
+            match EmbeddedPostgres::running_url(&data_dir).await.context("reading the embedded PostgreSQL")? {
+                Some(url) => (SecretString::from(url), None),
+                None => {
+                    let pg = EmbeddedPostgres::start_with_bin_dir(&data_dir, database.pg_bin_dir.as_deref())
+                        .await
+                        .context("starting the embedded PostgreSQL")?;
+                    (SecretString::from(pg.url()), Some(pg))
+                }
+            }
+        }
+    };
+    let pool = async {
+        let pool = db::connect(url.expose_secret(), 2).await.context("connecting to PostgreSQL")?;
+        db::migrator().run(&pool).await.context("running migrations")?;
+        anyhow::Ok(pool)
+    }
+    .await;
+    match pool {
+        Ok(pool) => Ok((pool, embedded)),
+        Err(e) => {
+            if let Some(pg) = embedded {
+                let _ = pg.stop().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn close_command_database(pool: PgPool, embedded: Option<EmbeddedPostgres>) -> anyhow::Result<()> {
+    pool.close().await;
+    if let Some(pg) = embedded {
+        pg.stop().await.context("stopping the embedded PostgreSQL")?;
+    }
+    Ok(())
+}
+
 /// A secret generated once and kept (0600) in the data directory, so tokens and
 /// ticket codes stay valid across restarts without configuration.
 fn persistent_secret(settings: &Settings, file: &str) -> anyhow::Result<SecretString> {
@@ -282,15 +361,16 @@ fn payment_provider(settings: &Settings) -> anyhow::Result<Arc<dyn PaymentProvid
 /// `boxoffice reconcile`: prints the ledger check (see `money::report`) and says
 /// whether it is clean.
 pub async fn reconcile(settings: Settings, event: Option<uuid::Uuid>, grace: Duration) -> anyhow::Result<bool> {
-    let url = settings
-        .database_url
-        .as_ref()
-        .context("set DATABASE_URL to the server's database (with the embedded cluster, the server's log names it)")?;
-    let pool = db::connect(url.expose_secret(), 2).await.context("connecting to PostgreSQL")?;
-    db::migrator().run(&pool).await.context("running migrations")?;
     let provider = payment_provider(&settings)?;
-    let report = crate::money::report::build(&pool, provider.as_ref(), event, grace).await?;
+    let database = DatabaseSettings {
+        database_url: settings.database_url.clone(),
+        data_dir: settings.data_dir.clone(),
+        pg_bin_dir: settings.pg_bin_dir.clone(),
+    };
+    let (pool, embedded) = command_database(&database).await?;
+    let report = crate::money::report::build(&pool, provider.as_ref(), event, grace).await;
+    close_command_database(pool, embedded).await?;
+    let report = report?;
     print!("{}", report.render());
-    pool.close().await;
     Ok(report.is_clean())
 }

@@ -7,6 +7,7 @@
 //! Refresh tokens are opaque, hashed at rest, rotated on every use; presenting a
 //! rotated one again revokes its whole family. See docs/domain.md, "Accounts and tokens".
 
+pub mod accounts;
 pub mod password;
 pub mod qr;
 pub mod rate_limit;

@@ -274,6 +274,34 @@ impl EmbeddedPostgres {
         Ok(pg)
     }
 
+    /// The connection URL of the cluster in `data_dir` if a server is running on it now
+    /// (typically the service's own), found from its `postmaster.pid` and our password
+    /// file, without touching the server; `None` if none runs. Commands that must work
+    /// beside a running service use it before [`start`](Self::start), which would restart
+    /// such a server.
+    pub async fn running_url(data_dir: &Path) -> Result<Option<String>> {
+        let layout = Layout::new(data_dir)?;
+        let Ok(contents) = tokio::fs::read_to_string(layout.file("postmaster.pid")).await else {
+            return Ok(None);
+        };
+        // Line 1 is the postmaster's pid, line 4 its port.
+        let mut lines = contents.lines();
+        let Some(pid) = lines.next().and_then(|line| line.trim().parse::<i64>().ok()) else { return Ok(None) };
+        let Some(port) = lines.nth(2).and_then(|line| line.trim().parse::<u16>().ok()) else { return Ok(None) };
+        if !matches!(postmaster_state(pid.unsigned_abs(), &layout.data_dir), PostmasterState::Running) {
+            return Ok(None);
+        }
+        let path = layout.file(PASSWORD_FILE);
+        let password = match tokio::fs::read_to_string(&path).await {
+            Ok(password) => password.trim().to_owned(),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(EmbeddedPgError::ForeignCluster { path: layout.data_dir.display().to_string() });
+            }
+            Err(error) => return Err(io_err(format!("reading {}", path.display()))(error)),
+        };
+        Ok(Some(format!("postgres://{SUPERUSER}:{password}@127.0.0.1:{port}/{DATABASE}")))
+    }
+
     /// Connection URL for the `boxoffice` database. Contains the password: treat it as a secret.
     pub fn url(&self) -> String {
         format!("postgres://{SUPERUSER}:{}@127.0.0.1:{}/{DATABASE}", self.password, self.port)

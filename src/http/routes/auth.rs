@@ -1,5 +1,6 @@
 //! `/auth/*`: register, login, refresh, logout, me.
 
+use crate::auth::accounts::{self, Account, NewAccount};
 use crate::auth::tokens::{hash_refresh_token, new_refresh_token};
 use crate::auth::{AuthUser, Email, Role, check_password, parse_name};
 use crate::config::OrganizerSignup;
@@ -64,6 +65,12 @@ pub struct UserOut {
     pub name: String,
     pub user_type: String,
     pub created_at: DateTime<Utc>,
+}
+
+impl From<Account> for UserOut {
+    fn from(a: Account) -> Self {
+        UserOut { user_id: a.user_id, email: a.email, name: a.name, user_type: a.user_type, created_at: a.created_at }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -168,25 +175,11 @@ async fn register(
     // Under `open` an organizer may publish at once; under `approval` an admin decides.
     let approved = role == Role::Organizer && signup == OrganizerSignup::Open;
     let hash = state.passwords.hash(SecretString::from(req.password)).await?;
-    let user: UserOut = sqlx::query_as(
-        "INSERT INTO users (user_id, email, password_hash, name, user_type, approved_at)
-         VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN now() END)
-         RETURNING user_id, email, name, user_type, created_at",
-    )
-    .bind(Uuid::now_v7())
-    .bind(email.as_str())
-    .bind(hash)
-    .bind(name)
-    .bind(role.as_str())
-    .bind(approved)
-    .fetch_one(&state.db)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.constraint() == Some("users_email_key") => {
-            ApiError::conflict(ProblemCode::EmailTaken, "an account with this email exists")
-        }
-        _ => e.into(),
-    })?;
+    let account = NewAccount { email: &email, password_hash: hash, name, role, approved };
+    let user = accounts::insert(&state.db, account)
+        .await?
+        .map(UserOut::from)
+        .ok_or_else(|| ApiError::conflict(ProblemCode::EmailTaken, "an account with this email exists"))?;
     tracing::info!(user = %user.user_id, role = role.as_str(), "user registered");
     sign_in(&state, user, StatusCode::CREATED).await
 }
