@@ -136,7 +136,11 @@ pub enum Invocation {
     UserCreate(UserCreate),
     /// `boxoffice reconcile`: the server's settings, one event or all, and the grace
     /// after which money in flight counts as stranded.
-    Reconcile { settings: Box<Settings>, event: Option<uuid::Uuid>, grace: Duration },
+    Reconcile {
+        settings: Box<Settings>,
+        event: Option<uuid::Uuid>,
+        grace: Duration,
+    },
 }
 
 /// Every setting of the server. Each flag's value may also come from the
