@@ -211,7 +211,8 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     sale.stats.close_latency();
 
     eprintln!("loadtest: checking…");
-    let checks = checks::run(&api, &sale, pool.as_ref()).await;
+    let mut checks = checks::run(&api, &sale, pool.as_ref()).await;
+    checks.push(checks::ledger(target.reconcile_command(event_id)).await);
 
     // ---- figures ----
     let stats = &sale.stats;

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 /// How long a spawned server may take to become ready (initdb included).
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
@@ -74,6 +75,25 @@ impl Target {
         self.spawned.is_some()
     }
 
+    /// `boxoffice reconcile --event ID` on the spawned server's database (the
+    /// embedded cluster it runs, or its DATABASE_URL); `None` for a server this
+    /// tool did not start.
+    pub fn reconcile_command(&self, event: Uuid) -> Option<tokio::process::Command> {
+        let server = self.spawned.as_ref()?;
+        let mut cmd = tokio::process::Command::new(&server.bin);
+        cmd.args(["reconcile", "--event", &event.to_string()])
+            .env("BOXOFFICE_DATA_DIR", &server.data_dir)
+            .env("RUST_LOG", "warn")
+            .env_remove("STRIPE_SECRET_KEY")
+            .env_remove("STRIPE_API_BASE")
+            .stdin(Stdio::null());
+        match &server.database_url {
+            Some(url) => cmd.env("DATABASE_URL", url),
+            None => cmd.env_remove("DATABASE_URL"),
+        };
+        Some(cmd)
+    }
+
     /// Stops the spawned server, if any.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         match self.spawned {
@@ -98,6 +118,7 @@ struct SpawnedServer {
     bin: PathBuf,
     base_url: String,
     data_dir: PathBuf,
+    database_url: Option<String>,
     keep_data: bool,
 }
 
@@ -137,6 +158,7 @@ impl SpawnedServer {
             bin,
             base_url: format!("http://127.0.0.1:{port}"),
             data_dir,
+            database_url: args.database_url.clone(),
             keep_data: args.keep_server_data,
         };
         eprintln!("loadtest: started {} on {} (log {})", server.bin.display(), server.base_url, server.log().display());
