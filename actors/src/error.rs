@@ -7,7 +7,8 @@
 use crate::inventory::InventoryError;
 use std::time::Duration;
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Serializable: nodes send it to each other when one serves an event for another.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum EventError {
     /// The inventory refused the request (sold out, not open, limit, …).
     #[error(transparent)]
@@ -29,6 +30,9 @@ pub enum EventError {
     /// registry retries on a fresh actor.
     #[error("the event actor stopped")]
     Stopped,
+    /// Another node owns the event (named when known): send the request there.
+    #[error("the event is served by another node")]
+    NotOwner(Option<String>),
 }
 
 impl EventError {
@@ -36,7 +40,11 @@ impl EventError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            EventError::Overloaded { .. } | EventError::Unavailable(_) | EventError::Timeout | EventError::Stopped
+            EventError::Overloaded { .. }
+                | EventError::Unavailable(_)
+                | EventError::Timeout
+                | EventError::Stopped
+                | EventError::NotOwner(_)
         ) || matches!(self, EventError::Inventory(InventoryError::Busy))
     }
 }

@@ -48,6 +48,10 @@ impl Ack {
                 if let Err(e) = &result {
                     tracing::warn!(%hold, error = %e, "journal write failed; change undone");
                 }
+                if matches!(result, Err(JournalError::Fenced)) {
+                    // Another node owns the event now: this actor must stop.
+                    inbox.fence();
+                }
                 inbox.acknowledge(token, result.is_ok());
             }
             AckTo::Callback(f) => f(result),
@@ -59,6 +63,10 @@ impl Ack {
 pub enum JournalError {
     #[error("the journal could not make the change durable: {0}")]
     Failed(String),
+    /// The writer no longer holds the event's lease (another node took it over):
+    /// the change was refused, and the actor that made it stops.
+    #[error("this node no longer owns the event")]
+    Fenced,
 }
 
 /// Where changes become durable.

@@ -41,6 +41,9 @@ pub enum LoadError {
     NotFound,
     #[error("loading the event failed: {0}")]
     Failed(String),
+    /// Another node holds the event's lease (named when known).
+    #[error("the event is owned by another node")]
+    NotOwner(Option<String>),
 }
 
 pub type LoadFuture = Pin<Box<dyn Future<Output = Result<EventSnapshot, LoadError>> + Send>>;
@@ -153,6 +156,7 @@ impl Registry {
         let snapshot = self.loader.load(event).await.map_err(|e| match e {
             LoadError::NotFound => EventError::EventNotFound,
             LoadError::Failed(msg) => EventError::Unavailable(msg),
+            LoadError::NotOwner(node) => EventError::NotOwner(node),
         })?;
         let inventory = SeatInventory::restore(snapshot.layout, snapshot.window, snapshot.holds).map_err(|e| {
             tracing::error!(%event, error = %e, "stored state does not restore");

@@ -35,6 +35,8 @@ pub(crate) struct Inbox {
     scheduled: CacheLine<AtomicBool>,
     /// The actor has stopped: nothing queued will be handled.
     closed: AtomicBool,
+    /// The journal refused a change because another node owns the event now.
+    fenced: AtomicBool,
     /// Where `Batch` goes; set when the actor starts.
     pub(super) actor: OnceLock<ActorRef<EventMsg>>,
 }
@@ -92,6 +94,15 @@ impl Inbox {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         drop(std::mem::take(&mut *lock(&self.queue)));
+    }
+
+    /// Marks the actor as deposed (see [`JournalError::Fenced`](crate::journal::JournalError)).
+    pub(crate) fn fence(&self) {
+        self.fenced.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::SeqCst)
     }
 
     pub(crate) fn is_closed(&self) -> bool {

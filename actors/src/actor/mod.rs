@@ -159,6 +159,16 @@ enum Waiter {
 
 impl Waiter {
     /// Tells the caller its change was not saved (and so did not happen).
+    /// The change was refused because another node owns the event: the caller
+    /// is sent there (`Stopped` makes the registry route it again).
+    fn moved(self) {
+        match self {
+            Waiter::Hold(r) | Waiter::Release(r) | Waiter::Cancel(r) => drop(r.send(Err(EventError::Stopped))),
+            Waiter::Purchase(r) => drop(r.send(Err(EventError::Stopped))),
+            Waiter::Internal => {}
+        }
+    }
+
     fn fail(self) {
         let e = || EventError::Unavailable("the change could not be saved; nothing was changed".into());
         match self {
@@ -176,6 +186,8 @@ pub struct EventState {
     clock: Arc<dyn Clock>,
     config: ActorConfig,
     on_passivate: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Stepped down: another node owns the event (see `step_down`).
+    fenced: bool,
     waiting: Waiting,
     drains: Vec<RpcReplyPort<()>>,
     draining: bool,
@@ -281,6 +293,7 @@ impl Actor for EventActor {
             clock: args.clock,
             config: args.config,
             on_passivate: args.on_passivate,
+            fenced: false,
             waiting: Waiting::default(),
             drains: Vec::new(),
             draining: false,
@@ -373,6 +386,24 @@ impl EventState {
             self.settle(token, ok, now);
         }
         self.acks = acks;
+        if self.inbox.is_fenced() && !self.fenced {
+            self.step_down();
+        }
+    }
+
+    /// Another node owns the event now: stop serving it at once. Nothing this
+    /// actor holds in memory can be trusted any more; the callers of changes still
+    /// in flight and everyone queued learn `Stopped` and are routed again.
+    fn step_down(&mut self) {
+        self.fenced = true;
+        tracing::warn!(event = %self.event, "another node owns this event now; its actor here stops");
+        metrics::counter!("boxoffice_fencing_stepdowns_total").increment(1);
+        if let Some(on_passivate) = &self.on_passivate {
+            on_passivate();
+        }
+        if let Some(actor) = self.inbox.actor.get() {
+            actor.stop(Some("fenced".into()));
+        }
     }
 
     fn handle_one(&mut self, myself: &ActorRef<EventMsg>, message: EventMsg, now: UnixMs) {
@@ -491,18 +522,19 @@ impl EventState {
         let Some((hold, waiter)) = self.waiting.take(token) else { return };
         if let Some(settled) = self.inventory.settle(hold, ok, now) {
             self.changes.of(&settled).increment(1);
-            Self::answer(waiter, settled);
+            Self::answer(waiter, settled, self.inbox.is_fenced());
         }
         self.finish_drain_if_done();
     }
 
     /// Tells whoever waits for a settled change what became of it.
-    fn answer(waiter: Waiter, settled: Settled) {
+    fn answer(waiter: Waiter, settled: Settled, fenced: bool) {
         match (waiter, settled) {
             (Waiter::Hold(r), Settled::Created(v)) => drop(r.send(Ok(v))),
             (Waiter::Purchase(r), Settled::Purchased(s)) => drop(r.send(Ok(*s))),
             (Waiter::Release(r), Settled::Released(v)) => drop(r.send(Ok(v))),
             (Waiter::Cancel(r), Settled::Cancelled { hold, .. }) => drop(r.send(Ok(hold))),
+            (waiter, Settled::Undone) if fenced => waiter.moved(),
             (waiter, Settled::Undone) => waiter.fail(),
             (Waiter::Internal, _) => {}
             (_, other) => tracing::error!(?other, "settled change does not match its waiter"),

@@ -149,7 +149,7 @@ impl SeatInventory {
                 let SectionKind::General { capacity, .. } = self.layout.sections[s as usize].kind else {
                     return Err(InventoryError::WrongSectionKind(
                         self.layout.section_name(s).into(),
-                        "general admission",
+                        "general admission".into(),
                     ));
                 };
                 let t = self.tally[s as usize];

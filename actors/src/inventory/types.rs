@@ -43,7 +43,7 @@ impl SalesWindow {
 
 /// Every way an inventory operation can be refused. Each is the caller's answer,
 /// never a panic.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum InventoryError {
     #[error("sales open at {opens_at:?}")]
     NotOpenYet { opens_at: UnixMs },
@@ -58,7 +58,7 @@ pub enum InventoryError {
     #[error("no section {0:?} at this event")]
     UnknownSection(String),
     #[error("section {0:?} is not {1}")]
-    WrongSectionKind(String, &'static str),
+    WrongSectionKind(String, String),
     #[error("these seats are taken: {0:?}")]
     SeatsTaken(Vec<String>),
     #[error("not enough seats left")]
