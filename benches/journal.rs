@@ -8,6 +8,7 @@
 
 use boxoffice::store::embedded_pg::EmbeddedPostgres;
 use boxoffice::store::journal::{JournalConfig, PgJournal};
+use boxoffice::store::leases::Leases;
 use boxoffice_actors::journal::{Ack, Journal};
 use boxoffice_actors::{BuyerId, Change, EventId, HoldId, HoldRecord, HoldStatus, Items, Record, UnixMs};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -112,8 +113,11 @@ fn group_commit(c: &mut Criterion) {
     let mut group = c.benchmark_group("journal/group commit to PostgreSQL");
     group.sample_size(10).measurement_time(Duration::from_secs(10));
     for writers in [1, 2, 4] {
+        // As the server runs it: every transaction checks the event's lease (fencing).
         let (journal, _tasks) = rt.block_on(async {
-            PgJournal::start(db.pool.clone(), JournalConfig { writers, ..JournalConfig::default() })
+            let leases = Arc::new(Leases::new(format!("bench-{writers}"), Duration::from_secs(3600)));
+            leases.acquire(&db.pool, db.event).await.expect("the event's lease");
+            PgJournal::start(db.pool.clone(), JournalConfig { writers, ..JournalConfig::default() }, Some(leases))
         });
         group.throughput(Throughput::Elements(1));
         group.bench_function(format!("hold records/s, {writers} writer(s)"), |b| {

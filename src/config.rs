@@ -237,6 +237,19 @@ pub struct ServeArgs {
     /// Largest request body accepted, bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_body_bytes: u32,
+    /// This process's name among the nodes sharing the database (1-64 characters);
+    /// unset = generated once and kept in BOXOFFICE_DATA_DIR, so a restarted node
+    /// takes its events back at once.
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+    /// How the other nodes reach this one, e.g. http://10.0.0.5:8080; unset =
+    /// http:// plus the address it listens on.
+    #[arg(long, env = "ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// How long an event's lease lasts without renewal, milliseconds: a dead node's
+    /// events are taken over by others after at most this long.
+    #[arg(long, env = "LEASE_TTL_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub lease_ttl_ms: u64,
     /// How often the money reconciler looks for charges without tickets, refunds
     /// not yet succeeded, unprocessed webhooks and unfinished event
     /// cancellations, milliseconds; also the base of its retry backoff.
@@ -323,6 +336,9 @@ pub struct Settings {
     pub journal_max_batch: usize,
     pub journal_max_wait: Duration,
     pub reconcile_interval: Duration,
+    pub node_id: Option<String>,
+    pub advertise_url: Option<String>,
+    pub lease_ttl: Duration,
     pub charge_grace: Duration,
     pub journal_writers: usize,
     pub request_timeout: Duration,
@@ -349,6 +365,16 @@ fn retired_keys(raw: Option<&str>) -> Result<Vec<(String, SecretString)>, Config
             Ok((key_id("QR_RETIRED_KEYS", kid)?, SecretString::from(key.to_owned())))
         })
         .collect()
+}
+
+/// A node id: 1-64 characters of letters, digits, `-`, `_` and `.`.
+fn node_id(id: String) -> Result<String, ConfigError> {
+    let ok = (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(id)
+    } else {
+        Err(ConfigError { name: "NODE_ID", problem: "use 1 to 64 letters, digits, '-', '_' or '.'".into() })
+    }
 }
 
 /// An optional setting; blank counts as unset.
@@ -477,6 +503,9 @@ impl Settings {
             journal_max_batch: args.journal_max_batch as usize,
             journal_max_wait: Duration::from_micros(args.journal_max_wait_us),
             reconcile_interval: Duration::from_millis(args.reconcile_interval_ms),
+            node_id: given(&args.node_id).map(str::to_owned).map(node_id).transpose()?,
+            advertise_url: given(&args.advertise_url).map(str::to_owned),
+            lease_ttl: Duration::from_millis(args.lease_ttl_ms),
             charge_grace: Duration::from_millis(args.charge_grace_ms),
             journal_writers: args.journal_writers as usize,
             request_timeout: Duration::from_millis(args.request_timeout_ms),

@@ -383,6 +383,11 @@ impl From<EventError> for ApiError {
             ),
             EventError::Stopped => ApiError::unavailable("the event is restarting; retry", Duration::from_secs(1)),
             EventError::EventNotFound => ApiError::not_found("event on sale"),
+            // Routing normally resolves this by sending the request to the owner;
+            // it reaches a client only while ownership moves.
+            EventError::NotOwner(_) => {
+                ApiError::unavailable("the event is moving to another node; retry", Duration::from_millis(200))
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! ARCHITECTURE.md has the code map and which folder may depend on which.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -113,9 +114,13 @@ mod layout_tests {
     fn lower_layers_do_not_reach_up() {
         let graph = graph();
         for (module, forbidden) in [
-            ("config", &["http", "state", "money", "store", "workers", "startup", "payments", "auth", "error"][..]),
-            ("payments", &["http", "state", "money", "store", "workers", "startup", "auth", "error"][..]),
-            ("store", &["http", "state", "money", "workers", "startup", "auth", "error"][..]),
+            (
+                "config",
+                &["http", "state", "money", "store", "workers", "startup", "payments", "auth", "error", "cluster"][..],
+            ),
+            ("payments", &["http", "state", "money", "store", "workers", "startup", "auth", "error", "cluster"][..]),
+            ("store", &["http", "state", "money", "workers", "startup", "auth", "error", "cluster"][..]),
+            ("cluster", &["http", "state", "money", "workers", "startup", "auth", "payments"][..]),
             ("auth", &["http", "state", "money", "workers", "startup"][..]),
             ("state", &["http", "money", "workers", "startup"][..]),
             ("money", &["http", "workers", "startup"][..]),

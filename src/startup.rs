@@ -11,6 +11,7 @@ use crate::auth::qr::QrSigner;
 use crate::auth::rate_limit::RateLimiter;
 use crate::auth::tokens::{self, TokenKeys};
 use crate::auth::{Email, Role, check_password, parse_name};
+use crate::cluster::Cluster;
 use crate::config::{DatabaseSettings, LogFormat, Settings, UserCreate};
 use crate::error::ApiError;
 use crate::http;
@@ -22,6 +23,7 @@ use crate::store::cache::{Cache, RedisLink};
 use crate::store::db;
 use crate::store::embedded_pg::EmbeddedPostgres;
 use crate::store::journal::{JournalConfig, PgJournal};
+use crate::store::leases::Leases;
 use crate::store::loader::PgLoader;
 use crate::store::search::SearchIndex;
 use crate::workers::availability;
@@ -135,6 +137,11 @@ impl Application {
             db::connect_with_timeout(url.expose_secret(), settings.journal_writers as u32 + 1, JOURNAL_ACQUIRE_TIMEOUT)
                 .await
                 .context("connecting the journal to PostgreSQL")?;
+        let node_id = match &settings.node_id {
+            Some(id) => id.clone(),
+            None => persistent_node_id(&settings).context("preparing the node id")?,
+        };
+        let leases = Arc::new(Leases::new(node_id, settings.lease_ttl));
         let (journal, journal_writers) = PgJournal::start(
             journal_pool,
             JournalConfig {
@@ -142,9 +149,10 @@ impl Application {
                 max_wait: settings.journal_max_wait,
                 writers: settings.journal_writers,
             },
+            Some(Arc::clone(&leases)),
         );
         let registry = Registry::new(
-            Arc::new(PgLoader::new(pool.clone(), ENDED_HOLD_RETENTION)),
+            Arc::new(PgLoader::new(pool.clone(), ENDED_HOLD_RETENTION).with_leases(Arc::clone(&leases))),
             Arc::new(journal),
             Arc::new(SystemClock),
             ActorConfig { ended_retention: ENDED_HOLD_RETENTION, ..ActorConfig::default() },
@@ -177,7 +185,17 @@ impl Application {
         search.sync().await.context("loading the search index")?;
         tracing::info!(events = search.len(), took_ms = started.elapsed().as_millis() as u64, "search index loaded");
         let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
+        let advertise_url = match &settings.advertise_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
+        // Peers answer within the event call budget; past it, the call is given up.
+        let call_timeout = settings.event_call_timeout + Duration::from_secs(1);
+        let cluster = Arc::new(Cluster::new(leases, advertise_url, pool.clone(), &jwt_secret, call_timeout));
+        cluster.register().await.context("joining the cluster")?;
+        tracing::info!(node = cluster.node_id(), url = %cluster.me().advertise_url, "node registered");
         let state = AppState(Arc::new(Shared {
+            cluster,
             db: pool,
             registry,
             tokens,
@@ -198,6 +216,7 @@ impl Application {
             tokio::spawn(availability::report(state.clone())),
             tokio::spawn(search.keep_in_sync()),
             tokio::spawn(crate::money::reconcile::run(state.clone())),
+            tokio::spawn(cluster_upkeep(state.clone())),
         ];
         Ok(Self { listener, router, state, journal_writers, embedded, background, relay: (relay_stop, relay_task) })
     }
@@ -220,6 +239,8 @@ impl Application {
             task.abort();
         }
         state.registry.shutdown().await;
+        // Drained: hand every event over at once rather than at lease expiry.
+        state.cluster.leave().await;
         // Dropping the last journal handle (held by the registry) lets the writers
         // finish the queue and exit.
         let pool = state.db.clone();
@@ -313,6 +334,34 @@ async fn close_command_database(pool: PgPool, embedded: Option<EmbeddedPostgres>
         pg.stop().await.context("stopping the embedded PostgreSQL")?;
     }
     Ok(())
+}
+
+/// Renews leases and heartbeats every third of the lease TTL (see `cluster`).
+async fn cluster_upkeep(state: AppState) {
+    let mut tick = tokio::time::interval(state.settings.lease_ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.cluster.upkeep(&state.registry).await;
+    }
+}
+
+/// This node's id, generated once and kept in the data directory, so a restarted
+/// node takes its events back at once instead of waiting for its old leases.
+fn persistent_node_id(settings: &Settings) -> anyhow::Result<String> {
+    let path = settings.data_dir.join("node.id");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && !existing.trim().is_empty()
+    {
+        return Ok(existing.trim().to_owned());
+    }
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+    let suffix: String = Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let id = if host.is_empty() { format!("node-{suffix}") } else { format!("{host}-{suffix}") };
+    std::fs::create_dir_all(&settings.data_dir)?;
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }
 
 /// A secret generated once and kept (0600) in the data directory, so tokens and

@@ -9,12 +9,18 @@ use crate::auth::password::Passwords;
 use crate::auth::qr::QrSigner;
 use crate::auth::rate_limit::RateLimiter;
 use crate::auth::tokens::TokenKeys;
+use crate::cluster::Cluster;
+use crate::cluster::rpc::EventCall;
+use crate::cluster::rpc::EventReply;
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult};
 use crate::payments::PaymentProvider;
 use crate::store::cache::Cache;
 use crate::store::search::SearchIndex;
-use boxoffice_actors::Registry;
+use boxoffice_actors::{
+    Availability, BuyerId, EventError, EventId, HoldId, HoldView, IdempotencyKey, Payment, Registry, Sale, Selection,
+    TicketId,
+};
 use dashmap::DashMap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
@@ -32,7 +38,10 @@ pub struct AppState(pub(crate) Arc<Shared>);
 
 pub struct Shared {
     pub db: PgPool,
+    /// This node's actors. Calls on an event go through [`AppState::event`], which
+    /// finds the node that runs it.
     pub registry: Registry,
+    pub cluster: Arc<Cluster>,
     pub tokens: TokenKeys,
     pub auth_limiter: RateLimiter,
     /// Failed payment attempts (declines, refused cards) per buyer and per hold:
@@ -62,6 +71,11 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// The event `id`'s actor, wherever it runs (this node or another).
+    pub fn event(&self, id: EventId) -> EventRef<'_> {
+        EventRef { state: self, id }
+    }
+
     /// The currency of an event that exists (404 otherwise). Single-flight: when
     /// thousands of requests hit a cold event at once, one of them asks the database.
     pub async fn event_currency(&self, event: Uuid) -> ApiResult<String> {
@@ -144,6 +158,66 @@ impl PaymentThrottle {
     pub fn failed(&self, buyer: Uuid, hold: Uuid) {
         let _ = self.buyers.check(&buyer.to_string());
         let _ = self.holds.check(&hold.to_string());
+    }
+}
+
+/// Calls on one event's actor, routed to the node that runs it (`cluster`).
+pub struct EventRef<'a> {
+    state: &'a AppState,
+    id: EventId,
+}
+
+impl EventRef<'_> {
+    async fn call(&self, call: EventCall) -> Result<EventReply, EventError> {
+        self.state.cluster.call(&self.state.registry, self.id, call).await
+    }
+
+    pub async fn hold(
+        &self,
+        buyer: BuyerId,
+        selection: Selection,
+        key: Option<IdempotencyKey>,
+    ) -> Result<HoldView, EventError> {
+        self.call(EventCall::Hold { buyer, selection, key }).await?.view()
+    }
+
+    pub async fn purchase(&self, hold: HoldId, buyer: BuyerId, payment: Option<Payment>) -> Result<Sale, EventError> {
+        self.call(EventCall::Purchase { hold, buyer, payment }).await?.sale()
+    }
+
+    pub async fn release(&self, hold: HoldId, buyer: BuyerId) -> Result<HoldView, EventError> {
+        self.call(EventCall::Release { hold, buyer }).await?.view()
+    }
+
+    pub async fn cancel_tickets(
+        &self,
+        hold: HoldId,
+        buyer: BuyerId,
+        tickets: Vec<TicketId>,
+    ) -> Result<HoldView, EventError> {
+        self.call(EventCall::CancelTickets { hold, buyer, tickets }).await?.view()
+    }
+
+    pub async fn get_hold(&self, hold: HoldId, buyer: BuyerId) -> Result<Option<HoldView>, EventError> {
+        self.call(EventCall::GetHold { hold, buyer }).await?.maybe_view()
+    }
+
+    pub async fn payable_hold(&self, hold: HoldId, buyer: BuyerId) -> Result<Option<HoldView>, EventError> {
+        self.call(EventCall::PayableHold { hold, buyer }).await?.maybe_view()
+    }
+
+    pub async fn availability(&self) -> Result<Availability, EventError> {
+        self.call(EventCall::Availability).await?.availability()
+    }
+
+    /// Stops the actor (after its pending writes) wherever it runs and gives up its
+    /// lease; the next call loads the event afresh (it changed).
+    pub async fn evict(&self) {
+        self.state.registry.evict(self.id).await;
+        if let Err(e) = self.call(EventCall::Evict).await {
+            tracing::warn!(event = %self.id, error = %e, "event actor not evicted on its node");
+        }
+        self.state.cluster.leases.forget(self.id.0);
     }
 }
 

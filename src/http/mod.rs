@@ -53,9 +53,11 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(routes::purchases::router())
         .merge(routes::tickets::router())
         .merge(routes::system::router())
+        .merge(routes::cluster::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
     api.merge(routes::system::docs_router(openapi))
+        .merge(routes::cluster::internal_router())
         .layer(layers::from_fn(middleware::record_request))
         .layer(layers::from_fn_with_state(state.settings.request_timeout, middleware::request_timeout))
         .layer(RequestBodyLimitLayer::new(state.settings.max_body_bytes))

@@ -90,7 +90,7 @@ pub async fn request(state: &AppState, event_id: Uuid, by: Uuid, reason: &str) -
     tx.commit().await?;
     if changed {
         // The actor reloads as cancelled: it sells nothing from now on.
-        state.registry.evict(EventId(event_id)).await;
+        state.event(EventId(event_id)).evict().await;
         state.invalidate_event(event_id).await;
     }
     Ok(())
@@ -133,7 +133,7 @@ async fn run_locked(state: &AppState, event_id: Uuid) -> ApiResult<bool> {
             .await?;
     let released = futures_util::stream::iter(holds)
         .map(|(hold, buyer)| async move {
-            let r = state.registry.with(event, |h| async move { h.release(HoldId(hold), BuyerId(buyer)).await }).await;
+            let r = state.event(event).release(HoldId(hold), BuyerId(buyer)).await;
             match r {
                 Ok(_) | Err(EventError::Inventory(InventoryError::HoldNotActive(_) | InventoryError::HoldNotFound)) => {
                     Ok(())
@@ -156,13 +156,7 @@ async fn run_locked(state: &AppState, event_id: Uuid) -> ApiResult<bool> {
     let cancelled = futures_util::stream::iter(orders)
         .map(|(hold, buyer, tickets)| async move {
             let ids: Vec<TicketId> = tickets.into_iter().map(TicketId).collect();
-            let r = state
-                .registry
-                .with(event, |h| {
-                    let ids = ids.clone();
-                    async move { h.cancel_tickets(HoldId(hold), BuyerId(buyer), ids).await }
-                })
-                .await;
+            let r = state.event(event).cancel_tickets(HoldId(hold), BuyerId(buyer), ids).await;
             match r {
                 Ok(_) | Err(EventError::Inventory(InventoryError::TicketNotFound)) => Ok(()),
                 Err(e) => Err(e),

@@ -199,13 +199,7 @@ pub async fn record_sale(
     buyer: BuyerId,
     payment: Payment,
 ) -> ApiResult<Paid> {
-    let result = state
-        .registry
-        .with(EventId(event_id), |h| {
-            let payment = payment.clone();
-            async move { h.purchase(hold, buyer, Some(payment)).await }
-        })
-        .await;
+    let result = state.event(EventId(event_id)).purchase(hold, buyer, Some(payment.clone())).await;
     match result {
         Ok(sale) => {
             if let Some(first) = superseded_by(state, hold, &sale.payment, &payment.reference).await? {

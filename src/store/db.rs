@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20261201000003, "search in memory", include_str!("../../migrations/20261201000003_search_in_memory.sql")),
     (20261206000001, "organizer approval", include_str!("../../migrations/20261206000001_organizer_approval.sql")),
     (20261206000010, "money reconciliation", include_str!("../../migrations/20261206000010_money_reconciliation.sql")),
+    (20261206000020, "cluster", include_str!("../../migrations/20261206000020_cluster.sql")),
 ];
 
 pub fn migrator() -> Migrator {

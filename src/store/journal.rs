@@ -24,6 +24,7 @@
 //! the batch's records one by one, so one bad record cannot fail its neighbours.
 
 use super::datetime;
+use super::leases::Leases;
 use super::outbox::Topic;
 use boxoffice_actors::journal::{Ack, Journal, JournalError};
 use boxoffice_actors::record::{Change, Record};
@@ -65,6 +66,29 @@ type Queue = Arc<Mutex<mpsc::UnboundedReceiver<(Record, Ack)>>>;
 pub struct PgJournal {
     tx: mpsc::UnboundedSender<(Record, Ack)>,
     breaker: Arc<Breaker>,
+}
+
+/// Why a batch was not written.
+#[derive(Debug)]
+enum WriteError {
+    Db(sqlx::Error),
+    /// This node no longer holds these events' leases at its epoch.
+    Fenced(Vec<Uuid>),
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(e: sqlx::Error) -> Self {
+        WriteError::Db(e)
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Db(e) => e.fmt(f),
+            WriteError::Fenced(events) => write!(f, "no longer the owner of {} events", events.len()),
+        }
+    }
 }
 
 /// Whether the database is known to be unreachable.
@@ -146,12 +170,24 @@ impl PgJournal {
     /// Starts the writer tasks. They stop once every `PgJournal` clone is dropped
     /// and the queue is empty — so dropping the journal after the actors have
     /// drained flushes it.
-    pub fn start(pool: PgPool, config: JournalConfig) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
+    ///
+    /// With `leases`, every transaction first checks that this node still holds
+    /// the lease of each event it writes, at the epoch it took (see
+    /// `store::leases`); the records of events it lost are refused with
+    /// [`JournalError::Fenced`] and the rest written.
+    pub fn start(
+        pool: PgPool,
+        config: JournalConfig,
+        leases: Option<Arc<Leases>>,
+    ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue: Queue = Arc::new(Mutex::new(rx));
         let breaker = Arc::new(Breaker::new());
         let writers = (0..config.writers.max(1))
-            .map(|_| tokio::spawn(writer(pool.clone(), Arc::clone(&queue), Arc::clone(&breaker), config)))
+            .map(|_| {
+                let writer = Writer { pool: pool.clone(), breaker: Arc::clone(&breaker), leases: leases.clone() };
+                tokio::spawn(writer.run(Arc::clone(&queue), config))
+            })
             .collect();
         (Self { tx, breaker }, writers)
     }
@@ -169,82 +205,122 @@ impl Journal for PgJournal {
     }
 }
 
-async fn writer(pool: PgPool, queue: Queue, breaker: Arc<Breaker>, config: JournalConfig) {
-    loop {
-        let batch = {
-            let mut rx = queue.lock().await;
-            let Some(first) = rx.recv().await else { return };
-            let mut batch = vec![first];
-            let deadline = tokio::time::Instant::now() + config.max_wait;
-            while batch.len() < config.max_batch {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                    Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(next)) => batch.push(next),
-                        Ok(None) | Err(_) => break,
-                    },
-                }
-            }
-            batch
-        };
-        // Queued before the breaker opened: fail with the rest rather than wait.
-        if !breaker.lets_batches_through() {
-            fail_fast(batch.into_iter().map(|(_, ack)| ack));
-            continue;
-        }
-        commit(&pool, &breaker, batch).await;
-    }
+/// One writer task's view: where to write, the shared breaker, the fence.
+struct Writer {
+    pool: PgPool,
+    breaker: Arc<Breaker>,
+    leases: Option<Arc<Leases>>,
 }
 
-async fn commit(pool: &PgPool, breaker: &Breaker, batch: Vec<(Record, Ack)>) {
-    let (records, acks): (Vec<Record>, Vec<Ack>) = batch.into_iter().unzip();
-    metrics::histogram!("boxoffice_journal_batch_size").record(records.len() as f64);
-    let started = Instant::now();
-    // A probe gets one attempt: its callers and everyone refused meanwhile wait on it.
-    let retries = if breaker.is_closed() { RETRY_BACKOFF.len() } else { 0 };
-    let mut attempt = 0;
-    let outcome = loop {
-        match write_batch(pool, &records).await {
-            Ok(()) => break Ok(()),
-            Err(e) if is_transient(&e) && attempt < retries => {
-                tracing::warn!(error = %e, attempt, "journal batch failed; retrying");
-                tokio::time::sleep(RETRY_BACKOFF[attempt]).await;
-                attempt += 1;
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    match &outcome {
-        Err(e) if super::db::is_unavailable(e) => breaker.trip(),
-        // Committed, or refused by a database that answered.
-        _ => breaker.close(),
-    }
-    match outcome {
-        Ok(()) => {
-            metrics::histogram!("boxoffice_journal_commit_seconds").record(started.elapsed().as_secs_f64());
-            metrics::counter!("boxoffice_journal_records_total").increment(records.len() as u64);
-            for ack in acks {
-                ack.done(Ok(()));
-            }
-        }
-        Err(e) if !is_transient(&e) && records.len() > 1 => {
-            tracing::error!(error = %e, records = records.len(), "journal batch refused; writing its records one by one");
-            for (record, ack) in records.into_iter().zip(acks) {
-                let one = [record];
-                let result = write_batch(pool, &one).await;
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, change = one[0].change.kind(), "journal record refused");
-                    metrics::counter!("boxoffice_journal_failures_total").increment(1);
+impl Writer {
+    async fn run(self, queue: Queue, config: JournalConfig) {
+        loop {
+            let batch = {
+                let mut rx = queue.lock().await;
+                let Some(first) = rx.recv().await else { return };
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + config.max_wait;
+                while batch.len() < config.max_batch {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                                Ok(Some(next)) => batch.push(next),
+                                Ok(None) | Err(_) => break,
+                            }
+                        }
+                    }
                 }
-                ack.done(result.map_err(|e| JournalError::Failed(e.to_string())));
+                batch
+            };
+            // Queued before the breaker opened: fail with the rest rather than wait.
+            if !self.breaker.lets_batches_through() {
+                fail_fast(batch.into_iter().map(|(_, ack)| ack));
+                continue;
             }
+            self.commit(batch).await;
         }
-        Err(e) => {
-            tracing::error!(error = %e, records = records.len(), "journal batch failed");
-            metrics::counter!("boxoffice_journal_failures_total").increment(records.len() as u64);
-            for ack in acks {
-                ack.done(Err(JournalError::Failed(e.to_string())));
+    }
+
+    async fn write(&self, records: &[Record]) -> Result<(), WriteError> {
+        write_batch(&self.pool, records, self.leases.as_deref()).await
+    }
+
+    async fn commit(&self, batch: Vec<(Record, Ack)>) {
+        let breaker = &self.breaker;
+        let (records, acks): (Vec<Record>, Vec<Ack>) = batch.into_iter().unzip();
+        metrics::histogram!("boxoffice_journal_batch_size").record(records.len() as f64);
+        let started = Instant::now();
+        // A probe gets one attempt: its callers and everyone refused meanwhile wait on it.
+        let retries = if breaker.is_closed() { RETRY_BACKOFF.len() } else { 0 };
+        let mut attempt = 0;
+        let outcome = loop {
+            match self.write(&records).await {
+                Ok(()) => break Ok(()),
+                Err(WriteError::Db(e)) if is_transient(&e) && attempt < retries => {
+                    tracing::warn!(error = %e, attempt, "journal batch failed; retrying");
+                    tokio::time::sleep(RETRY_BACKOFF[attempt]).await;
+                    attempt += 1;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        match &outcome {
+            Err(WriteError::Db(e)) if super::db::is_unavailable(e) => breaker.trip(),
+            // Committed, or refused by a database that answered.
+            _ => breaker.close(),
+        }
+        match outcome {
+            Ok(()) => {
+                metrics::histogram!("boxoffice_journal_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::counter!("boxoffice_journal_records_total").increment(records.len() as u64);
+                for ack in acks {
+                    ack.done(Ok(()));
+                }
+            }
+            Err(WriteError::Fenced(lost)) => {
+                // Refuse the deposed events' records; write the others on their own.
+                tracing::warn!(events = lost.len(), "journal refused changes of events another node owns now");
+                let mut rest = Vec::with_capacity(records.len());
+                for (record, ack) in records.into_iter().zip(acks) {
+                    if lost.contains(&record.event.0) {
+                        metrics::counter!("boxoffice_fencing_rejections_total").increment(1);
+                        ack.done(Err(JournalError::Fenced));
+                    } else {
+                        rest.push((record, ack));
+                    }
+                }
+                if let Some(leases) = &self.leases {
+                    for event in &lost {
+                        leases.forget(*event);
+                    }
+                }
+                if !rest.is_empty() {
+                    Box::pin(self.commit(rest)).await;
+                }
+            }
+            Err(WriteError::Db(e)) if !is_transient(&e) && records.len() > 1 => {
+                tracing::error!(error = %e, records = records.len(), "journal batch refused; writing its records one by one");
+                for (record, ack) in records.into_iter().zip(acks) {
+                    let one = [record];
+                    let result = self.write(&one).await;
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, change = one[0].change.kind(), "journal record refused");
+                        metrics::counter!("boxoffice_journal_failures_total").increment(1);
+                    }
+                    ack.done(result.map_err(|e| match e {
+                        WriteError::Fenced(_) => JournalError::Fenced,
+                        WriteError::Db(e) => JournalError::Failed(e.to_string()),
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = records.len(), "journal batch failed");
+                metrics::counter!("boxoffice_journal_failures_total").increment(records.len() as u64);
+                for ack in acks {
+                    ack.done(Err(JournalError::Failed(e.to_string())));
+                }
             }
         }
     }
@@ -382,12 +458,21 @@ impl Columns {
     }
 }
 
-async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Error> {
+async fn write_batch(pool: &PgPool, records: &[Record], leases: Option<&Leases>) -> Result<(), WriteError> {
     let mut c = Columns::default();
     for record in records {
         c.add(record);
     }
     let mut tx = pool.begin().await?;
+    if let Some(leases) = leases {
+        let mut events: Vec<Uuid> = records.iter().map(|r| r.event.0).collect();
+        events.sort_unstable();
+        events.dedup();
+        let lost = leases.fenced_in(&mut tx, &events).await?;
+        if !lost.is_empty() {
+            return Err(WriteError::Fenced(lost));
+        }
+    }
     if !c.h_id.is_empty() {
         sqlx::query(
             "INSERT INTO holds (hold_id, event_id, buyer_id, items, quantity, amount, status, idempotency_key,
@@ -480,7 +565,7 @@ async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Erro
         // A ticket scanned at the door between the cancel request and this write is
         // no longer `valid`: refuse the change so its seat is not sold again.
         if cancelled.rows_affected() != c.c_id.len() as u64 {
-            return Err(sqlx::Error::RowNotFound);
+            return Err(sqlx::Error::RowNotFound.into());
         }
     }
     if !c.o_topic.is_empty() {
@@ -495,7 +580,8 @@ async fn write_batch(pool: &PgPool, records: &[Record]) -> Result<(), sqlx::Erro
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]

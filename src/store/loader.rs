@@ -6,6 +6,7 @@
 //! request still finds them). Active holds whose time passed while nobody ran the
 //! event are expired by the actor as soon as it starts.
 
+use super::leases::{AcquireError, Leases};
 use boxoffice_actors::registry::{EventSnapshot, LoadError, LoadFuture, Loader};
 use boxoffice_actors::{
     BuyerId, EventId, HoldId, HoldRecord, HoldStatus, IdempotencyKey, Items, Layout, SalesWindow, SeatMap, TicketId,
@@ -14,6 +15,7 @@ use boxoffice_actors::{
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 use sqlx::PgPool;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -21,11 +23,20 @@ pub struct PgLoader {
     pool: PgPool,
     /// How far back ended holds are loaded.
     ended_retention: Duration,
+    /// This node's leases: an event is loaded only once its lease is taken.
+    leases: Option<Arc<Leases>>,
 }
 
 impl PgLoader {
     pub fn new(pool: PgPool, ended_retention: Duration) -> Self {
-        Self { pool, ended_retention }
+        Self { pool, ended_retention, leases: None }
+    }
+
+    /// Takes each event's lease before reading its holds (see `store::leases`):
+    /// an event another node runs is `LoadError::NotOwner`.
+    pub fn with_leases(mut self, leases: Arc<Leases>) -> Self {
+        self.leases = Some(leases);
+        self
     }
 }
 
@@ -88,7 +99,12 @@ struct TicketRow {
     status: String,
 }
 
-async fn load(pool: PgPool, event: EventId, retention: Duration) -> Result<EventSnapshot, LoadError> {
+async fn load(
+    pool: PgPool,
+    event: EventId,
+    retention: Duration,
+    leases: Option<Arc<Leases>>,
+) -> Result<EventSnapshot, LoadError> {
     let failed = |e: sqlx::Error| LoadError::Failed(e.to_string());
     let row: Option<EventRow> = sqlx::query_as(
         "SELECT status, event_date, seat_map, opens_at, closes_at, per_buyer_limit, hold_ttl_secs
@@ -103,6 +119,15 @@ async fn load(pool: PgPool, event: EventId, retention: Duration) -> Result<Event
     let layout = Layout::compile(&map.0).map_err(|e| LoadError::Failed(format!("stored seat map is invalid: {e}")))?;
     let window =
         sales_window(&row.status, row.event_date, row.opens_at, row.closes_at, row.per_buyer_limit, row.hold_ttl_secs);
+    // The lease first, then the holds: a takeover commits after the previous
+    // owner's last write (the journal holds the lease row), so what is read next
+    // is everything it wrote.
+    if let Some(leases) = &leases {
+        leases.acquire(&pool, event.0).await.map_err(|e| match e {
+            AcquireError::Held { node } => LoadError::NotOwner(Some(node)),
+            AcquireError::Db(e) => failed(e),
+        })?;
+    }
 
     let mut conn = pool.acquire().await.map_err(failed)?;
     let holds = load_holds(&mut conn, event.0, retention).await.map_err(|e| match e {
@@ -114,7 +139,7 @@ async fn load(pool: PgPool, event: EventId, retention: Duration) -> Result<Event
 
 impl Loader for PgLoader {
     fn load(&self, event: EventId) -> LoadFuture {
-        Box::pin(load(self.pool.clone(), event, self.ended_retention))
+        Box::pin(load(self.pool.clone(), event, self.ended_retention, self.leases.clone()))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod db;
 pub mod embedded_pg;
 pub mod journal;
+pub mod leases;
 pub mod loader;
 pub mod outbox;
 pub mod search;

@@ -391,7 +391,7 @@ async fn update_event(
     outbox::record(&mut *tx, Topic::EventUpdated, event_id, serde_json::json!({"event_id": event_id})).await?;
     if let Err(e) = tx.commit().await {
         // The actor may have adopted a map that was not stored: reload it from the database.
-        state.registry.evict(EventId(event_id)).await;
+        state.event(EventId(event_id)).evict().await;
         return Err(e.into());
     }
     if let Some(handle) = live.as_ref().filter(|_| window.is_some() || req.event_date.is_some()) {
@@ -431,7 +431,7 @@ async fn delete_event(
 ) -> ApiResult<StatusCode> {
     owned_event(&state, &user, event_id).await?;
     // Stop the actor first so nothing can be held while we check.
-    state.registry.evict(EventId(event_id)).await;
+    state.event(EventId(event_id)).evict().await;
     let mut tx = state.db.begin().await?;
     let has_holds: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM holds WHERE event_id = $1)")
         .bind(event_id)
@@ -490,7 +490,7 @@ async fn transition(
         .await?;
     tx.commit().await?;
     // The actor reloads with the new status (closed and cancelled events do not sell).
-    state.registry.evict(EventId(event_id)).await;
+    state.event(EventId(event_id)).evict().await;
     state.invalidate_event(event_id).await;
     let row = fetch_event(state, event_id).await?.ok_or_else(|| ApiError::not_found("event"))?;
     Ok(axum::Json(row.into()))
@@ -683,7 +683,7 @@ async fn event_details(
         }
     };
     let availability = if event.has_seat_map && event.status != "draft" {
-        let a = state.registry.with(EventId(event_id), |h| async move { h.availability().await }).await?;
+        let a = state.event(EventId(event_id)).availability().await?;
         event.available_seats = a.total.available as i64;
         Some(a)
     } else {

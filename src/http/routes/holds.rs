@@ -37,13 +37,7 @@ async fn create_hold(
     let key = idempotency_key(&headers)?;
     let selection = req.selection()?;
     let currency = state.event_currency(event_id).await?;
-    let result = state
-        .registry
-        .with(EventId(event_id), |h| {
-            let (selection, key) = (selection.clone(), key.clone());
-            async move { h.hold(BuyerId(user.id), selection, key).await }
-        })
-        .await;
+    let result = state.event(EventId(event_id)).hold(BuyerId(user.id), selection, key).await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) if e.is_transient() => "shed",
@@ -73,10 +67,7 @@ async fn get_hold(
 ) -> ApiResult<axum::Json<HoldOut>> {
     let (event_id, buyer) = hold_owner(&state, &user, hold_id).await?;
     let currency = state.event_currency(event_id).await?;
-    let view = state
-        .registry
-        .with(EventId(event_id), |h| async move { h.get_hold(HoldId(hold_id), BuyerId(buyer)).await })
-        .await?;
+    let view = state.event(EventId(event_id)).get_hold(HoldId(hold_id), BuyerId(buyer)).await?;
     let view = match view {
         Some(v) => v,
         // Ended long ago and pruned from memory: the database has it.
@@ -113,10 +104,7 @@ async fn release_hold(
 ) -> ApiResult<axum::Json<HoldOut>> {
     let (event_id, buyer) = hold_owner(&state, &user, hold_id).await?;
     let currency = state.event_currency(event_id).await?;
-    let view = state
-        .registry
-        .with(EventId(event_id), |h| async move { h.release(HoldId(hold_id), BuyerId(buyer)).await })
-        .await?;
+    let view = state.event(EventId(event_id)).release(HoldId(hold_id), BuyerId(buyer)).await?;
     metrics::counter!("boxoffice_holds_released_total").increment(1);
     Ok(axum::Json(HoldOut::new(event_id, currency, view)))
 }

@@ -230,8 +230,8 @@ async fn purchase_hold(
     let Some((event_id, buyer)) = row.filter(|(_, b)| *b == user.id) else { return Err(ApiError::not_found("hold")) };
     let currency = state.event_currency(event_id).await?;
     let view = state
-        .registry
-        .with(EventId(event_id), |h| async move { h.payable_hold(HoldId(hold_id), BuyerId(buyer)).await })
+        .event(EventId(event_id))
+        .payable_hold(HoldId(hold_id), BuyerId(buyer))
         .await?
         .ok_or_else(|| ApiError::not_found("hold"))?;
     let paid = pay(&state, event_id, &currency, view, &req.payment_method).await?;
@@ -268,20 +268,14 @@ async fn purchase_tickets(
     let event_id = req.event_id;
     let currency = state.event_currency(event_id).await?;
     let buyer = BuyerId(user.id);
-    let view = state
-        .registry
-        .with(EventId(event_id), |h| {
-            let (selection, key) = (selection.clone(), key.clone());
-            async move { h.hold(buyer, selection, key).await }
-        })
-        .await?;
+    let view = state.event(EventId(event_id)).hold(buyer, selection, key).await?;
     let hold = view.id;
     match pay(&state, event_id, &currency, view, &req.payment_method).await {
         Ok(paid) => Ok(paid_response(&state, event_id, hold.0, currency, paid, req.include_qr_image)),
         Err(e) => {
             // A declined or refused payment frees the seats for the next buyer at once.
             if e.status == StatusCode::PAYMENT_REQUIRED || e.code == ProblemCode::PaymentInvalid {
-                let _ = state.registry.with(EventId(event_id), |h| async move { h.release(hold, buyer).await }).await;
+                let _ = state.event(EventId(event_id)).release(hold, buyer).await;
             }
             Err(e)
         }

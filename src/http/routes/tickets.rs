@@ -180,13 +180,7 @@ async fn cancel_ticket(
         }
         _ => {
             let (hold, buyer) = (HoldId(t.hold_id), BuyerId(t.purchaser_id));
-            let result = state
-                .registry
-                .with(
-                    EventId(t.event_id),
-                    |h| async move { h.cancel_tickets(hold, buyer, vec![TicketId(ticket_id)]).await },
-                )
-                .await;
+            let result = state.event(EventId(t.event_id)).cancel_tickets(hold, buyer, vec![TicketId(ticket_id)]).await;
             match result {
                 Ok(_) | Err(EventError::Inventory(InventoryError::TicketNotFound)) => {}
                 Err(e) => return Err(e.into()),

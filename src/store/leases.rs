@@ -1,0 +1,170 @@
+//! Event leases: which node runs each event's actor (`event_leases`).
+//!
+//! **Guarantees.** At most one node holds a live lease on an event; taking an
+//! event over increments its epoch, and the journal writes an event's changes only
+//! in a transaction that holds the lease row (`FOR SHARE`) at the epoch this node
+//! took ([`Leases::fenced_in`]): a deposed owner's writes are refused, and the new
+//! owner's load (after its takeover commits) sees every write the old owner made.
+//! That is the hard guarantee; renewal and stepping down before expiry (the
+//! cluster's heartbeat task) keep a deposed node from serving stale reads.
+
+use dashmap::DashMap;
+use sqlx::PgPool;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The leases this node holds, by event, with their epochs.
+pub struct Leases {
+    node_id: String,
+    ttl: Duration,
+    held: DashMap<Uuid, i64>,
+}
+
+/// Why a lease could not be taken.
+#[derive(Debug)]
+pub enum AcquireError {
+    /// Another node holds a live lease.
+    Held {
+        node: String,
+    },
+    Db(sqlx::Error),
+}
+
+impl Leases {
+    pub fn new(node_id: String, ttl: Duration) -> Self {
+        Self { node_id, ttl, held: DashMap::new() }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Takes `event`'s lease if it is free, expired or already this node's, with a
+    /// new epoch; returns it.
+    pub async fn acquire(&self, db: &PgPool, event: Uuid) -> Result<i64, AcquireError> {
+        let taken: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO event_leases (event_id, node_id, epoch, expires_at)
+             VALUES ($1, $2, 1, now() + make_interval(secs => $3))
+             ON CONFLICT (event_id) DO UPDATE
+                SET node_id = EXCLUDED.node_id, epoch = event_leases.epoch + 1,
+                    expires_at = EXCLUDED.expires_at, acquired_at = now()
+              WHERE event_leases.expires_at < now() OR event_leases.node_id = EXCLUDED.node_id
+             RETURNING epoch",
+        )
+        .bind(event)
+        .bind(&self.node_id)
+        .bind(self.ttl.as_secs_f64())
+        .fetch_optional(db)
+        .await
+        .map_err(AcquireError::Db)?;
+        match taken {
+            Some(epoch) => {
+                self.held.insert(event, epoch);
+                metrics::counter!("boxoffice_lease_acquisitions_total").increment(1);
+                Ok(epoch)
+            }
+            None => {
+                let node: Option<String> = sqlx::query_scalar("SELECT node_id FROM event_leases WHERE event_id = $1")
+                    .bind(event)
+                    .fetch_optional(db)
+                    .await
+                    .map_err(AcquireError::Db)?;
+                Err(AcquireError::Held { node: node.unwrap_or_default() })
+            }
+        }
+    }
+
+    /// The epoch this node holds `event` at, if it holds it.
+    pub fn epoch(&self, event: Uuid) -> Option<i64> {
+        self.held.get(&event).map(|e| *e)
+    }
+
+    /// Every lease this node believes it holds.
+    pub fn held(&self) -> Vec<(Uuid, i64)> {
+        self.held.iter().map(|e| (*e.key(), *e.value())).collect()
+    }
+
+    /// Forgets `event` (the node no longer runs it); the row expires or is
+    /// released by [`Leases::release`].
+    pub fn forget(&self, event: Uuid) {
+        self.held.remove(&event);
+    }
+
+    /// Extends the leases of `keep` (events still running here) and gives up the
+    /// others this node held. Returns the events whose lease turned out to be lost
+    /// (taken over): the caller stops their actors.
+    pub async fn renew(&self, db: &PgPool, keep: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+        let (mut events, mut epochs) = (Vec::new(), Vec::new());
+        for (event, epoch) in self.held() {
+            if keep.contains(&event) {
+                events.push(event);
+                epochs.push(epoch);
+            }
+        }
+        let renewed: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE event_leases l SET expires_at = now() + make_interval(secs => $4)
+             FROM UNNEST($1::uuid[], $2::int8[]) AS u(event, epoch)
+             WHERE l.event_id = u.event AND l.epoch = u.epoch AND l.node_id = $3
+             RETURNING l.event_id",
+        )
+        .bind(&events)
+        .bind(&epochs)
+        .bind(&self.node_id)
+        .bind(self.ttl.as_secs_f64())
+        .fetch_all(db)
+        .await?;
+        let lost: Vec<Uuid> = events.into_iter().filter(|e| !renewed.contains(e)).collect();
+        let idle: Vec<Uuid> = self.held().into_iter().map(|(e, _)| e).filter(|e| !keep.contains(e)).collect();
+        self.release(db, &idle).await?;
+        for event in &lost {
+            self.held.remove(event);
+        }
+        Ok(lost)
+    }
+
+    /// Gives up `events` at once (expired now), so another node may take them
+    /// without waiting for the TTL.
+    pub async fn release(&self, db: &PgPool, events: &[Uuid]) -> sqlx::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let epochs: Vec<i64> = events.iter().map(|e| self.epoch(*e).unwrap_or(0)).collect();
+        sqlx::query(
+            "UPDATE event_leases l SET expires_at = now() - interval '1 millisecond'
+             FROM UNNEST($1::uuid[], $2::int8[]) AS u(event, epoch)
+             WHERE l.event_id = u.event AND l.epoch = u.epoch AND l.node_id = $3",
+        )
+        .bind(events)
+        .bind(&epochs)
+        .bind(&self.node_id)
+        .execute(db)
+        .await?;
+        for event in events {
+            self.held.remove(event);
+        }
+        Ok(())
+    }
+
+    /// The journal's check, run first in each of its transactions: locks the lease
+    /// rows of `events` and returns those this node no longer holds at its epoch.
+    pub async fn fenced_in(&self, tx: &mut sqlx::PgConnection, events: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+        let epochs: Vec<i64> = events.iter().map(|e| self.epoch(*e).unwrap_or(0)).collect();
+        let held: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT l.event_id FROM event_leases l
+             JOIN UNNEST($1::uuid[], $2::int8[]) AS u(event, epoch) ON l.event_id = u.event AND l.epoch = u.epoch
+             WHERE l.node_id = $3
+             ORDER BY l.event_id
+             FOR SHARE OF l",
+        )
+        .bind(events)
+        .bind(&epochs)
+        .bind(&self.node_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(events.iter().copied().filter(|e| !held.contains(e)).collect())
+    }
+}
