@@ -171,6 +171,23 @@ impl ServerProcess {
         self.child.wait().expect("reap the server");
     }
 
+    /// SIGSTOP: the process freezes (its sockets stay open; nothing answers).
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT: a paused process carries on where it stopped.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) on our own child, not yet reaped; no memory involved.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "signal {signal} to the server: {}", std::io::Error::last_os_error());
+    }
+
     /// Sends SIGTERM (a graceful shutdown); see [`wait_exit`](Self::wait_exit).
     pub fn sigterm(&self) {
         let pid = libc::pid_t::try_from(self.pid()).expect("a pid fits pid_t");

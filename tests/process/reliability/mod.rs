@@ -30,6 +30,7 @@
 
 mod checks;
 mod client;
+mod cluster;
 mod crash_loop;
 mod db_outage;
 mod figures;

@@ -1,0 +1,257 @@
+//! Several nodes on one PostgreSQL: buyers spread over all of them never get more
+//! tickets than places; killing an event's owner moves the event to another node within
+//! the lease TTL; a paused owner that wakes up after losing its lease cannot write.
+
+use super::checks::{assert_no_seat_twice, assert_sales_durable};
+use super::client::{
+    Sale, User, create_event, create_users, general_map, http_client, purchase, seated_map, until_answered,
+};
+use crate::{Rig, server_on};
+use boxoffice::auth::Role;
+use boxoffice_testkit::{ServerProcess, ServerSpec, eventually};
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LEASE_TTL_MS: u64 = 2000;
+const LEASE_TTL: Duration = Duration::from_millis(LEASE_TTL_MS);
+
+/// `n` node specs on the rig's database, each with its own directory and node id.
+fn node_specs(rig: &Rig, n: usize) -> Vec<ServerSpec> {
+    (0..n)
+        .map(|i| {
+            let dir = rig.dir.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&dir).expect("node directory");
+            server_on(
+                &rig.db_url,
+                &dir,
+                &[
+                    ("NODE_ID", &format!("node{i}")),
+                    ("LEASE_TTL_MS", &LEASE_TTL_MS.to_string()),
+                    ("RECONCILE_INTERVAL_MS", "500"),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// The node holding `event`'s live lease.
+async fn owner(db: &PgPool, event: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT node_id FROM event_leases WHERE event_id = $1::uuid AND expires_at > now()")
+        .bind(event)
+        .fetch_optional(db)
+        .await
+        .unwrap()
+}
+
+/// Each buyer buys one place through node `i % nodes`, retrying through 503s and
+/// connection errors with the same key; the 201s.
+async fn sell(client: &reqwest::Client, bases: &[String], event: &str, buyers: &[User]) -> (Vec<Sale>, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut tasks = tokio::task::JoinSet::new();
+    let bases = Arc::new(bases.to_vec());
+    for (i, buyer) in buyers.iter().cloned().enumerate() {
+        let (client, bases, event) = (client.clone(), Arc::clone(&bases), event.to_owned());
+        tasks.spawn(async move {
+            let base = &bases[i % bases.len()];
+            let key = format!("cluster-{i}");
+            let (reply, _) = until_answered(|| purchase(&client, base, &buyer, &event, &key), deadline).await;
+            reply
+        });
+    }
+    let (mut sales, mut unexpected) = (Vec::new(), Vec::new());
+    while let Some(reply) = tasks.join_next().await {
+        let reply = reply.unwrap();
+        match reply.status {
+            Some(StatusCode::CREATED) => sales.push(Sale::from_body(&reply.body)),
+            Some(StatusCode::CONFLICT) if reply.code == "sold_out" => {}
+            _ => unexpected.push(reply.describe()),
+        }
+    }
+    (sales, unexpected)
+}
+
+async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
+    let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn buyers_spread_over_three_nodes_never_get_more_tickets_than_places() {
+    let rig = Rig::new("cluster-sale", &[]).await;
+    let specs = node_specs(&rig, 3);
+    let mut nodes: Vec<ServerProcess> = Vec::new();
+    for spec in &specs {
+        nodes.push(spec.start().await);
+    }
+    let bases: Vec<String> = specs.iter().map(ServerSpec::base).collect();
+    let client = http_client(256);
+    let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
+    let ga = create_event(&client, &bases[0], &organizer, general_map(120), json!({})).await;
+    let seated = create_event(&client, &bases[1], &organizer, seated_map(6, 20), json!({})).await;
+
+    for (event, places) in [(&ga, 120usize), (&seated, 120)] {
+        let buyers = create_users(&rig.db, 300, Role::Customer).await;
+        let started = Instant::now();
+        let (sales, unexpected) = sell(&client, &bases, event, &buyers).await;
+        assert!(unexpected.is_empty(), "unexpected answers: {:?}", &unexpected[..unexpected.len().min(5)]);
+        let sold: usize = sales.iter().map(|s| s.tickets.len()).sum();
+        assert_eq!(sold, places, "sold out exactly, never more");
+        assert_sales_durable(&rig.db, &sales).await;
+        assert_no_seat_twice(&rig.db, event).await;
+        let stored: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = $1::uuid AND status = 'valid'")
+                .bind(event.as_str())
+                .fetch_one(&rig.db)
+                .await
+                .unwrap();
+        assert_eq!(stored as usize, places, "the database holds exactly the acknowledged tickets");
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM charges WHERE event_id = $1::uuid AND status NOT IN ('completed', 'refunded', 'declined')",
+        )
+        .bind(event.as_str())
+        .fetch_one(&rig.db)
+        .await
+        .unwrap();
+        assert_eq!(open, 0, "every charge ended as tickets or a refund");
+        println!(
+            "three nodes: {places} places sold to 300 buyers spread over 3 nodes in {:?}; owner {:?}",
+            started.elapsed(),
+            owner(&rig.db, event).await
+        );
+    }
+    let mut forwards = 0.0;
+    for base in &bases {
+        forwards += metric(&client, base, "boxoffice_cluster_forwards_total").await;
+    }
+    println!("three nodes: {forwards} calls forwarded to an event's owner");
+    assert!(forwards > 0.0, "buyers at non-owner nodes were served through the owner");
+    for spec in &specs {
+        spec.assert_no_panic_in_log();
+    }
+    drop(nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_an_events_owner_moves_the_event_within_the_lease_ttl() {
+    let rig = Rig::new("cluster-failover", &[]).await;
+    let specs = node_specs(&rig, 3);
+    let mut nodes: Vec<Option<ServerProcess>> = Vec::new();
+    for spec in &specs {
+        nodes.push(Some(spec.start().await));
+    }
+    let bases: Vec<String> = specs.iter().map(ServerSpec::base).collect();
+    let client = http_client(256);
+    let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
+    let event = create_event(&client, &bases[0], &organizer, general_map(400), json!({})).await;
+    let buyers = create_users(&rig.db, 200, Role::Customer).await;
+    let (first, unexpected) = sell(&client, &bases, &event, &buyers[..100]).await;
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    let owner_id = owner(&rig.db, &event).await.expect("someone owns the event");
+    let victim: usize = owner_id.trim_start_matches("node").parse().unwrap();
+
+    let killed_at = Instant::now();
+    nodes[victim].take().unwrap().sigkill();
+    let survivors: Vec<String> = (0..bases.len()).filter(|i| *i != victim).map(|i| bases[i].clone()).collect();
+    // The first hold that succeeds on another node after the kill.
+    let probe = create_users(&rig.db, 1, Role::Customer).await.remove(0);
+    let mut failover = None;
+    while killed_at.elapsed() < LEASE_TTL + Duration::from_secs(10) {
+        let r = client
+            .post(format!("{}/events/{event}/holds", survivors[0]))
+            .bearer_auth(&probe.token)
+            .header("Idempotency-Key", "failover-probe")
+            .json(&json!({"quantity": 1}))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == StatusCode::CREATED) {
+            failover = Some(killed_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failover = failover.expect("the event is served again on another node");
+    println!("failover: first successful hold {failover:?} after SIGKILL of the owner (lease TTL {LEASE_TTL:?})");
+    let new_owner = owner(&rig.db, &event).await.expect("a new owner");
+    assert_ne!(new_owner, owner_id);
+
+    let (second, unexpected) = sell(&client, &survivors, &event, &buyers[100..]).await;
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    let all: Vec<Sale> = first.into_iter().chain(second).collect();
+    assert_sales_durable(&rig.db, &all).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = $1::uuid AND status = 'valid'")
+        .bind(&event)
+        .fetch_one(&rig.db)
+        .await
+        .unwrap();
+    assert_eq!(stored as usize, all.len(), "0 acknowledged sales lost, nothing sold unacknowledged");
+    assert!(stored <= 400);
+    drop(nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_owner_that_lost_its_lease_cannot_sell_what_the_new_owner_sold() {
+    let rig = Rig::new("cluster-fencing", &[]).await;
+    let specs = node_specs(&rig, 2);
+    let mut nodes = Vec::new();
+    for spec in &specs {
+        nodes.push(spec.start().await);
+    }
+    let bases: Vec<String> = specs.iter().map(ServerSpec::base).collect();
+    let client = http_client(256);
+    let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
+    const PLACES: usize = 50;
+    let event = create_event(&client, &bases[0], &organizer, general_map(PLACES), json!({})).await;
+    let buyers = create_users(&rig.db, 3 * PLACES, Role::Customer).await;
+    // The event becomes active on its owner with a first sale.
+    let (early, unexpected) = sell(&client, &bases, &event, &buyers[..5]).await;
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    let owner_id = owner(&rig.db, &event).await.expect("an owner");
+    let paused: usize = owner_id.trim_start_matches("node").parse().unwrap();
+    let other = 1 - paused;
+
+    // Pause the owner past its lease; the other node takes the event over and sells out.
+    nodes[paused].pause();
+    // Buyers queued at the paused owner meanwhile: it answers them once it wakes up.
+    let queued = {
+        let (client, base, event, buyers) =
+            (client.clone(), bases[paused].clone(), event.clone(), buyers[5..5 + PLACES].to_vec());
+        tokio::spawn(async move { sell(&client, &[base], &event, &buyers).await })
+    };
+    tokio::time::sleep(LEASE_TTL + Duration::from_millis(500)).await;
+    let (taken, unexpected) = sell(&client, &[bases[other].clone()], &event, &buyers[5 + PLACES..]).await;
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    assert_eq!(owner(&rig.db, &event).await.as_deref(), Some(format!("node{other}").as_str()));
+    let sold_by_new_owner: usize = taken.iter().map(|s| s.tickets.len()).sum();
+    assert_eq!(sold_by_new_owner, PLACES - 5, "the new owner sold what was left");
+
+    // Wake the old owner: whatever its stale memory accepts, its writes are refused.
+    nodes[paused].resume();
+    let (late, _) = queued.await.unwrap();
+    let late_sold: usize = late.iter().map(|s| s.tickets.len()).sum();
+    assert_eq!(late_sold, 0, "nothing sold twice: {late_sold} places acknowledged after the sell-out");
+    let all: Vec<Sale> = early.into_iter().chain(taken).chain(late).collect();
+    assert_sales_durable(&rig.db, &all).await;
+    let (valid, active): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tickets WHERE event_id = $1::uuid AND status = 'valid'),
+                (SELECT count(*) FROM holds WHERE event_id = $1::uuid AND status = 'active')",
+    )
+    .bind(&event)
+    .fetch_one(&rig.db)
+    .await
+    .unwrap();
+    assert_eq!((valid, active), (PLACES as i64, 0), "exactly the places, no hold left behind");
+    let refused = metric(&client, &bases[paused], "boxoffice_fencing_rejections_total").await
+        + metric(&client, &bases[paused], "boxoffice_leases_lost_total").await;
+    println!("fencing: the woken owner had {refused} writes refused or leases found lost");
+    eventually("the woken node stops routing to itself", Duration::from_secs(10), || async {
+        owner(&rig.db, &event).await.as_deref() == Some(format!("node{other}").as_str())
+    })
+    .await;
+    for spec in &specs {
+        spec.assert_no_panic_in_log();
+    }
+    drop(nodes);
+}
