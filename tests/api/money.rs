@@ -504,3 +504,31 @@ async fn card_testing_is_refused_before_it_reaches_the_provider() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_ledger_check_compares_the_providers_charges_with_the_ledger() {
+    let app = stripe_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (_, buyer, _) = app.user("customer").await;
+    let id = app.published_event(&org, None, None).await;
+    let sale = app.buy(&buyer, id, "A-1").await;
+    let reference = sale["payment_reference"].as_str().unwrap().to_owned();
+    let provider = boxoffice::payments::stripe::StripeProvider::new(
+        &secrecy::SecretString::from("sk_test_boxoffice"),
+        None,
+        Some(&localstripe_url()),
+    )
+    .unwrap();
+    let r = report::build(&app.db, &provider, Some(id), Duration::from_secs(60)).await.unwrap();
+    assert!(r.provider_checked.is_some_and(|n| n >= 1), "{}", r.render());
+    assert!(r.is_clean(), "{}", r.render());
+    // A charge the ledger lost: the provider still has it.
+    sqlx::query("DELETE FROM charges WHERE provider_ref = $1").bind(&reference).execute(&app.db).await.unwrap();
+    let r = report::build(&app.db, &provider, Some(id), Duration::from_secs(60)).await.unwrap();
+    assert!(
+        r.provider_mismatches.iter().any(|m| m.contains(&reference) && m.contains("unknown to the ledger")),
+        "{}",
+        r.render()
+    );
+    assert!(!r.is_clean());
+}
