@@ -20,6 +20,7 @@ use crate::payments::stripe::StripeProvider;
 use crate::payments::test_provider::TestProvider;
 use crate::state::{AppState, ENDED_HOLD_RETENTION, HoldOwners, Shared};
 use crate::store::cache::{Cache, RedisLink};
+use crate::store::charges::ChargeLog;
 use crate::store::db;
 use crate::store::embedded_pg::EmbeddedPostgres;
 use crate::store::journal::{JournalConfig, PgJournal};
@@ -194,8 +195,10 @@ impl Application {
         let cluster = Arc::new(Cluster::new(leases, advertise_url, pool.clone(), &jwt_secret, call_timeout));
         cluster.register().await.context("joining the cluster")?;
         tracing::info!(node = cluster.node_id(), url = %cluster.me().advertise_url, "node registered");
+        let charges = ChargeLog::start(pool.clone(), settings.charge_grace);
         let state = AppState(Arc::new(Shared {
             cluster,
+            charges,
             db: pool,
             registry,
             tokens,

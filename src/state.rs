@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::error::{ApiError, ApiResult};
 use crate::payments::PaymentProvider;
 use crate::store::cache::Cache;
+use crate::store::charges::ChargeLog;
 use crate::store::search::SearchIndex;
 use boxoffice_actors::{
     Availability, BuyerId, EventError, EventId, HoldId, HoldView, IdempotencyKey, Payment, Registry, Sale, Selection,
@@ -42,6 +43,8 @@ pub struct Shared {
     /// finds the node that runs it.
     pub registry: Registry,
     pub cluster: Arc<Cluster>,
+    /// Charge intents, group-committed (see `store::charges`).
+    pub charges: ChargeLog,
     pub tokens: TokenKeys,
     pub auth_limiter: RateLimiter,
     /// Failed payment attempts (declines, refused cards) per buyer and per hold:

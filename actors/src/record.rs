@@ -222,6 +222,10 @@ pub struct Payment {
     pub amount: i64,
     /// ISO 4217 code, e.g. `JPY`.
     pub currency: String,
+    /// The service's record of the charge (its idempotency key), when it keeps
+    /// one: the journal marks that record completed with the sale.
+    #[serde(default)]
+    pub charge_key: Option<String>,
 }
 
 /// A hold as stored.

@@ -307,8 +307,13 @@ async fn paid_purchases_are_never_shed_while_holds_are() {
         let handle = handle.clone();
         let (hold, buyer, amount) = (h.id, h.buyer, h.amount);
         async move {
-            let payment =
-                Payment { provider: "test".into(), reference: format!("pay-{hold}"), amount, currency: "JPY".into() };
+            let payment = Payment {
+                provider: "test".into(),
+                reference: format!("pay-{hold}"),
+                amount,
+                currency: "JPY".into(),
+                charge_key: None,
+            };
             handle.purchase(hold, buyer, Some(payment)).await
         }
     }));
@@ -631,7 +636,13 @@ async fn buyers_purchase_release_and_cancel_only_their_own_holds() {
     assert_eq!(handle.release(hold.id, mallory).await.unwrap_err(), not_found);
     assert_eq!(handle.get_hold_any(hold.id).await.unwrap().map(|h| h.buyer), Some(alice));
 
-    let payment = Payment { provider: "test".into(), reference: "pi_1".into(), amount: 20_000, currency: "JPY".into() };
+    let payment = Payment {
+        provider: "test".into(),
+        reference: "pi_1".into(),
+        amount: 20_000,
+        currency: "JPY".into(),
+        charge_key: None,
+    };
     let sale = handle.purchase(hold.id, alice, Some(payment.clone())).await.unwrap();
     assert_eq!(sale.payment, Some(payment));
     assert_eq!(sale.hold.status, HoldStatus::Purchased);

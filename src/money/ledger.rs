@@ -56,21 +56,7 @@ impl ChargeState {
     }
 }
 
-/// A `charges` row.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct ChargeRow {
-    pub charge_key: String,
-    pub provider: String,
-    pub hold_id: Uuid,
-    pub event_id: Uuid,
-    pub buyer_id: Uuid,
-    pub payment_method: String,
-    pub amount: i64,
-    pub currency: String,
-    pub provider_ref: Option<String>,
-    pub status: String,
-    pub attempts: i32,
-}
+pub use crate::store::charges::{CHARGE_COLUMNS, ChargeRow};
 
 impl ChargeRow {
     pub fn state(&self) -> Option<ChargeState> {
@@ -78,34 +64,13 @@ impl ChargeRow {
     }
 }
 
-pub const CHARGE_COLUMNS: &str = "charge_key, provider, hold_id, event_id, buyer_id, payment_method, amount, currency, provider_ref, status, attempts";
-
 /// Records the intent to charge (`started`, first looked at by the reconciler
-/// after `grace`), or returns the row already there for this key.
-pub async fn start_charge(state: &AppState, row: &ChargeRow, grace: Duration) -> sqlx::Result<ChargeRow> {
-    let sql = format!(
-        "WITH new AS (
-            INSERT INTO charges (charge_key, provider, hold_id, event_id, buyer_id, payment_method, amount, currency,
-                                 status, next_check_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started', now() + make_interval(secs => $9))
-            ON CONFLICT (charge_key) DO NOTHING
-            RETURNING {CHARGE_COLUMNS})
-         SELECT {CHARGE_COLUMNS} FROM new
-         UNION ALL
-         SELECT {CHARGE_COLUMNS} FROM charges WHERE charge_key = $1 AND NOT EXISTS (SELECT 1 FROM new)"
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&row.charge_key)
-        .bind(&row.provider)
-        .bind(row.hold_id)
-        .bind(row.event_id)
-        .bind(row.buyer_id)
-        .bind(&row.payment_method)
-        .bind(row.amount)
-        .bind(&row.currency)
-        .bind(grace.as_secs_f64())
-        .fetch_one(&state.db)
-        .await
+/// after `CHARGE_GRACE_MS`), or returns the row already there for this key. Group
+/// committed with the other payments of the moment (`store::charges`).
+pub async fn start_charge(state: &AppState, row: &ChargeRow) -> Result<ChargeRow, crate::error::ApiError> {
+    state.charges.record(row.clone()).await.map_err(|e| {
+        crate::error::ApiError::unavailable(format!("the payment could not be recorded: {e}"), Duration::from_secs(1))
+    })
 }
 
 /// Moves a charge on. Never moves a finished charge (`completed`, `refunded`)

@@ -134,7 +134,7 @@ async fn charge_and_record(
         status: String::new(),
         attempts: 0,
     };
-    let row = ledger::start_charge(state, &intent, state.settings.charge_grace).await?;
+    let row = ledger::start_charge(state, &intent).await?;
     if row.amount != intent.amount || row.currency != intent.currency {
         // The hold's amount cannot change; a different one means a corrupted row.
         return Err(ApiError::internal(format!("charge {} does not match its hold", row.charge_key)));
@@ -178,13 +178,15 @@ pub(crate) async fn settle_answer(
         ledger::mark_charge(&state.db, key, ChargeState::Pending, Some(&charge.reference), poll, None).await?;
         return Ok(Paid::Pending(charge));
     }
-    let retry = state.settings.reconcile_interval;
-    ledger::mark_charge(&state.db, key, ChargeState::Charged, Some(&charge.reference), retry, None).await?;
+    // Not marked `charged` here: the journal completes the charge by its key in
+    // the sale's transaction, and if the sale cannot be recorded `record_sale`
+    // marks it; after a crash in between, the reconciler asks the provider again.
     let payment = Payment {
         provider: row.provider.clone(),
         reference: charge.reference,
         amount: charge.amount,
         currency: row.currency.clone(),
+        charge_key: Some(key.clone()),
     };
     record_sale(state, row.event_id, HoldId(row.hold_id), BuyerId(row.buyer_id), payment).await
 }
@@ -236,7 +238,12 @@ pub async fn record_sale(
         }
         Err(e) => {
             // Busy, shed, timed out, stopped, or the journal failed: the money is
-            // taken and the charge is `charged`; the reconciler finishes it.
+            // taken; marked `charged`, the reconciler finishes it.
+            if let Some(key) = &payment.charge_key {
+                let retry = state.settings.reconcile_interval;
+                ledger::mark_charge(&state.db, key, ChargeState::Charged, Some(&payment.reference), retry, None)
+                    .await?;
+            }
             tracing::warn!(%hold, error = %e, "sale not recorded after a charge; the reconciler will finish it");
             metrics::counter!("boxoffice_sales_deferred_total").increment(1);
             Ok(Paid::Processing(payment.reference))
@@ -268,14 +275,22 @@ pub async fn refund_charge(
         },
     )
     .await?;
-    sqlx::query(
-        "UPDATE charges SET status = 'refunded', updated_at = now()
-         WHERE provider = $1 AND provider_ref = $2 AND status IN ('started', 'pending', 'charged')",
-    )
-    .bind(&payment.provider)
-    .bind(&payment.reference)
-    .execute(&mut *tx)
-    .await?;
+    match &payment.charge_key {
+        Some(key) => {
+            ledger::mark_charge(&mut *tx, key, ChargeState::Refunded, Some(&payment.reference), Duration::ZERO, None)
+                .await?;
+        }
+        None => {
+            sqlx::query(
+                "UPDATE charges SET status = 'refunded', updated_at = now()
+                 WHERE provider = $1 AND provider_ref = $2 AND status IN ('started', 'pending', 'charged')",
+            )
+            .bind(&payment.provider)
+            .bind(&payment.reference)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
     tx.commit().await?;
     Ok(ledger::attempt_refund(state, &key).await?)
 }

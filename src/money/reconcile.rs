@@ -143,6 +143,7 @@ pub async fn settle_charge(state: &AppState, row: &ChargeRow) {
                 reference: reference.clone(),
                 amount: row.amount,
                 currency: row.currency.clone(),
+                charge_key: Some(row.charge_key.clone()),
             };
             let sold = record_sale(state, row.event_id, HoldId(row.hold_id), BuyerId(row.buyer_id), payment).await;
             if let Ok(Paid::Sold(..)) = sold {

@@ -104,6 +104,23 @@ async fn process(state: &AppState, kind: WebhookKind) -> ApiResult<()> {
                         tracing::warn!(%reference, "payment without a hold id in its metadata; ignored");
                         return Ok(());
                     };
+                    // A charge of this hold whose answer is not recorded yet is
+                    // probably this one: let its request (or the reconciler) record
+                    // the reference first, and process this delivery after.
+                    let in_flight: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM charges WHERE hold_id = $1 AND provider = $2
+                                          AND provider_ref IS NULL AND status IN ('started', 'pending'))",
+                    )
+                    .bind(hold_id)
+                    .bind(provider)
+                    .fetch_one(&state.db)
+                    .await?;
+                    if in_flight {
+                        return Err(ApiError::conflict(
+                            crate::error::ProblemCode::Busy,
+                            "a charge of this hold is still being recorded",
+                        ));
+                    }
                     let Some(c) = adopt_charge(state, &reference, amount, hold_id).await? else {
                         tracing::warn!(%hold_id, %reference, "payment for an unknown hold; ignored");
                         return Ok(());
@@ -193,7 +210,7 @@ async fn adopt_charge(
         status: String::new(),
         attempts: 0,
     };
-    let stored = ledger::start_charge(state, &row, Duration::ZERO).await?;
+    let stored = ledger::start_charge(state, &row).await?;
     ledger::mark_charge(&state.db, &stored.charge_key, ChargeState::Charged, Some(reference), Duration::ZERO, None)
         .await?;
     Ok(Some(ChargeRow { status: "charged".into(), provider_ref: Some(reference.to_owned()), ..stored }))

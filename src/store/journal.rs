@@ -368,6 +368,7 @@ struct Columns {
     p_ref: Vec<String>,
     p_amount: Vec<i64>,
     p_currency: Vec<String>,
+    p_charge_key: Vec<Option<String>>,
     // tickets cancelled
     c_id: Vec<Uuid>,
     c_at: Vec<DateTime<Utc>>,
@@ -431,6 +432,7 @@ impl Columns {
                     self.p_ref.push(p.reference.clone());
                     self.p_amount.push(p.amount);
                     self.p_currency.push(p.currency.clone());
+                    self.p_charge_key.push(p.charge_key.clone());
                     self.outbox(Topic::PaymentCreated, hold.0, event, change);
                 }
                 self.outbox(Topic::TicketIssued, hold.0, event, change);
@@ -540,17 +542,32 @@ async fn write_batch(pool: &PgPool, records: &[Record], leases: Option<&Leases>)
         .execute(&mut *tx)
         .await?;
         // The charge behind each payment has ended as tickets, in the same
-        // transaction: the reconciler never sees a sold charge as open.
+        // transaction: the reconciler never sees a sold charge as open. Found by
+        // its key (the request path no longer writes the reference before the
+        // sale), or by the reference for charges recorded without one.
         sqlx::query(
-            "UPDATE charges SET status = 'completed', updated_at = now()
-             FROM UNNEST($1::text[], $2::text[]) AS u(provider, reference)
-             WHERE charges.provider = u.provider AND charges.provider_ref = u.reference
-               AND charges.status IN ('started', 'pending', 'charged')",
+            "UPDATE charges SET status = 'completed', provider_ref = coalesce(charges.provider_ref, u.reference),
+                    updated_at = now()
+             FROM UNNEST($1::text[], $2::text[]) AS u(charge_key, reference)
+             WHERE charges.charge_key = u.charge_key AND charges.status IN ('started', 'pending', 'charged')",
         )
-        .bind(&c.p_provider)
+        .bind(&c.p_charge_key)
         .bind(&c.p_ref)
         .execute(&mut *tx)
         .await?;
+        if c.p_charge_key.iter().any(Option::is_none) {
+            sqlx::query(
+                "UPDATE charges SET status = 'completed', updated_at = now()
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(charge_key, provider, reference)
+                 WHERE u.charge_key IS NULL AND charges.provider = u.provider AND charges.provider_ref = u.reference
+                   AND charges.status IN ('started', 'pending', 'charged')",
+            )
+            .bind(&c.p_charge_key)
+            .bind(&c.p_provider)
+            .bind(&c.p_ref)
+            .execute(&mut *tx)
+            .await?;
+        }
     }
     if !c.c_id.is_empty() {
         let cancelled = sqlx::query(

@@ -8,6 +8,7 @@
 //! Depends on the engine (`boxoffice-actors`) and `config`; never on HTTP.
 
 pub mod cache;
+pub mod charges;
 pub mod db;
 pub mod embedded_pg;
 pub mod journal;
