@@ -120,13 +120,39 @@ impl Registry {
 
     /// Stops `event`'s actor after its pending writes (e.g. the event was closed or
     /// its seat map changed); the next request reloads it.
+    ///
+    /// The entry goes only once the actor has drained: meanwhile requests reach the
+    /// draining actor and are told to retry, instead of activating a second actor
+    /// that would load the event before the first one's last writes are durable.
     pub async fn evict(&self, event: EventId) {
-        let removed = self.cells.remove(&event);
-        if let Some((_, cell)) = removed
-            && let Some(handle) = cell.get()
-        {
-            handle.drain_and_stop().await;
+        let running = self.cells.get(&event).and_then(|c| c.get().cloned());
+        match running {
+            Some(handle) => {
+                handle.drain_and_stop().await;
+                self.forget(event, &handle);
+            }
+            None => {
+                self.cells.remove(&event);
+            }
         }
+    }
+
+    /// Evicts every running actor (see [`Registry::evict`]), all at once: for a node
+    /// that must stop serving while requests keep arriving.
+    pub async fn evict_all(&self) {
+        let events: Vec<EventId> = self.running_handles().iter().map(EventHandle::event).collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for event in events {
+            let handle = self.running(event);
+            let cells = Arc::clone(&self.cells);
+            tasks.spawn(async move {
+                if let Some(handle) = handle {
+                    handle.drain_and_stop().await;
+                    cells.remove_if(&event, |_, c| c.get().is_some_and(|h| h.same_actor(&handle)));
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
     }
 
     /// Handles of every running actor.
