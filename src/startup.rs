@@ -192,7 +192,11 @@ impl Application {
         };
         // Peers answer within the event call budget; past it, the call is given up.
         let call_timeout = settings.event_call_timeout + Duration::from_secs(1);
-        let cluster = Arc::new(Cluster::new(leases, advertise_url, pool.clone(), &jwt_secret, call_timeout));
+        let upkeep_pool = db::connect_with_timeout(url.expose_secret(), 2, JOURNAL_ACQUIRE_TIMEOUT)
+            .await
+            .context("connecting the cluster's upkeep to PostgreSQL")?;
+        let cluster =
+            Arc::new(Cluster::new(leases, advertise_url, pool.clone(), upkeep_pool, &jwt_secret, call_timeout));
         cluster.register().await.context("joining the cluster")?;
         tracing::info!(node = cluster.node_id(), url = %cluster.me().advertise_url, "node registered");
         let charges = ChargeLog::start(pool.clone(), settings.charge_grace);

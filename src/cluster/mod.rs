@@ -15,8 +15,8 @@
 //!   `JWT_SECRET`, one hop); "not the owner" makes the sender look again.
 //! - **Upkeep** ([`Cluster::upkeep`]): renews this node's leases, stops events
 //!   whose lease was lost, gives up events that now hash to another member, and
-//!   steps down entirely (stops every actor) when it cannot renew for two thirds
-//!   of the TTL, before its leases can expire under it.
+//!   steps down entirely (stops every actor) when it cannot renew for half the
+//!   TTL, before its leases can expire under it.
 
 pub mod rpc;
 
@@ -62,7 +62,11 @@ enum Target {
 pub struct Cluster {
     pub leases: Arc<Leases>,
     me: Member,
+    /// For routing look-ups and `GET /cluster`.
     db: PgPool,
+    /// Heartbeats and renewals only: a pool of their own, so a node busy serving
+    /// requests still renews in time.
+    upkeep_db: PgPool,
     /// The live members (this node included), as of the last heartbeat.
     members: RwLock<Vec<Member>>,
     /// Event → who served it last, and when that was learnt.
@@ -80,6 +84,7 @@ impl Cluster {
         leases: Arc<Leases>,
         advertise_url: String,
         db: PgPool,
+        upkeep_db: PgPool,
         secret: &SecretString,
         call_timeout: Duration,
     ) -> Self {
@@ -95,6 +100,7 @@ impl Cluster {
             members: RwLock::new(vec![me.clone()]),
             me,
             db,
+            upkeep_db,
             owners: DashMap::new(),
             client,
             key: cluster_key(secret),
@@ -125,7 +131,7 @@ impl Cluster {
         )
         .bind(&self.me.node_id)
         .bind(&self.me.advertise_url)
-        .execute(&self.db)
+        .execute(&self.upkeep_db)
         .await?;
         self.refresh_members().await
     }
@@ -136,7 +142,7 @@ impl Cluster {
              WHERE stopped_at IS NULL AND heartbeat_at > now() - make_interval(secs => $1) ORDER BY node_id",
         )
         .bind(self.leases.ttl().as_secs_f64())
-        .fetch_all(&self.db)
+        .fetch_all(&self.upkeep_db)
         .await?;
         let mut members: Vec<Member> =
             rows.into_iter().map(|(node_id, advertise_url)| Member { node_id, advertise_url }).collect();
@@ -164,7 +170,7 @@ impl Cluster {
         for _ in 0..ROUTE_ATTEMPTS {
             let target = if registry.running(event).is_some() { Target::Here } else { self.route(event.0).await };
             let result = match &target {
-                Target::Here => rpc::execute(registry, event, call.clone()).await,
+                Target::Here => self.serve_here(registry, event, call.clone()).await,
                 Target::There(member) => {
                     metrics::counter!("boxoffice_cluster_forwards_total").increment(1);
                     self.send(member, event, &call).await
@@ -187,6 +193,26 @@ impl Cluster {
             }
         }
         Err(last)
+    }
+
+    /// Runs `call` on this node's actor of `event` — unless this node can no longer
+    /// trust its lease by its own clock (it was paused, or could not renew): then
+    /// the actor stops first, since memory that another node may have moved on from
+    /// must not answer (not even a refusal), and the call activates the event
+    /// afresh, which takes the lease again or says who has it.
+    pub async fn serve_here(
+        &self,
+        registry: &Registry,
+        event: EventId,
+        call: EventCall,
+    ) -> Result<EventReply, EventError> {
+        if registry.running(event).is_some() && !self.leases.is_valid(event.0) {
+            tracing::warn!(%event, "lease no longer trusted here; stopping the event's actor before answering");
+            metrics::counter!("boxoffice_lease_expired_locally_total").increment(1);
+            registry.evict(event).await;
+            self.leases.forget(event.0);
+        }
+        rpc::execute(registry, event, call).await
     }
 
     fn member(&self, node_id: &str) -> Option<Member> {
@@ -264,10 +290,10 @@ impl Cluster {
         let renewed = async {
             sqlx::query("UPDATE nodes SET heartbeat_at = now(), stopped_at = NULL WHERE node_id = $1")
                 .bind(&self.me.node_id)
-                .execute(&self.db)
+                .execute(&self.upkeep_db)
                 .await?;
             self.refresh_members().await?;
-            self.leases.renew(&self.db, &running).await
+            self.leases.renew(&self.upkeep_db, &running).await
         }
         .await;
         match renewed {
@@ -283,13 +309,15 @@ impl Cluster {
             Err(e) => {
                 let since = self.last_renewal.read().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
                 tracing::warn!(error = %e, ?since, "leases not renewed");
-                if since > self.leases.ttl() * 2 / 3 && !running.is_empty() {
+                // Renewals come every third of the TTL: past half of it, the next
+                // one could be too late, so step down now, before the leases expire.
+                if since >= self.leases.ttl() / 2 && !running.is_empty() {
                     tracing::error!("cannot renew leases: stopping every event here before the leases expire");
                     metrics::counter!("boxoffice_cluster_stepdowns_total").increment(1);
                     for (event, _) in self.leases.held() {
                         self.leases.forget(event);
                     }
-                    registry.shutdown().await;
+                    registry.evict_all().await;
                 }
             }
         }

@@ -30,6 +30,10 @@ use ledger::{ChargeRow, ChargeState, RefundIntent};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// Pauses before retrying to record a sale the event could not take at once.
+const SALE_RETRIES: [Duration; 3] =
+    [Duration::from_millis(100), Duration::from_millis(250), Duration::from_millis(500)];
+
 /// How a payment attempt ended.
 pub enum Paid {
     Sold(HoldView, Option<Payment>),
@@ -201,7 +205,19 @@ pub async fn record_sale(
     buyer: BuyerId,
     payment: Payment,
 ) -> ApiResult<Paid> {
-    let result = state.event(EventId(event_id)).purchase(hold, buyer, Some(payment.clone())).await;
+    // The money has moved: a transient refusal (the event moving between nodes,
+    // draining, busy) is retried a few times before the reconciler takes over.
+    // Safe: a purchased hold answers its first sale.
+    let mut result = state.event(EventId(event_id)).purchase(hold, buyer, Some(payment.clone())).await;
+    for pause in SALE_RETRIES {
+        match &result {
+            Err(e) if e.is_transient() => {
+                tokio::time::sleep(pause).await;
+                result = state.event(EventId(event_id)).purchase(hold, buyer, Some(payment.clone())).await;
+            }
+            _ => break,
+        }
+    }
     match result {
         Ok(sale) => {
             if let Some(first) = superseded_by(state, hold, &sale.payment, &payment.reference).await? {

@@ -10,14 +10,15 @@
 
 use dashmap::DashMap;
 use sqlx::PgPool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// The leases this node holds, by event, with their epochs.
+/// The leases this node holds, by event: the epoch, and until when this node may
+/// trust it by its own clock.
 pub struct Leases {
     node_id: String,
     ttl: Duration,
-    held: DashMap<Uuid, i64>,
+    held: DashMap<Uuid, (i64, Instant)>,
 }
 
 /// Why a lease could not be taken.
@@ -43,9 +44,23 @@ impl Leases {
         self.ttl
     }
 
+    /// How long after asking for (or renewing) a lease this node trusts it: three
+    /// quarters of the TTL, counted from before the request left, so the lease is
+    /// still live in the database whenever this node believes it (even after the
+    /// process was paused: the monotonic clock runs on).
+    fn trusted_until(&self, asked_at: Instant) -> Instant {
+        asked_at + self.ttl * 3 / 4
+    }
+
+    /// Whether this node holds `event`'s lease and may still trust it.
+    pub fn is_valid(&self, event: Uuid) -> bool {
+        self.held.get(&event).is_some_and(|e| Instant::now() < e.1)
+    }
+
     /// Takes `event`'s lease if it is free, expired or already this node's, with a
     /// new epoch; returns it.
     pub async fn acquire(&self, db: &PgPool, event: Uuid) -> Result<i64, AcquireError> {
+        let asked_at = Instant::now();
         let taken: Option<i64> = sqlx::query_scalar(
             "INSERT INTO event_leases (event_id, node_id, epoch, expires_at)
              VALUES ($1, $2, 1, now() + make_interval(secs => $3))
@@ -63,7 +78,7 @@ impl Leases {
         .map_err(AcquireError::Db)?;
         match taken {
             Some(epoch) => {
-                self.held.insert(event, epoch);
+                self.held.insert(event, (epoch, self.trusted_until(asked_at)));
                 metrics::counter!("boxoffice_lease_acquisitions_total").increment(1);
                 Ok(epoch)
             }
@@ -80,12 +95,12 @@ impl Leases {
 
     /// The epoch this node holds `event` at, if it holds it.
     pub fn epoch(&self, event: Uuid) -> Option<i64> {
-        self.held.get(&event).map(|e| *e)
+        self.held.get(&event).map(|e| e.0)
     }
 
     /// Every lease this node believes it holds.
     pub fn held(&self) -> Vec<(Uuid, i64)> {
-        self.held.iter().map(|e| (*e.key(), *e.value())).collect()
+        self.held.iter().map(|e| (*e.key(), e.value().0)).collect()
     }
 
     /// Forgets `event` (the node no longer runs it); the row expires or is
@@ -105,6 +120,7 @@ impl Leases {
                 epochs.push(epoch);
             }
         }
+        let asked_at = Instant::now();
         let renewed: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE event_leases l SET expires_at = now() + make_interval(secs => $4)
              FROM UNNEST($1::uuid[], $2::int8[]) AS u(event, epoch)
@@ -117,6 +133,11 @@ impl Leases {
         .bind(self.ttl.as_secs_f64())
         .fetch_all(db)
         .await?;
+        for event in &renewed {
+            if let Some(mut e) = self.held.get_mut(event) {
+                e.1 = self.trusted_until(asked_at);
+            }
+        }
         let lost: Vec<Uuid> = events.into_iter().filter(|e| !renewed.contains(e)).collect();
         let idle: Vec<Uuid> = self.held().into_iter().map(|(e, _)| e).filter(|e| !keep.contains(e)).collect();
         self.release(db, &idle).await?;

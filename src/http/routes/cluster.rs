@@ -76,5 +76,5 @@ async fn internal_event_call(
         ));
     }
     metrics::counter!("boxoffice_cluster_calls_served_total").increment(1);
-    Ok(axum::Json(rpc::execute(&state.registry, EventId(event_id), call).await))
+    Ok(axum::Json(state.cluster.serve_here(&state.registry, EventId(event_id), call).await))
 }

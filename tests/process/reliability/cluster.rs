@@ -46,9 +46,43 @@ async fn owner(db: &PgPool, event: &str) -> Option<String> {
         .unwrap()
 }
 
+/// What a sale got back: the 201s, the orders answered 202 `processing` (paid; the
+/// tickets follow from the reconciler), and anything else.
+#[derive(Default)]
+struct Outcome {
+    sales: Vec<Sale>,
+    processing: Vec<uuid::Uuid>,
+    unexpected: Vec<String>,
+}
+
+impl Outcome {
+    /// Places acknowledged: sold, or paid and being issued.
+    fn places(&self) -> usize {
+        self.sales.iter().map(|s| s.tickets.len()).sum::<usize>() + self.processing.len()
+    }
+
+    /// The paid orders answered `processing` all end as purchased holds.
+    async fn settle(&self, db: &PgPool) {
+        let ids = self.processing.clone();
+        eventually("every order answered `processing` gets its tickets", Duration::from_secs(30), || {
+            let ids = ids.clone();
+            async move {
+                let done: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM holds WHERE hold_id = ANY($1) AND status = 'purchased'")
+                        .bind(&ids)
+                        .fetch_one(db)
+                        .await
+                        .unwrap();
+                done as usize == ids.len()
+            }
+        })
+        .await;
+    }
+}
+
 /// Each buyer buys one place through node `i % nodes`, retrying through 503s and
-/// connection errors with the same key; the 201s.
-async fn sell(client: &reqwest::Client, bases: &[String], event: &str, buyers: &[User]) -> (Vec<Sale>, Vec<String>) {
+/// connection errors with the same key.
+async fn sell(client: &reqwest::Client, bases: &[String], event: &str, buyers: &[User]) -> Outcome {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut tasks = tokio::task::JoinSet::new();
     let bases = Arc::new(bases.to_vec());
@@ -61,16 +95,19 @@ async fn sell(client: &reqwest::Client, bases: &[String], event: &str, buyers: &
             reply
         });
     }
-    let (mut sales, mut unexpected) = (Vec::new(), Vec::new());
+    let mut out = Outcome::default();
     while let Some(reply) = tasks.join_next().await {
         let reply = reply.unwrap();
         match reply.status {
-            Some(StatusCode::CREATED) => sales.push(Sale::from_body(&reply.body)),
+            Some(StatusCode::CREATED) => out.sales.push(Sale::from_body(&reply.body)),
+            Some(StatusCode::ACCEPTED) if reply.body["status"] == "processing" => {
+                out.processing.push(reply.body["order_id"].as_str().unwrap().parse().unwrap());
+            }
             Some(StatusCode::CONFLICT) if reply.code == "sold_out" => {}
-            _ => unexpected.push(reply.describe()),
+            _ => out.unexpected.push(reply.describe()),
         }
     }
-    (sales, unexpected)
+    out
 }
 
 async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
@@ -95,11 +132,11 @@ async fn buyers_spread_over_three_nodes_never_get_more_tickets_than_places() {
     for (event, places) in [(&ga, 120usize), (&seated, 120)] {
         let buyers = create_users(&rig.db, 300, Role::Customer).await;
         let started = Instant::now();
-        let (sales, unexpected) = sell(&client, &bases, event, &buyers).await;
-        assert!(unexpected.is_empty(), "unexpected answers: {:?}", &unexpected[..unexpected.len().min(5)]);
-        let sold: usize = sales.iter().map(|s| s.tickets.len()).sum();
-        assert_eq!(sold, places, "sold out exactly, never more");
-        assert_sales_durable(&rig.db, &sales).await;
+        let out = sell(&client, &bases, event, &buyers).await;
+        assert!(out.unexpected.is_empty(), "unexpected answers: {:?}", &out.unexpected[..out.unexpected.len().min(5)]);
+        assert_eq!(out.places(), places, "sold out exactly, never more");
+        assert_sales_durable(&rig.db, &out.sales).await;
+        out.settle(&rig.db).await;
         assert_no_seat_twice(&rig.db, event).await;
         let stored: i64 =
             sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = $1::uuid AND status = 'valid'")
@@ -147,8 +184,8 @@ async fn killing_an_events_owner_moves_the_event_within_the_lease_ttl() {
     let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
     let event = create_event(&client, &bases[0], &organizer, general_map(400), json!({})).await;
     let buyers = create_users(&rig.db, 200, Role::Customer).await;
-    let (first, unexpected) = sell(&client, &bases, &event, &buyers[..100]).await;
-    assert!(unexpected.is_empty(), "{unexpected:?}");
+    let first = sell(&client, &bases, &event, &buyers[..100]).await;
+    assert!(first.unexpected.is_empty(), "{:?}", first.unexpected);
     let owner_id = owner(&rig.db, &event).await.expect("someone owns the event");
     let victim: usize = owner_id.trim_start_matches("node").parse().unwrap();
 
@@ -177,16 +214,19 @@ async fn killing_an_events_owner_moves_the_event_within_the_lease_ttl() {
     let new_owner = owner(&rig.db, &event).await.expect("a new owner");
     assert_ne!(new_owner, owner_id);
 
-    let (second, unexpected) = sell(&client, &survivors, &event, &buyers[100..]).await;
-    assert!(unexpected.is_empty(), "{unexpected:?}");
-    let all: Vec<Sale> = first.into_iter().chain(second).collect();
+    let second = sell(&client, &survivors, &event, &buyers[100..]).await;
+    assert!(second.unexpected.is_empty(), "{:?}", second.unexpected);
+    first.settle(&rig.db).await;
+    second.settle(&rig.db).await;
+    let acknowledged = first.places() + second.places();
+    let all: Vec<Sale> = first.sales.into_iter().chain(second.sales).collect();
     assert_sales_durable(&rig.db, &all).await;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = $1::uuid AND status = 'valid'")
         .bind(&event)
         .fetch_one(&rig.db)
         .await
         .unwrap();
-    assert_eq!(stored as usize, all.len(), "0 acknowledged sales lost, nothing sold unacknowledged");
+    assert_eq!(stored as usize, acknowledged, "0 acknowledged sales lost, nothing sold unacknowledged");
     assert!(stored <= 400);
     drop(nodes);
 }
@@ -206,8 +246,8 @@ async fn a_paused_owner_that_lost_its_lease_cannot_sell_what_the_new_owner_sold(
     let event = create_event(&client, &bases[0], &organizer, general_map(PLACES), json!({})).await;
     let buyers = create_users(&rig.db, 3 * PLACES, Role::Customer).await;
     // The event becomes active on its owner with a first sale.
-    let (early, unexpected) = sell(&client, &bases, &event, &buyers[..5]).await;
-    assert!(unexpected.is_empty(), "{unexpected:?}");
+    let early = sell(&client, &bases, &event, &buyers[..5]).await;
+    assert!(early.unexpected.is_empty(), "{:?}", early.unexpected);
     let owner_id = owner(&rig.db, &event).await.expect("an owner");
     let paused: usize = owner_id.trim_start_matches("node").parse().unwrap();
     let other = 1 - paused;
@@ -221,18 +261,18 @@ async fn a_paused_owner_that_lost_its_lease_cannot_sell_what_the_new_owner_sold(
         tokio::spawn(async move { sell(&client, &[base], &event, &buyers).await })
     };
     tokio::time::sleep(LEASE_TTL + Duration::from_millis(500)).await;
-    let (taken, unexpected) = sell(&client, &[bases[other].clone()], &event, &buyers[5 + PLACES..]).await;
-    assert!(unexpected.is_empty(), "{unexpected:?}");
+    let taken = sell(&client, &[bases[other].clone()], &event, &buyers[5 + PLACES..]).await;
+    assert!(taken.unexpected.is_empty(), "{:?}", taken.unexpected);
     assert_eq!(owner(&rig.db, &event).await.as_deref(), Some(format!("node{other}").as_str()));
-    let sold_by_new_owner: usize = taken.iter().map(|s| s.tickets.len()).sum();
-    assert_eq!(sold_by_new_owner, PLACES - 5, "the new owner sold what was left");
+    assert_eq!(early.places() + taken.places(), PLACES, "the new owner sold what was left");
 
     // Wake the old owner: whatever its stale memory accepts, its writes are refused.
     nodes[paused].resume();
-    let (late, _) = queued.await.unwrap();
-    let late_sold: usize = late.iter().map(|s| s.tickets.len()).sum();
-    assert_eq!(late_sold, 0, "nothing sold twice: {late_sold} places acknowledged after the sell-out");
-    let all: Vec<Sale> = early.into_iter().chain(taken).chain(late).collect();
+    let late = queued.await.unwrap();
+    assert_eq!(late.places(), 0, "nothing sold twice: {} places acknowledged after the sell-out", late.places());
+    early.settle(&rig.db).await;
+    taken.settle(&rig.db).await;
+    let all: Vec<Sale> = early.sales.into_iter().chain(taken.sales).chain(late.sales).collect();
     assert_sales_durable(&rig.db, &all).await;
     let (valid, active): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM tickets WHERE event_id = $1::uuid AND status = 'valid'),
@@ -243,15 +283,150 @@ async fn a_paused_owner_that_lost_its_lease_cannot_sell_what_the_new_owner_sold(
     .await
     .unwrap();
     assert_eq!((valid, active), (PLACES as i64, 0), "exactly the places, no hold left behind");
-    let refused = metric(&client, &bases[paused], "boxoffice_fencing_rejections_total").await
+    let refused = metric(&client, &bases[paused], "boxoffice_fencing_rejections_total").await;
+    let distrusted = metric(&client, &bases[paused], "boxoffice_lease_expired_locally_total").await
         + metric(&client, &bases[paused], "boxoffice_leases_lost_total").await;
-    println!("fencing: the woken owner had {refused} writes refused or leases found lost");
-    eventually("the woken node stops routing to itself", Duration::from_secs(10), || async {
-        owner(&rig.db, &event).await.as_deref() == Some(format!("node{other}").as_str())
-    })
-    .await;
+    println!(
+        "paused owner: on waking it stopped {distrusted} stale events before answering, {refused} writes refused by fencing"
+    );
     for spec in &specs {
         spec.assert_no_panic_in_log();
     }
     drop(nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_of_every_node_during_a_sale_loses_nothing() {
+    let rig = Rig::new("cluster-rolling", &[]).await;
+    let specs = node_specs(&rig, 3);
+    let mut nodes: Vec<Option<ServerProcess>> = Vec::new();
+    for spec in &specs {
+        nodes.push(Some(spec.start().await));
+    }
+    let bases: Vec<String> = specs.iter().map(ServerSpec::base).collect();
+    let client = http_client(256);
+    let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
+    const PLACES: usize = 2000;
+    let event = create_event(&client, &bases[0], &organizer, general_map(PLACES), json!({})).await;
+    let buyers = create_users(&rig.db, 600, Role::Customer).await;
+
+    // Buyers arrive over ~6 s, spread over the nodes, while each node is restarted in turn.
+    let sale = {
+        let (client, bases, event) = (client.clone(), bases.clone(), event.clone());
+        tokio::spawn(async move {
+            let mut waves = Vec::new();
+            for wave in buyers.chunks(50) {
+                let (client, bases, event, wave) = (client.clone(), bases.clone(), event.clone(), wave.to_vec());
+                waves.push(tokio::spawn(async move { sell(&client, &bases, &event, &wave).await }));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let mut all = Outcome::default();
+            for w in waves {
+                let o = w.await.unwrap();
+                all.sales.extend(o.sales);
+                all.processing.extend(o.processing);
+                all.unexpected.extend(o.unexpected);
+            }
+            all
+        })
+    };
+    let started = Instant::now();
+    for i in 0..nodes.len() {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let status = nodes[i].take().unwrap().terminate(Duration::from_secs(20)).await;
+        assert!(status.is_some_and(|s| s.success()), "node{i} did not stop cleanly: {status:?}");
+        nodes[i] = Some(specs[i].start().await);
+    }
+    println!("rolling restart of 3 nodes done {:?} into the sale", started.elapsed());
+    let out = sale.await.unwrap();
+    assert!(
+        out.unexpected.is_empty(),
+        "only retryable answers expected: {:?}",
+        &out.unexpected[..out.unexpected.len().min(5)]
+    );
+    assert_eq!(out.places(), 600, "every buyer bought");
+    println!(
+        "rolling restart: {} orders answered 202 processing and completed by the reconciler",
+        out.processing.len()
+    );
+    assert_sales_durable(&rig.db, &out.sales).await;
+    out.settle(&rig.db).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = $1::uuid AND status = 'valid'")
+        .bind(&event)
+        .fetch_one(&rig.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 600, "0 lost, nothing sold unacknowledged");
+    for spec in &specs {
+        spec.assert_no_panic_in_log();
+    }
+    drop(nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_loses_the_database_stops_serving_before_its_leases_expire() {
+    let rig = Rig::new("cluster-cutoff", &[]).await;
+    // Each node connects as a role of its own, so the database can be taken from one alone.
+    boxoffice::store::db::migrator().run(&rig.db).await.unwrap();
+    let roles: Vec<String> = (0..2).map(|_| format!("node_cut_{}", uuid::Uuid::new_v4().simple())).collect();
+    let password = "cut-off-node-password";
+    let mut specs = Vec::new();
+    for (spec, role) in node_specs(&rig, 2).into_iter().zip(&roles) {
+        for sql in [
+            format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+            format!("GRANT ALL ON SCHEMA public TO {role}"),
+            format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"),
+            format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&rig.db).await.unwrap();
+        }
+        let mut url = reqwest::Url::parse(&rig.db_url).unwrap();
+        url.set_username(role).unwrap();
+        url.set_password(Some(password)).unwrap();
+        specs.push(spec.env("DATABASE_URL", url.as_str()));
+    }
+    let nodes = [specs[0].start().await, specs[1].start().await];
+    let bases: Vec<String> = specs.iter().map(ServerSpec::base).collect();
+    let client = http_client(64);
+    let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
+    let event = create_event(&client, &bases[0], &organizer, general_map(100), json!({})).await;
+    let buyers = create_users(&rig.db, 20, Role::Customer).await;
+    let first = sell(&client, &bases, &event, &buyers[..5]).await;
+    assert!(first.unexpected.is_empty(), "{:?}", first.unexpected);
+    let owner_id = owner(&rig.db, &event).await.expect("an owner");
+    let cut: usize = owner_id.trim_start_matches("node").parse().unwrap();
+    let other = 1 - cut;
+
+    // Cut the owner off the database.
+    let cut_at = Instant::now();
+    for sql in [
+        format!("ALTER ROLE {} NOLOGIN", roles[cut]),
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{}'", roles[cut]),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&rig.db).await.unwrap();
+    }
+    // It steps down before its leases can expire (2/3 of the TTL, checked every TTL/3).
+    eventually("the cut-off node steps down", LEASE_TTL + Duration::from_secs(2), || async {
+        metric(&client, &bases[cut], "boxoffice_cluster_stepdowns_total").await >= 1.0
+    })
+    .await;
+    println!(
+        "cut off: the owner stepped down {:?} after losing the database (lease TTL {LEASE_TTL:?})",
+        cut_at.elapsed()
+    );
+    assert_eq!(metric(&client, &bases[cut], "boxoffice_event_actors").await, 0.0, "it runs no event any more");
+    // The other node takes the event over and sells.
+    let second = sell(&client, &bases[other..=other], &event, &buyers[5..]).await;
+    assert!(second.unexpected.is_empty(), "{:?}", second.unexpected);
+    first.settle(&rig.db).await;
+    second.settle(&rig.db).await;
+    let all: Vec<Sale> = first.sales.into_iter().chain(second.sales).collect();
+    assert_sales_durable(&rig.db, &all).await;
+    assert_eq!(owner(&rig.db, &event).await, Some(format!("node{other}")));
+    drop(nodes);
+    for role in &roles {
+        for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&rig.db).await;
+        }
+    }
 }

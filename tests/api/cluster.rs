@@ -1,0 +1,78 @@
+//! The hard guarantee of several nodes, on the journal itself: a node whose lease on an
+//! event was taken over has every write for that event refused (fencing), whatever it
+//! believes, while the new owner's writes go through. The process tests
+//! (tests/process/reliability/cluster.rs) show the whole story with real nodes; this one
+//! takes the soft guarantees (renewal, local lease clocks) out of the way.
+
+use boxoffice::store::journal::{JournalConfig, PgJournal};
+use boxoffice::store::leases::Leases;
+use boxoffice_actors::journal::{Ack, Journal, JournalError};
+use boxoffice_actors::{BuyerId, Change, EventId, HoldId, HoldRecord, HoldStatus, Items, Record, UnixMs};
+use boxoffice_testkit::spawn_app;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+fn hold_created(event: Uuid, buyer: Uuid, seat: &str) -> Record {
+    Record {
+        event: EventId(event),
+        change: Change::HoldCreated {
+            hold: HoldRecord {
+                id: HoldId::new(),
+                buyer: BuyerId(buyer),
+                items: Arc::new(Items::Seats { seats: vec![seat.to_owned()].into() }),
+                amount: 12000,
+                created_at: UnixMs::now(),
+                expires_at: UnixMs::now().plus_ms(600_000),
+                status: HoldStatus::Active,
+                idempotency_key: None,
+                fingerprint: 1,
+                tickets: vec![],
+            },
+        },
+    }
+}
+
+async fn append(journal: &PgJournal, record: Record) -> Result<(), JournalError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    journal.append(record, Ack::new(move |r| drop(tx.send(r))));
+    rx.await.expect("the journal answers")
+}
+
+#[tokio::test]
+async fn a_deposed_owners_writes_are_refused_and_the_new_owners_go_through() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (buyer, _, _) = app.user("customer").await;
+    let event = app.published_event(&org, None, None).await;
+    let ttl = Duration::from_secs(60);
+    let (a, b) = (Arc::new(Leases::new("node-a".into(), ttl)), Arc::new(Leases::new("node-b".into(), ttl)));
+    let config = JournalConfig::default();
+    let (journal_a, _) = PgJournal::start(app.db.clone(), config, Some(Arc::clone(&a)));
+    let (journal_b, _) = PgJournal::start(app.db.clone(), config, Some(Arc::clone(&b)));
+
+    let epoch_a = a.acquire(&app.db, event).await.expect("A takes the free lease");
+    assert!(b.acquire(&app.db, event).await.is_err(), "B cannot take a live lease");
+    assert_eq!(append(&journal_a, hold_created(event, buyer, "A-1")).await, Ok(()), "the owner writes");
+    assert_eq!(append(&journal_b, hold_created(event, buyer, "A-2")).await, Err(JournalError::Fenced));
+
+    // A stalls past its lease; B takes the event over. A still believes it owns it.
+    sqlx::query("UPDATE event_leases SET expires_at = now() - interval '1 second' WHERE event_id = $1")
+        .bind(event)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let epoch_b = b.acquire(&app.db, event).await.expect("B takes the expired lease");
+    assert!(epoch_b > epoch_a, "taking over increments the epoch");
+    assert_eq!(a.epoch(event), Some(epoch_a), "A has not noticed");
+    assert_eq!(append(&journal_a, hold_created(event, buyer, "A-3")).await, Err(JournalError::Fenced));
+    assert_eq!(append(&journal_b, hold_created(event, buyer, "A-3")).await, Ok(()));
+    let seats: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT items FROM holds WHERE event_id = $1 ORDER BY created_at")
+            .bind(event)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(seats.len(), 2, "only the owners' writes are stored: {seats:?}");
+    assert_eq!(a.epoch(event), None, "a fenced writer forgets the lease");
+}
