@@ -17,3 +17,4 @@ mod redis;
 mod relay;
 mod stripe;
 mod system;
+mod tls;
