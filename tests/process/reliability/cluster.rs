@@ -159,6 +159,33 @@ async fn buyers_spread_over_three_nodes_never_get_more_tickets_than_places() {
             owner(&rig.db, event).await
         );
     }
+    // The cost of a hop: the same read of a hold at the event's owner and at another node.
+    let quiet = create_event(&client, &bases[0], &organizer, general_map(10), json!({})).await;
+    let reader = create_users(&rig.db, 1, Role::Customer).await.remove(0);
+    let r = client
+        .post(format!("{}/events/{quiet}/holds", bases[0]))
+        .bearer_auth(&reader.token)
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let hold = r.json::<serde_json::Value>().await.unwrap()["hold_id"].as_str().unwrap().to_owned();
+    let at: usize = owner(&rig.db, &quiet).await.unwrap().trim_start_matches("node").parse().unwrap();
+    for (label, base) in [("at the owner", &bases[at]), ("forwarded", &bases[(at + 1) % bases.len()])] {
+        let mut times = Vec::new();
+        for _ in 0..300 {
+            let started = Instant::now();
+            let r = client.get(format!("{base}/holds/{hold}")).bearer_auth(&reader.token).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            times.push(started.elapsed());
+        }
+        times.sort();
+        println!(
+            "three nodes: GET /holds/{{id}} {label}: p50 {:?}, p99 {:?} (debug build, 300 sequential reads)",
+            times[150], times[297]
+        );
+    }
     let mut forwards = 0.0;
     for base in &bases {
         forwards += metric(&client, base, "boxoffice_cluster_forwards_total").await;
