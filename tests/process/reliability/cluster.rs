@@ -37,6 +37,44 @@ fn node_specs(rig: &Rig, n: usize) -> Vec<ServerSpec> {
         .collect()
 }
 
+/// Nodes started on the rig's database, with what the tests talk to them with.
+struct Nodes {
+    specs: Vec<ServerSpec>,
+    /// `None` while a node is down.
+    running: Vec<Option<ServerProcess>>,
+    bases: Vec<String>,
+    client: reqwest::Client,
+    organizer: User,
+}
+
+impl Nodes {
+    async fn start(rig: &Rig, specs: Vec<ServerSpec>) -> Self {
+        let mut running = Vec::new();
+        for spec in &specs {
+            running.push(Some(spec.start().await));
+        }
+        let bases = specs.iter().map(ServerSpec::base).collect();
+        let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
+        Self { specs, running, bases, client: http_client(256), organizer }
+    }
+
+    fn node(&self, i: usize) -> &ServerProcess {
+        self.running[i].as_ref().expect("the node runs")
+    }
+
+    /// A published event on `map`, created through the first node.
+    async fn event(&self, map: serde_json::Value) -> String {
+        create_event(&self.client, &self.bases[0], &self.organizer, map, json!({})).await
+    }
+
+    /// No node ever panicked; then every node is killed.
+    fn finish(self) {
+        for spec in &self.specs {
+            spec.assert_no_panic_in_log();
+        }
+    }
+}
+
 /// The node holding `event`'s live lease.
 async fn owner(db: &PgPool, event: &str) -> Option<String> {
     sqlx::query_scalar("SELECT node_id FROM event_leases WHERE event_id = $1::uuid AND expires_at > now()")
@@ -118,16 +156,10 @@ async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn buyers_spread_over_three_nodes_never_get_more_tickets_than_places() {
     let rig = Rig::new("cluster-sale", &[]).await;
-    let specs = node_specs(&rig, 3);
-    let mut nodes: Vec<ServerProcess> = Vec::new();
-    for spec in &specs {
-        nodes.push(spec.start().await);
-    }
-    let bases: Vec<String> = specs.iter().map(ServerSpec::base).collect();
-    let client = http_client(256);
-    let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
-    let ga = create_event(&client, &bases[0], &organizer, general_map(120), json!({})).await;
-    let seated = create_event(&client, &bases[1], &organizer, seated_map(6, 20), json!({})).await;
+    let nodes = Nodes::start(&rig, node_specs(&rig, 3)).await;
+    let (bases, client) = (nodes.bases.clone(), nodes.client.clone());
+    let ga = nodes.event(general_map(120)).await;
+    let seated = nodes.event(seated_map(6, 20)).await;
 
     for (event, places) in [(&ga, 120usize), (&seated, 120)] {
         let buyers = create_users(&rig.db, 300, Role::Customer).await;
@@ -160,7 +192,7 @@ async fn buyers_spread_over_three_nodes_never_get_more_tickets_than_places() {
         );
     }
     // The cost of a hop: the same read of a hold at the event's owner and at another node.
-    let quiet = create_event(&client, &bases[0], &organizer, general_map(10), json!({})).await;
+    let quiet = nodes.event(general_map(10)).await;
     let reader = create_users(&rig.db, 1, Role::Customer).await.remove(0);
     let r = client
         .post(format!("{}/events/{quiet}/holds", bases[0]))
@@ -192,24 +224,15 @@ async fn buyers_spread_over_three_nodes_never_get_more_tickets_than_places() {
     }
     println!("three nodes: {forwards} calls forwarded to an event's owner");
     assert!(forwards > 0.0, "buyers at non-owner nodes were served through the owner");
-    for spec in &specs {
-        spec.assert_no_panic_in_log();
-    }
-    drop(nodes);
+    nodes.finish();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_an_events_owner_moves_the_event_within_the_lease_ttl() {
     let rig = Rig::new("cluster-failover", &[]).await;
-    let specs = node_specs(&rig, 3);
-    let mut nodes: Vec<Option<ServerProcess>> = Vec::new();
-    for spec in &specs {
-        nodes.push(Some(spec.start().await));
-    }
-    let bases: Vec<String> = specs.iter().map(ServerSpec::base).collect();
-    let client = http_client(256);
-    let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
-    let event = create_event(&client, &bases[0], &organizer, general_map(400), json!({})).await;
+    let mut nodes = Nodes::start(&rig, node_specs(&rig, 3)).await;
+    let (bases, client) = (nodes.bases.clone(), nodes.client.clone());
+    let event = nodes.event(general_map(400)).await;
     let buyers = create_users(&rig.db, 200, Role::Customer).await;
     let first = sell(&client, &bases, &event, &buyers[..100]).await;
     assert!(first.unexpected.is_empty(), "{:?}", first.unexpected);
@@ -217,7 +240,7 @@ async fn killing_an_events_owner_moves_the_event_within_the_lease_ttl() {
     let victim: usize = owner_id.trim_start_matches("node").parse().unwrap();
 
     let killed_at = Instant::now();
-    nodes[victim].take().unwrap().sigkill();
+    nodes.running[victim].take().unwrap().sigkill();
     let survivors: Vec<String> = (0..bases.len()).filter(|i| *i != victim).map(|i| bases[i].clone()).collect();
     // The first hold that succeeds on another node after the kill.
     let probe = create_users(&rig.db, 1, Role::Customer).await.remove(0);
@@ -261,16 +284,10 @@ async fn killing_an_events_owner_moves_the_event_within_the_lease_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_owner_that_lost_its_lease_cannot_sell_what_the_new_owner_sold() {
     let rig = Rig::new("cluster-fencing", &[]).await;
-    let specs = node_specs(&rig, 2);
-    let mut nodes = Vec::new();
-    for spec in &specs {
-        nodes.push(spec.start().await);
-    }
-    let bases: Vec<String> = specs.iter().map(ServerSpec::base).collect();
-    let client = http_client(256);
-    let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
+    let nodes = Nodes::start(&rig, node_specs(&rig, 2)).await;
+    let (bases, client) = (nodes.bases.clone(), nodes.client.clone());
     const PLACES: usize = 50;
-    let event = create_event(&client, &bases[0], &organizer, general_map(PLACES), json!({})).await;
+    let event = nodes.event(general_map(PLACES)).await;
     let buyers = create_users(&rig.db, 3 * PLACES, Role::Customer).await;
     // The event becomes active on its owner with a first sale.
     let early = sell(&client, &bases, &event, &buyers[..5]).await;
@@ -280,7 +297,7 @@ async fn a_paused_owner_that_lost_its_lease_cannot_sell_what_the_new_owner_sold(
     let other = 1 - paused;
 
     // Pause the owner past its lease; the other node takes the event over and sells out.
-    nodes[paused].pause();
+    nodes.node(paused).pause();
     // Buyers queued at the paused owner meanwhile: it answers them once it wakes up.
     let queued = {
         let (client, base, event, buyers) =
@@ -294,7 +311,7 @@ async fn a_paused_owner_that_lost_its_lease_cannot_sell_what_the_new_owner_sold(
     assert_eq!(early.places() + taken.places(), PLACES, "the new owner sold what was left");
 
     // Wake the old owner: whatever its stale memory accepts, its writes are refused.
-    nodes[paused].resume();
+    nodes.node(paused).resume();
     let late = queued.await.unwrap();
     assert_eq!(late.places(), 0, "nothing sold twice: {} places acknowledged after the sell-out", late.places());
     early.settle(&rig.db).await;
@@ -316,25 +333,16 @@ async fn a_paused_owner_that_lost_its_lease_cannot_sell_what_the_new_owner_sold(
     println!(
         "paused owner: on waking it stopped {distrusted} stale events before answering, {refused} writes refused by fencing"
     );
-    for spec in &specs {
-        spec.assert_no_panic_in_log();
-    }
-    drop(nodes);
+    nodes.finish();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_restart_of_every_node_during_a_sale_loses_nothing() {
     let rig = Rig::new("cluster-rolling", &[]).await;
-    let specs = node_specs(&rig, 3);
-    let mut nodes: Vec<Option<ServerProcess>> = Vec::new();
-    for spec in &specs {
-        nodes.push(Some(spec.start().await));
-    }
-    let bases: Vec<String> = specs.iter().map(ServerSpec::base).collect();
-    let client = http_client(256);
-    let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
+    let mut nodes = Nodes::start(&rig, node_specs(&rig, 3)).await;
+    let (bases, client) = (nodes.bases.clone(), nodes.client.clone());
     const PLACES: usize = 2000;
-    let event = create_event(&client, &bases[0], &organizer, general_map(PLACES), json!({})).await;
+    let event = nodes.event(general_map(PLACES)).await;
     let buyers = create_users(&rig.db, 600, Role::Customer).await;
 
     // Buyers arrive over ~6 s, spread over the nodes, while each node is restarted in turn.
@@ -358,11 +366,11 @@ async fn a_rolling_restart_of_every_node_during_a_sale_loses_nothing() {
         })
     };
     let started = Instant::now();
-    for i in 0..nodes.len() {
+    for i in 0..nodes.running.len() {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let status = nodes[i].take().unwrap().terminate(Duration::from_secs(20)).await;
+        let status = nodes.running[i].take().unwrap().terminate(Duration::from_secs(20)).await;
         assert!(status.is_some_and(|s| s.success()), "node{i} did not stop cleanly: {status:?}");
-        nodes[i] = Some(specs[i].start().await);
+        nodes.running[i] = Some(nodes.specs[i].start().await);
     }
     println!("rolling restart of 3 nodes done {:?} into the sale", started.elapsed());
     let out = sale.await.unwrap();
@@ -384,10 +392,7 @@ async fn a_rolling_restart_of_every_node_during_a_sale_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(stored, 600, "0 lost, nothing sold unacknowledged");
-    for spec in &specs {
-        spec.assert_no_panic_in_log();
-    }
-    drop(nodes);
+    nodes.finish();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -412,11 +417,9 @@ async fn a_node_that_loses_the_database_stops_serving_before_its_leases_expire()
         url.set_password(Some(password)).unwrap();
         specs.push(spec.env("DATABASE_URL", url.as_str()));
     }
-    let nodes = [specs[0].start().await, specs[1].start().await];
-    let bases: Vec<String> = specs.iter().map(ServerSpec::base).collect();
-    let client = http_client(64);
-    let organizer = create_users(&rig.db, 1, Role::Organizer).await.remove(0);
-    let event = create_event(&client, &bases[0], &organizer, general_map(100), json!({})).await;
+    let nodes = Nodes::start(&rig, specs).await;
+    let (bases, client) = (nodes.bases.clone(), nodes.client.clone());
+    let event = nodes.event(general_map(100)).await;
     let buyers = create_users(&rig.db, 20, Role::Customer).await;
     let first = sell(&client, &bases, &event, &buyers[..5]).await;
     assert!(first.unexpected.is_empty(), "{:?}", first.unexpected);
@@ -450,7 +453,7 @@ async fn a_node_that_loses_the_database_stops_serving_before_its_leases_expire()
     let all: Vec<Sale> = first.sales.into_iter().chain(second.sales).collect();
     assert_sales_durable(&rig.db, &all).await;
     assert_eq!(owner(&rig.db, &event).await, Some(format!("node{other}")));
-    drop(nodes);
+    nodes.finish();
     for role in &roles {
         for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
             let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&rig.db).await;
