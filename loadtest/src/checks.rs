@@ -41,7 +41,7 @@ impl Check {
         Self { name: name.to_owned(), passed, critical: true, detail }
     }
 
-    fn info(name: &str, detail: String) -> Self {
+    pub fn info(name: &str, detail: String) -> Self {
         Self { name: name.to_owned(), passed: true, critical: false, detail }
     }
 

@@ -55,6 +55,11 @@ pub struct TargetArgs {
     /// Keep the spawned server's data directory (and its PostgreSQL cluster files).
     #[arg(long, global = true)]
     pub keep_server_data: bool,
+    /// With --spawn: start this many server nodes on one PostgreSQL (the first node's
+    /// embedded cluster, or --database-url) and spread every request over them in turn,
+    /// as a load balancer would.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub nodes: u32,
     /// Server process id, to report its CPU time (found automatically with --spawn).
     #[arg(long, global = true, value_name = "PID")]
     pub server_pid: Option<u32>,

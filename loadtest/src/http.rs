@@ -26,8 +26,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Api {
     client: Client<HttpConnector, Full<Bytes>>,
-    /// `http://host:port`, no trailing slash.
-    base: Arc<str>,
+    /// `http://host:port`, no trailing slash: one per node; requests take them in turn.
+    bases: Arc<[Arc<str>]>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
     timeout: Duration,
 }
 
@@ -106,7 +107,44 @@ impl Api {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(usize::MAX)
             .build(connector);
-        Ok(Self { client, base: base.into(), timeout })
+        Ok(Self {
+            client,
+            bases: vec![Arc::<str>::from(base)].into(),
+            next: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            timeout,
+        })
+    }
+
+    /// An API that spreads requests over `base_urls` in turn (several nodes behind
+    /// a round-robin load balancer).
+    pub fn spread(base_urls: &[String], timeout: Duration) -> anyhow::Result<Self> {
+        let first = base_urls.first().context("no server to talk to")?;
+        let mut api = Self::new(first, timeout)?;
+        api.bases = base_urls.iter().map(|b| loopback_base(b).map(Arc::<str>::from)).collect::<anyhow::Result<_>>()?;
+        Ok(api)
+    }
+
+    /// The same client, talking to the first node only (for its metrics).
+    pub fn first(&self) -> Self {
+        Self { bases: vec![Arc::clone(&self.bases[0])].into(), next: Arc::default(), ..self.clone() }
+    }
+
+    /// The same client, talking to node `i` only.
+    pub fn node(&self, i: usize) -> Self {
+        Self { bases: vec![Arc::clone(&self.bases[i % self.bases.len()])].into(), next: Arc::default(), ..self.clone() }
+    }
+
+    /// How many nodes requests are spread over.
+    pub fn nodes(&self) -> usize {
+        self.bases.len()
+    }
+
+    fn base(&self) -> &str {
+        if self.bases.len() == 1 {
+            return &self.bases[0];
+        }
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.bases[i % self.bases.len()]
     }
 
     /// One request and its whole response, within the timeout.
@@ -118,7 +156,7 @@ impl Api {
         body: Option<Bytes>,
         idempotency_key: Option<&str>,
     ) -> Exchange {
-        let mut builder = Request::builder().method(method).uri(format!("{}{}", self.base, path));
+        let mut builder = Request::builder().method(method).uri(format!("{}{}", self.base(), path));
         if let Some(auth) = auth {
             builder = builder.header(AUTHORIZATION, auth);
         }

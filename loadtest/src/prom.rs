@@ -16,6 +16,24 @@ pub async fn scrape(api: &Api) -> Option<Scrape> {
     r.ok().then(|| parse(&String::from_utf8_lossy(&r.body)))
 }
 
+impl Scrape {
+    /// The sum of every series of `name` (all label sets).
+    pub fn total(&self, name: &str) -> f64 {
+        self.0.iter().filter(|(series, _)| split_series(series).0 == name).map(|(_, v)| v).sum()
+    }
+}
+
+/// `name` summed over every node of `api`, before or after the run.
+pub async fn total_over_nodes(api: &Api, name: &str) -> f64 {
+    let mut total = 0.0;
+    for i in 0..api.nodes() {
+        if let Some(s) = scrape(&api.node(i)).await {
+            total += s.total(name);
+        }
+    }
+    total
+}
+
 pub fn parse(text: &str) -> Scrape {
     Scrape(
         text.lines()

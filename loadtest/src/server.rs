@@ -27,12 +27,22 @@ const SPAWN_AUTH_RATE_LIMIT: &str = "1000000";
 
 pub struct Target {
     pub base_url: String,
+    /// Every node's base URL (the first is `base_url`).
+    pub base_urls: Vec<String>,
     pub database: Option<PgConnectOptions>,
     pub server_pid: Option<u32>,
     pub postgres_pid: Option<u32>,
     /// Human description for the report.
     pub description: String,
     spawned: Option<SpawnedServer>,
+    /// Nodes 1.. of a spawned cluster (node 0 is `spawned`, which runs the database).
+    others: Vec<SpawnedServer>,
+}
+
+/// What every spawned node shares.
+struct Shared {
+    jwt_secret: String,
+    qr_key: String,
 }
 
 impl Target {
@@ -40,29 +50,62 @@ impl Target {
         let given_db = args.database_url.as_deref().map(parse_database_url).transpose()?;
         if !args.spawn {
             crate::http::loopback_base(&args.url)?;
+            if args.nodes > 1 {
+                bail!("--nodes needs --spawn");
+            }
             return Ok(Self {
                 base_url: args.url.clone(),
+                base_urls: vec![args.url.clone()],
                 database: given_db,
                 server_pid: args.server_pid,
                 postgres_pid: args.postgres_pid,
                 description: format!("running server at {}", args.url),
                 spawned: None,
+                others: Vec::new(),
             });
         }
-        let server = SpawnedServer::start(args).await?;
+        // Several nodes must accept each other's tokens and tickets: one set of keys.
+        let shared = Shared {
+            jwt_secret: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
+            qr_key: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
+        };
+        let server = SpawnedServer::start(args, 0, &shared, args.database_url.as_deref()).await?;
         let database = match given_db {
             Some(db) => Some(db),
             None => Some(server.embedded_database()?),
         };
+        let mut others = Vec::new();
+        if args.nodes > 1 {
+            let url = match &args.database_url {
+                Some(url) => url.clone(),
+                None => server.embedded_url()?,
+            };
+            for node in 1..args.nodes as usize {
+                match SpawnedServer::start(args, node, &shared, Some(&url)).await {
+                    Ok(other) => others.push(other),
+                    Err(e) => {
+                        for other in others {
+                            let _ = other.stop().await;
+                        }
+                        let _ = server.stop().await;
+                        return Err(e);
+                    }
+                }
+            }
+        }
         let description = format!(
-            "spawned {} at {} ({}; data dir {})",
+            "spawned {}{} at {} ({}; data dir {})",
             server.bin.display(),
+            if args.nodes > 1 { format!(" ×{} nodes, requests spread in turn", args.nodes) } else { String::new() },
             server.base_url,
             if args.database_url.is_some() { "DATABASE_URL given" } else { "embedded PostgreSQL, fsync on" },
             server.data_dir.display()
         );
+        let base_urls = std::iter::once(&server).chain(&others).map(|s| s.base_url.clone()).collect();
         Ok(Self {
             base_url: server.base_url.clone(),
+            base_urls,
+            others,
             database,
             server_pid: args.server_pid.or(server.child.id()),
             postgres_pid: args.postgres_pid.or_else(|| server.postmaster_pid()),
@@ -96,6 +139,10 @@ impl Target {
 
     /// Stops the spawned server, if any.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        // Node 0 last: it runs the embedded database the others use.
+        for other in self.others {
+            other.stop().await?;
+        }
         match self.spawned {
             Some(server) => server.stop().await,
             None => Ok(()),
@@ -123,11 +170,16 @@ struct SpawnedServer {
 }
 
 impl SpawnedServer {
-    async fn start(args: &TargetArgs) -> anyhow::Result<Self> {
+    async fn start(
+        args: &TargetArgs,
+        node: usize,
+        shared: &Shared,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let bin = locate_server(args.server_bin.as_deref())?;
         let port = free_port()?;
         let data_dir = std::env::temp_dir().join(format!(
-            "boxoffice-loadtest-{}-{}",
+            "boxoffice-loadtest-{}-{}-node{node}",
             std::process::id(),
             chrono::Utc::now().format("%Y%m%d%H%M%S%3f")
         ));
@@ -138,6 +190,9 @@ impl SpawnedServer {
             .env("BOXOFFICE_DATA_DIR", &data_dir)
             .env("AUTH_RATE_LIMIT_PER_MINUTE", SPAWN_AUTH_RATE_LIMIT)
             .env("COOKIE_SECURE", "false")
+            .env("NODE_ID", format!("node{node}"))
+            .env("JWT_SECRET", &shared.jwt_secret)
+            .env("QR_SIGNING_KEY", &shared.qr_key)
             // Embedded defaults: nothing inherited may point the server elsewhere.
             .env_remove("REDIS_URL")
             .env_remove("STRIPE_SECRET_KEY")
@@ -148,7 +203,7 @@ impl SpawnedServer {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        match &args.database_url {
+        match database_url {
             Some(url) => cmd.env("DATABASE_URL", url),
             None => cmd.env_remove("DATABASE_URL"),
         };
@@ -158,7 +213,7 @@ impl SpawnedServer {
             bin,
             base_url: format!("http://127.0.0.1:{port}"),
             data_dir,
-            database_url: args.database_url.clone(),
+            database_url: database_url.map(str::to_owned),
             keep_data: args.keep_server_data,
         };
         eprintln!("loadtest: started {} on {} (log {})", server.bin.display(), server.base_url, server.log().display());
@@ -219,6 +274,14 @@ impl SpawnedServer {
             .username("boxoffice")
             .password(password.trim())
             .database("boxoffice"))
+    }
+
+    /// The embedded cluster's URL, for the other nodes of a spawned cluster.
+    fn embedded_url(&self) -> anyhow::Result<String> {
+        let db = self.embedded_database()?;
+        let password = std::fs::read_to_string(self.cluster_dir().join("boxoffice.password"))
+            .context("reading the embedded cluster's password")?;
+        Ok(format!("postgres://boxoffice:{}@127.0.0.1:{}/boxoffice", password.trim(), db.get_port()))
     }
 
     fn postmaster_pid(&self) -> Option<u32> {
