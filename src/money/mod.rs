@@ -86,6 +86,43 @@ pub async fn pay(
         .unwrap_or_else(|e| Err(ApiError::internal(format!("payment task failed: {e}"))))
 }
 
+/// The window over which failed payment attempts are counted.
+const PAYMENT_FAILURE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Whether `buyer` may try to pay for `hold` now (card testing, see
+/// `state::PaymentThrottle`): counted in Redis when configured, so every node
+/// sees the same failures; in this process otherwise (or when Redis is away).
+async fn payment_allowed(state: &AppState, buyer: Uuid, hold: Uuid) -> Result<(), Duration> {
+    if state.cache.is_enabled() {
+        let limits = [
+            (format!("payfail:buyer:{buyer}"), crate::state::FAILED_PAYMENTS_PER_BUYER_HOUR),
+            (format!("payfail:hold:{hold}"), crate::state::FAILED_PAYMENTS_PER_HOLD),
+        ];
+        let mut shared = true;
+        for (key, limit) in &limits {
+            match state.cache.window_count(key, PAYMENT_FAILURE_WINDOW).await {
+                Some((count, left)) if count >= u64::from(*limit) => return Err(left),
+                Some(_) => {}
+                None => shared = false,
+            }
+        }
+        if shared {
+            return Ok(());
+        }
+    }
+    state.payment_throttle.allowed(buyer, hold)
+}
+
+/// Counts a failed payment attempt (declined or refused card).
+async fn payment_failed(state: &AppState, buyer: Uuid, hold: Uuid) {
+    state.payment_throttle.failed(buyer, hold);
+    if state.cache.is_enabled() {
+        for key in [format!("payfail:buyer:{buyer}"), format!("payfail:hold:{hold}")] {
+            let _ = state.cache.incr_window(&key, PAYMENT_FAILURE_WINDOW).await;
+        }
+    }
+}
+
 /// The charge request for a `charges` row: the same parameters every time, as
 /// reusing an idempotency key requires.
 pub(crate) fn charge_request(row: &ChargeRow) -> ChargeRequest {
@@ -115,7 +152,7 @@ async fn charge_and_record(
         "card" if state.payments.name() == "test" => "pm_card_visa",
         other => other,
     };
-    if let Err(wait) = state.payment_throttle.allowed(view.buyer.0, view.id.0) {
+    if let Err(wait) = payment_allowed(state, view.buyer.0, view.id.0).await {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ProblemCode::TooManyPaymentAttempts,
@@ -149,7 +186,7 @@ async fn charge_and_record(
         _ => state.payments.charge(charge_request(&row)).await,
     };
     if matches!(answer, Err(PaymentError::Declined { .. } | PaymentError::Invalid(_))) {
-        state.payment_throttle.failed(view.buyer.0, view.id.0);
+        payment_failed(state, view.buyer.0, view.id.0).await;
     }
     settle_answer(state, &row, answer).await
 }

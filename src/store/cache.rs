@@ -203,6 +203,21 @@ impl Cache {
         .await
     }
 
+    /// The hits counted on `key` in the current window of length `window` (see
+    /// [`Cache::incr_window`]), without counting one; `None` when Redis is
+    /// unavailable, and the window's end.
+    pub async fn window_count(&self, key: &str, window: Duration) -> Option<(u64, Duration)> {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let wkey = window_key(&self.prefix, key, window_ms, now_ms);
+        let left = Duration::from_millis(window_ms - now_ms % window_ms);
+        self.call("window_count", |mut c| async move {
+            let count: Option<u64> = redis::cmd("GET").arg(&wkey).query_async(&mut c).await?;
+            Ok((count.unwrap_or(0), left))
+        })
+        .await
+    }
+
     /// Runs one Redis call under the timeout; any failure is a `None`.
     async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Option<T>
     where

@@ -532,3 +532,28 @@ async fn the_ledger_check_compares_the_providers_charges_with_the_ledger() {
     );
     assert!(!r.is_clean());
 }
+
+#[tokio::test]
+async fn card_testing_limits_are_shared_by_every_node_through_redis() {
+    let redis = boxoffice_testkit::RedisServer::start().await;
+    let db = fresh_database().await;
+    let url = redis.url();
+    let a = spawn_app_on(db.clone(), &[("REDIS_URL", url.as_str()), ("NODE_ID", "node-a")]).await;
+    let b = spawn_app_on(db, &[("REDIS_URL", url.as_str()), ("NODE_ID", "node-b")]).await;
+    let (_, org, _) = a.user("organizer").await;
+    let (_, buyer, _) = a.user("customer").await;
+    let id = a.published_event(&org, None, None).await;
+    let h = hold(&a, &buyer, id, &["A-3"]).await;
+    for card in [
+        "pm_card_chargeDeclined",
+        "pm_card_chargeDeclinedInsufficientFunds",
+        "pm_card_chargeDeclinedLostCard",
+        "pm_card_chargeDeclinedStolenCard",
+        "pm_card_chargeDeclinedExpiredCard",
+    ] {
+        assert_problem(pay(&a, &buyer, &h, card).await, StatusCode::PAYMENT_REQUIRED, "payment_declined").await;
+    }
+    // The other node has seen none of these failures itself, yet refuses the next attempt.
+    let r = pay(&b, &buyer, &h, "pm_card_visa").await;
+    assert_problem(r, StatusCode::TOO_MANY_REQUESTS, "too_many_payment_attempts").await;
+}
