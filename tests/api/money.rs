@@ -419,11 +419,15 @@ async fn a_stored_delivery_interrupted_by_a_crash_is_processed_by_the_reconciler
         scalar(&app, "SELECT count(*) FROM tickets WHERE hold_id = $1", &h).await == 1
     })
     .await;
-    let status: String = sqlx::query_scalar("SELECT status FROM webhook_events WHERE event_id = 'evt_crash_1'")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(status, "processed");
+    // The delivery is marked processed just after its sale is recorded.
+    eventually("the delivery is marked processed", Duration::from_secs(10), || async {
+        let status: String = sqlx::query_scalar("SELECT status FROM webhook_events WHERE event_id = 'evt_crash_1'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        status == "processed"
+    })
+    .await;
     // The provider delivers it again: acknowledged, nothing more.
     assert_eq!(deliver(&app, "evt_crash_1", &h, "pi_crash_1").await, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(300)).await;
