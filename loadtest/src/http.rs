@@ -126,7 +126,7 @@ impl Api {
 
     /// The same client, talking to the first node only (for its metrics).
     pub fn first(&self) -> Self {
-        Self { bases: vec![Arc::clone(&self.bases[0])].into(), next: Arc::default(), ..self.clone() }
+        self.node(0)
     }
 
     /// The same client, talking to node `i` only.

@@ -275,11 +275,6 @@ pub async fn attempt_refund(state: &AppState, key: &str) -> sqlx::Result<RefundS
     Ok(status)
 }
 
-/// The status of the refund recorded under `key`, if any.
-pub async fn refund_status(db: impl PgExecutor<'_>, key: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT status FROM refunds WHERE refund_key = $1").bind(key).fetch_optional(db).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
