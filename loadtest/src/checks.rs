@@ -1,9 +1,9 @@
 //! After the sale: did anything oversell, and is every acknowledged sale there?
 //!
-//! - Oversell: the event's live availability (`GET /events/{id}/details`) has
-//!   `sold <= capacity` and `available + held + sold = capacity`; no seat label
-//!   appears in two acknowledged purchases; and, with a database, no seat has two
-//!   tickets that are not cancelled.
+//! - Oversell: every event's live availability (`GET /events/{id}/details`) has
+//!   `sold <= capacity` and `available + held + sold = capacity`; no seat of an
+//!   event appears in two acknowledged purchases; and, with a database, no seat
+//!   has two tickets that are not cancelled.
 //! - Lost writes: every ticket of every 2xx purchase exists and is valid (SQL, or
 //!   each buyer's `GET /tickets/user/{id}` without a database), every 2xx hold is
 //!   stored, and the counts of sold seats and valid tickets equal what was
@@ -37,7 +37,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &str, passed: bool, detail: String) -> Self {
+    pub fn new(name: &str, passed: bool, detail: String) -> Self {
         Self { name: name.to_owned(), passed, critical: true, detail }
     }
 
@@ -60,12 +60,23 @@ struct Availability {
     total: Counts,
 }
 
+/// An event's live counts, from its details.
 #[derive(Deserialize, Clone, Copy)]
-struct Counts {
-    capacity: u64,
-    available: u64,
-    held: u64,
-    sold: u64,
+pub struct Counts {
+    pub capacity: u64,
+    pub available: u64,
+    pub held: u64,
+    pub sold: u64,
+}
+
+/// `GET /events/{id}/details`: the event's live counts over every section.
+pub async fn counts(api: &Api, event: Uuid) -> anyhow::Result<Counts> {
+    let r = api.get(&format!("/events/{event}/details"), None).await?;
+    if !r.ok() {
+        anyhow::bail!("GET details answered {}", r.status);
+    }
+    let d: Details = r.json()?;
+    Ok(d.availability.ok_or_else(|| anyhow::anyhow!("no availability in the details"))?.total)
 }
 
 /// What the generator was told: seats and tickets of every 2xx purchase.
@@ -98,7 +109,7 @@ fn acknowledged(sale: &Sale) -> Acknowledged {
                 ack.ticket_duplicates += 1;
             }
             if let Some(seat) = seat
-                && !seats.insert(seat.clone())
+                && !seats.insert((a.venue, seat.clone()))
             {
                 ack.seat_duplicates.push(seat.clone());
             }
@@ -137,19 +148,26 @@ pub async fn run(api: &Api, sale: &Arc<Sale>, pool: Option<&PgPool>) -> Vec<Chec
 
     let details_name = "oversell: live availability (GET /events/{id}/details)";
     match availability(api, sale).await {
-        Ok(c) => {
-            let capacity = u64::from(sale.plan.capacity());
-            let ok = c.sold <= c.capacity && c.available + c.held + c.sold == c.capacity && c.capacity == capacity;
+        Ok((c, inconsistent)) => {
+            let ok = inconsistent == 0
+                && c.sold <= c.capacity
+                && c.available + c.held + c.sold == c.capacity
+                && c.capacity == sale.capacity();
             checks.push(Check::new(
                 details_name,
                 ok,
                 format!(
-                    "capacity {}, sold {}, held {}, available {} (sum {})",
+                    "capacity {}, sold {}, held {}, available {} (sum {}){}",
                     c.capacity,
                     c.sold,
                     c.held,
                     c.available,
-                    c.available + c.held + c.sold
+                    c.available + c.held + c.sold,
+                    match (sale.venues.len(), inconsistent) {
+                        (1, _) => String::new(),
+                        (n, 0) => format!(" over {n} events, each consistent"),
+                        (n, bad) => format!(" over {n} events; {bad} events INCONSISTENT"),
+                    }
                 ),
             ));
             checks.push(Check::new(
@@ -176,17 +194,30 @@ pub async fn run(api: &Api, sale: &Arc<Sale>, pool: Option<&PgPool>) -> Vec<Chec
     checks
 }
 
-async fn availability(api: &Api, sale: &Sale) -> anyhow::Result<Counts> {
-    let r = api.get(&format!("/events/{}/details", sale.event_id), None).await?;
-    if !r.ok() {
-        anyhow::bail!("GET details answered {}", r.status);
+/// Every event's counts added up, and how many events' own counts do not add up
+/// (sold over capacity, a sum that is not the capacity, another capacity than planned).
+async fn availability(api: &Api, sale: &Sale) -> anyhow::Result<(Counts, usize)> {
+    let mut sum = Counts { capacity: 0, available: 0, held: 0, sold: 0 };
+    let mut inconsistent = 0;
+    for venue in &sale.venues {
+        let c = counts(api, venue.event_id).await?;
+        if c.sold > c.capacity
+            || c.available + c.held + c.sold != c.capacity
+            || c.capacity != u64::from(sale.plan.capacity())
+        {
+            inconsistent += 1;
+        }
+        sum.capacity += c.capacity;
+        sum.available += c.available;
+        sum.held += c.held;
+        sum.sold += c.sold;
     }
-    let d: Details = r.json()?;
-    Ok(d.availability.ok_or_else(|| anyhow::anyhow!("no availability in the details"))?.total)
+    Ok((sum, inconsistent))
 }
 
 async fn sql_checks(pool: &PgPool, sale: &Sale, ack: &Acknowledged) -> Vec<Check> {
-    let event = sale.event_id;
+    let event: Vec<Uuid> = sale.venues.iter().map(|v| v.event_id).collect();
+    let event = &event;
     let acked_seats = ack.tickets.len() as u64;
     let unknown = ack.unresolved_seats;
     let mut checks = Vec::new();
@@ -194,8 +225,8 @@ async fn sql_checks(pool: &PgPool, sale: &Sale, ack: &Acknowledged) -> Vec<Check
     let name = "oversell (SQL): no seat with two live tickets";
     let dup: Result<i64, _> = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT seat_number FROM tickets
-          WHERE event_id = $1 AND status <> 'cancelled' AND seat_number IS NOT NULL
-          GROUP BY seat_number HAVING count(*) > 1) d",
+          WHERE event_id = ANY($1) AND status <> 'cancelled' AND seat_number IS NOT NULL
+          GROUP BY event_id, seat_number HAVING count(*) > 1) d",
     )
     .bind(event)
     .fetch_one(pool)
@@ -207,7 +238,7 @@ async fn sql_checks(pool: &PgPool, sale: &Sale, ack: &Acknowledged) -> Vec<Check
 
     let name = "lost writes (SQL): valid tickets = tickets acknowledged";
     let valid: Result<i64, _> =
-        sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = $1 AND status = 'valid'")
+        sqlx::query_scalar("SELECT count(*) FROM tickets WHERE event_id = ANY($1) AND status = 'valid'")
             .bind(event)
             .fetch_one(pool)
             .await;
@@ -222,7 +253,7 @@ async fn sql_checks(pool: &PgPool, sale: &Sale, ack: &Acknowledged) -> Vec<Check
 
     let name = "lost writes (SQL): every acknowledged ticket id is stored and valid";
     let found: Result<i64, _> = sqlx::query_scalar(
-        "SELECT count(*) FROM tickets WHERE event_id = $1 AND status = 'valid' AND ticket_id = ANY($2)",
+        "SELECT count(*) FROM tickets WHERE event_id = ANY($1) AND status = 'valid' AND ticket_id = ANY($2)",
     )
     .bind(event)
     .bind(&ack.tickets)
@@ -238,7 +269,7 @@ async fn sql_checks(pool: &PgPool, sale: &Sale, ack: &Acknowledged) -> Vec<Check
     let name = "lost writes (SQL): every acknowledged hold is stored";
     let holds = sale.hold_ids.lock().expect("hold ids lock").clone();
     let found: Result<i64, _> =
-        sqlx::query_scalar("SELECT count(*) FROM holds WHERE event_id = $1 AND hold_id = ANY($2)")
+        sqlx::query_scalar("SELECT count(*) FROM holds WHERE event_id = ANY($1) AND hold_id = ANY($2)")
             .bind(event)
             .bind(&holds)
             .fetch_one(pool)
@@ -252,7 +283,7 @@ async fn sql_checks(pool: &PgPool, sale: &Sale, ack: &Acknowledged) -> Vec<Check
 
     let name = "lost writes (SQL): every acknowledged order is a purchased hold";
     let found: Result<i64, _> = sqlx::query_scalar(
-        "SELECT count(*) FROM holds WHERE event_id = $1 AND status = 'purchased' AND hold_id = ANY($2)",
+        "SELECT count(*) FROM holds WHERE event_id = ANY($1) AND status = 'purchased' AND hold_id = ANY($2)",
     )
     .bind(event)
     .bind(&ack.order_ids)
@@ -274,17 +305,23 @@ async fn sql_checks(pool: &PgPool, sale: &Sale, ack: &Acknowledged) -> Vec<Check
 /// run left in flight (charges without tickets yet, refunds not yet confirmed).
 const MONEY_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The server's own ledger check, `boxoffice reconcile --event ID`: exit 0 when
+/// The server's own ledger check, `boxoffice reconcile [--event ID]`: exit 0 when
 /// what was charged equals what was refunded plus the tickets kept.
 pub async fn ledger(command: Option<tokio::process::Command>) -> Check {
-    let name = "money: `boxoffice reconcile --event` is clean";
+    let name = "money: `boxoffice reconcile` is clean";
     let Some(mut command) = command else {
         return Check::info(name, "not run: the server was not started by --spawn".into());
     };
     match command.output().await {
         Ok(out) => {
             let text = String::from_utf8_lossy(&out.stdout);
-            let summary = text.lines().filter(|l| !l.trim().is_empty()).nth(1).unwrap_or("").trim().to_owned();
+            // A header, one line per event, the provider's line and the verdict.
+            let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let summary = match lines.len() {
+                4 => lines[1].to_owned(),
+                n if n > 4 => format!("{} events, {}", n - 3, lines[n - 1]),
+                _ => lines.join(" | "),
+            };
             let detail = if out.status.success() {
                 summary
             } else {
@@ -297,11 +334,11 @@ pub async fn ledger(command: Option<tokio::process::Command>) -> Check {
 }
 
 /// Every charge ends as tickets or a refund, never both and never twice.
-async fn money_checks(pool: &PgPool, event: Uuid) -> Vec<Check> {
+async fn money_checks(pool: &PgPool, event: &[Uuid]) -> Vec<Check> {
     let mut checks = Vec::new();
     let name = "money (SQL): no order charged twice";
     let twice: Result<i64, _> = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT hold_id FROM charges WHERE event_id = $1 AND status IN ('charged', 'completed')
+        "SELECT count(*) FROM (SELECT hold_id FROM charges WHERE event_id = ANY($1) AND status IN ('charged', 'completed')
                                 GROUP BY hold_id HAVING count(*) > 1) d",
     )
     .bind(event)
@@ -316,8 +353,8 @@ async fn money_checks(pool: &PgPool, event: Uuid) -> Vec<Check> {
     let deadline = std::time::Instant::now() + MONEY_SETTLE;
     let open = loop {
         let open: Result<(i64, i64), _> = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM charges WHERE event_id = $1 AND status IN ('started', 'charged')),
-                    (SELECT count(*) FROM refunds WHERE event_id = $1 AND status <> 'succeeded')",
+            "SELECT (SELECT count(*) FROM charges WHERE event_id = ANY($1) AND status IN ('started', 'charged')),
+                    (SELECT count(*) FROM refunds WHERE event_id = ANY($1) AND status <> 'succeeded')",
         )
         .bind(event)
         .fetch_one(pool)
@@ -410,7 +447,7 @@ async fn listed_valid(api: &Api, sale: &Sale, b: u32) -> anyhow::Result<HashSet<
         have.extend(
             list.tickets
                 .into_iter()
-                .filter(|t| t.event_id == sale.event_id && t.status == "valid")
+                .filter(|t| t.event_id == sale.venue_of(b).event_id && t.status == "valid")
                 .map(|t| t.ticket_id),
         );
         if n < TICKETS_PER_PAGE {

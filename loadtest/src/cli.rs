@@ -32,6 +32,22 @@ pub struct Cli {
 pub enum Command {
     /// Insert published events straight into PostgreSQL, then measure GET /events/search.
     SeedSearch(SearchArgs),
+    /// Several nodes (--spawn, --nodes >= 2): SIGKILL an event's owner, time the first
+    /// successful hold through another node, restart the node; repeat.
+    Failover(FailoverArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FailoverArgs {
+    /// Kills measured.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Holds sold on the event before each kill (acknowledged, then checked in the database).
+    #[arg(long, default_value_t = 50)]
+    pub holds_before: u32,
+    /// Pause between probe holds after a kill, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub probe_ms: u64,
 }
 
 /// Which server, and how long anything may take.
@@ -60,6 +76,9 @@ pub struct TargetArgs {
     /// as a load balancer would.
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub nodes: u32,
+    /// With --spawn: the nodes' lease time to live (LEASE_TTL_MS), which bounds failover.
+    #[arg(long, global = true, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub lease_ttl_ms: u64,
     /// Server process id, to report its CPU time (found automatically with --spawn).
     #[arg(long, global = true, value_name = "PID")]
     pub server_pid: Option<u32>,
@@ -96,7 +115,20 @@ pub enum Scenario {
     HoldStorm,
     /// Searches and event details mixed with purchases.
     Browse,
+    /// A flash sale of many events at once (--events, default 200), the seats split
+    /// evenly between them; with --nodes, the events spread over the nodes.
+    ManyEvents,
 }
+
+impl SaleArgs {
+    /// How many events the sale runs.
+    pub fn event_count(&self) -> u32 {
+        self.events.unwrap_or(if self.scenario == Scenario::ManyEvents { DEFAULT_MANY_EVENTS } else { 1 })
+    }
+}
+
+/// Events of the `many-events` scenario unless --events says otherwise.
+pub const DEFAULT_MANY_EVENTS: u32 = 200;
 
 impl Scenario {
     pub fn name(self) -> &'static str {
@@ -104,6 +136,7 @@ impl Scenario {
             Scenario::FlashSale => "flash-sale",
             Scenario::HoldStorm => "hold-storm",
             Scenario::Browse => "browse",
+            Scenario::ManyEvents => "many-events",
         }
     }
 }
@@ -112,9 +145,13 @@ impl Scenario {
 pub struct SaleArgs {
     #[arg(long, value_enum, default_value_t = Scenario::FlashSale)]
     pub scenario: Scenario,
-    /// Seats of the event.
+    /// Seats on sale: of the event, or over every event (--events).
     #[arg(long, default_value_t = 20_000)]
     pub seats: u32,
+    /// Events on sale at once, each with --seats / --events seats and its own buyers
+    /// (default: 200 for many-events, 1 otherwise).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub events: Option<u32>,
     /// Sections the seats are spread over.
     #[arg(long, default_value_t = 10)]
     pub sections: u32,

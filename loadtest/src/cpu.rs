@@ -80,17 +80,19 @@ fn machine_ticks() -> Option<(u64, u64, u64)> {
 pub struct Snapshot {
     at: Instant,
     own: (f64, f64),
-    server: Option<f64>,
+    /// Each server node's CPU seconds.
+    nodes: Vec<Option<f64>>,
     postgres: Option<f64>,
     machine: Option<(u64, u64, u64)>,
 }
 
 impl Snapshot {
-    pub fn take(server_pid: Option<u32>, postgres_pid: Option<u32>) -> Self {
+    /// `node_pids`: the server's processes (one per node; empty when unknown).
+    pub fn take(node_pids: &[u32], postgres_pid: Option<u32>) -> Self {
         Self {
             at: Instant::now(),
             own: own_cpu(),
-            server: server_pid.and_then(process_cpu),
+            nodes: node_pids.iter().map(|&pid| process_cpu(pid)).collect(),
             postgres: postgres_pid.and_then(process_tree_cpu),
             machine: machine_ticks(),
         }
@@ -106,8 +108,12 @@ pub struct CpuUse {
     pub loadtest_system_secs: f64,
     /// Of one core.
     pub loadtest_percent: f64,
+    /// Every node together.
     pub server_secs: Option<f64>,
     pub server_percent: Option<f64>,
+    /// Each node's share of a core, node 0 first (several nodes only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_percent: Vec<f64>,
     pub postgres_secs: Option<f64>,
     pub postgres_percent: Option<f64>,
     /// Of all cores.
@@ -123,7 +129,8 @@ pub fn between(a: &Snapshot, b: &Snapshot) -> CpuUse {
     let user = b.own.0 - a.own.0;
     let system = b.own.1 - a.own.1;
     let diff = |x: Option<f64>, y: Option<f64>| Some(y? - x?);
-    let server = diff(a.server, b.server);
+    let per_node: Option<Vec<f64>> = a.nodes.iter().zip(&b.nodes).map(|(x, y)| diff(*x, *y)).collect();
+    let server = per_node.as_ref().filter(|n| !n.is_empty()).map(|n| n.iter().sum::<f64>());
     let postgres = diff(a.postgres, b.postgres);
     let (busy, iowait, busy_secs) = match (a.machine, b.machine) {
         (Some((b0, w0, t0)), Some((b1, w1, t1))) if t1 > t0 => {
@@ -143,6 +150,10 @@ pub fn between(a: &Snapshot, b: &Snapshot) -> CpuUse {
         loadtest_percent: 100.0 * (user + system) / wall,
         server_secs: server,
         server_percent: server.map(|s| 100.0 * s / wall),
+        node_percent: match per_node {
+            Some(n) if n.len() > 1 => n.iter().map(|s| 100.0 * s / wall).collect(),
+            _ => Vec::new(),
+        },
         postgres_secs: postgres,
         postgres_percent: postgres.map(|s| 100.0 * s / wall),
         machine_busy_percent: busy,
@@ -158,16 +169,18 @@ mod tests {
     #[test]
     fn own_process_is_measured() {
         let pid = std::process::id();
-        let a = Snapshot::take(Some(pid), None);
+        let a = Snapshot::take(&[pid, pid], None);
         let mut x = 0u64;
         for i in 0..3_000_000u64 {
             x = x.wrapping_mul(31).wrapping_add(i);
         }
         std::hint::black_box(x);
-        let b = Snapshot::take(Some(pid), None);
+        let b = Snapshot::take(&[pid, pid], None);
         let used = between(&a, &b);
         assert!(used.loadtest_user_secs >= 0.0);
         assert!(used.server_secs.is_some());
+        assert_eq!(used.node_percent.len(), 2);
+        assert!((used.node_percent.iter().sum::<f64>() - used.server_percent.unwrap()).abs() < 1e-9);
         assert!(process_tree_cpu(pid).is_some());
     }
 

@@ -14,7 +14,9 @@
 mod checks;
 mod cli;
 mod cpu;
+mod failover;
 mod http;
+mod nodes;
 mod progress;
 mod prom;
 mod report;
@@ -81,9 +83,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
         }
     });
-    let target = Target::prepare(&cli.target).await?;
+    let mut target = Target::prepare(&cli.target).await?;
     let result = match &cli.command {
         Some(Command::SeedSearch(args)) => seed_search(&cli, &target, args).await,
+        Some(Command::Failover(args)) => failover::run(&cli, &mut target, args).await,
         None => flash_sale(&cli, &target).await,
     };
     let outcome = result.and_then(|report| {
@@ -104,7 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     Ok(passed && stopped.is_ok())
 }
 
-async fn connect(target: &Target) -> anyhow::Result<Option<PgPool>> {
+pub async fn connect(target: &Target) -> anyhow::Result<Option<PgPool>> {
     let Some(options) = target.database.clone() else { return Ok(None) };
     let pool = PgPoolOptions::new()
         .max_connections(4)
@@ -128,6 +131,10 @@ fn validate(args: &SaleArgs) -> anyhow::Result<()> {
     if args.seats == 0 || args.buyers == 0 || args.sections == 0 || args.seats_per_row == 0 {
         bail!("--seats, --buyers, --sections and --seats-per-row must be positive");
     }
+    let events = args.event_count();
+    if args.seats < events || args.buyers < events {
+        bail!("--seats and --buyers must be at least --events ({events}): every event needs seats and buyers");
+    }
     Ok(())
 }
 
@@ -141,7 +148,14 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let pool = connect(target).await?;
     let started_at = chrono::Utc::now().to_rfc3339();
 
-    eprintln!("loadtest: setup: registering {} buyers and creating a {}-seat event…", args.buyers, args.seats);
+    match args.event_count() {
+        1 => eprintln!("loadtest: setup: registering {} buyers and creating a {}-seat event…", args.buyers, args.seats),
+        n => eprintln!(
+            "loadtest: setup: registering {} buyers and creating {n} events of {} seats…",
+            args.buyers,
+            args.seats / n
+        ),
+    }
     let setup = setup::prepare(&api, args, show_progress).await?;
     eprintln!("loadtest: {} buyers registered in {:.1} s", setup.buyers.len(), setup.register_secs);
     let seed = args.seed.unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64);
@@ -163,10 +177,10 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     };
     let until_open = (setup.opens_at - chrono::Utc::now()).to_std().unwrap_or_default();
     let opens_at = Instant::now() + until_open;
-    let (event_id, register_secs, buyer_count, run_id) =
-        (setup.event_id, setup.register_secs, setup.buyers.len(), setup.run_id.clone());
+    let (event_ids, register_secs, buyer_count, run_id) =
+        (setup.event_ids, setup.register_secs, setup.buyers.len(), setup.run_id.clone());
     let sale =
-        Arc::new(Sale::new(api.clone(), cfg, setup.event_id, setup.plan, setup.buyers, args.per_buyer_limit, opens_at));
+        Arc::new(Sale::new(api.clone(), cfg, &event_ids, setup.plan, setup.buyers, args.per_buyer_limit, opens_at));
     let connections = match args.rate {
         None => args.concurrency,
         Some(rate) => (rate / 20.0) as usize + 16,
@@ -179,7 +193,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     tokio::time::sleep_until((opens_at.checked_sub(Duration::from_millis(20)).unwrap_or(opens_at)).into()).await;
     let metrics_before = prom::scrape(&api.first()).await;
     let forwards_before = prom::total_over_nodes(&api, "boxoffice_cluster_forwards_total").await;
-    let cpu_before = cpu::Snapshot::take(target.server_pid, target.postgres_pid);
+    let cpu_before = cpu::Snapshot::take(&target.node_pids, target.postgres_pid);
     eprintln!("loadtest: the sale opens now ({} {})", args.scenario.name(), mode(args));
 
     let stop_ticker = Arc::new(AtomicBool::new(false));
@@ -190,7 +204,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
             position: |s| s.live.holds_ok.load(Relaxed),
         },
         _ => progress::SaleProgress {
-            len: u64::from(sale.plan.capacity()),
+            len: sale.capacity(),
             label: "sold",
             position: |s| s.live.tickets_sold.load(Relaxed),
         },
@@ -200,7 +214,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let refresher = tokio::spawn(sale.clone().keep_tokens_fresh(stop_ticker.clone()));
     sale.run().await;
     let drained = Instant::now();
-    let cpu_after = cpu::Snapshot::take(target.server_pid, target.postgres_pid);
+    let cpu_after = cpu::Snapshot::take(&target.node_pids, target.postgres_pid);
     let metrics_after = prom::scrape(&api.first()).await;
     let forwards = prom::total_over_nodes(&api, "boxoffice_cluster_forwards_total").await - forwards_before;
     stop_ticker.store(true, Relaxed);
@@ -216,15 +230,17 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
 
     eprintln!("loadtest: checking…");
     let mut checks = checks::run(&api, &sale, pool.as_ref()).await;
-    checks.push(checks::ledger(target.reconcile_command(event_id)).await);
+    let only_event = (event_ids.len() == 1).then(|| event_ids[0]);
+    checks.push(checks::ledger(target.reconcile_command(only_event)).await);
+    let requests: u64 = sale.stats.outcomes().iter().map(|o| o.3).sum();
+    let forwards_per_request = forwards / requests.max(1) as f64;
     if api.nodes() > 1 {
-        let requests: u64 = sale.stats.outcomes().iter().map(|o| o.3).sum();
         checks.push(checks::Check::info(
             "several nodes",
             format!(
-                "{} nodes; {forwards} calls forwarded to the event's owner, {:.2} per request; server-side figures from node 0 only",
+                "{} nodes; {forwards} calls forwarded to the event's owner, {forwards_per_request:.2} per request; \
+                 server metrics from node 0 only",
                 api.nodes(),
-                forwards / requests.max(1) as f64
             ),
         ));
     }
@@ -312,19 +328,21 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         let acked = sale.acked.lock().expect("acked lock");
         (acked.len(), acked.iter().filter(|a| a.resolved).count())
     };
-    let capacity = sale.plan.capacity();
+    let capacity = sale.capacity();
     let c = &sale.counters;
-    let mut facts = vec![
-        fact(
-            "event",
-            format!(
-                "{event_id}: {capacity} seats ({} sections, {} rows of up to {}), per-buyer limit {}",
-                sale.plan.sections(),
-                sale.plan.rows(),
-                args.seats_per_row,
-                args.per_buyer_limit
-            ),
-        ),
+    let layout = format!(
+        "{} seats ({} sections, {} rows of up to {}), per-buyer limit {}",
+        sale.plan.capacity(),
+        sale.plan.sections(),
+        sale.plan.rows(),
+        args.seats_per_row,
+        args.per_buyer_limit
+    );
+    let mut facts = vec![match event_ids.as_slice() {
+        [one] => fact("event", format!("{one}: {layout}")),
+        many => fact("events", format!("{} events on sale at once, each {layout}", many.len())),
+    }];
+    facts.extend([
         fact(
             "buyers",
             format!(
@@ -341,7 +359,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
                 (None, _) => format!("not sold out ({} of {capacity} seats sold)", total(&live.tickets_sold)),
             },
         ),
-        fact("sold", format!("{} tickets in {orders} orders", total(&live.tickets_sold))),
+        fact("sold", format!("{} tickets in {orders} orders of {capacity} seats", total(&live.tickets_sold))),
         fact(
             "baskets",
             format!(
@@ -352,7 +370,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
                 total(&c.abandoned_holds)
             ),
         ),
-    ];
+    ]);
     if args.rate.is_some() {
         facts.push(fact("arrivals with every buyer busy", total(&c.no_idle_buyer).to_string()));
     }
@@ -363,8 +381,28 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let hold_p99 = stats.histogram(Op::Hold).value_at_quantile(0.99) as f64 / 1000.0;
     let purchase_op = if args.one_shot { Op::OneShot } else { Op::Purchase };
     let purchase_p99 = stats.histogram(purchase_op).value_at_quantile(0.99) as f64 / 1000.0;
+    let cpu = cpu::between(&cpu_before, &cpu_after);
+    let per_node = match &pool {
+        Some(pool) if event_ids.len() > 1 || api.nodes() > 1 => {
+            match nodes::figures(pool, &event_ids, sale_secs, &cpu.node_percent).await {
+                Ok(rows) => {
+                    facts.push(fact("per node", nodes::describe(&rows)));
+                    facts.push(fact("forwarded calls per request", format!("{forwards_per_request:.2}")));
+                    Some(rows)
+                }
+                Err(e) => {
+                    facts.push(fact("per node", format!("could not be read: {e}")));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let figures = serde_json::json!({
-        "event_id": event_id,
+        "event_ids": event_ids,
+        "nodes": api.nodes(),
+        "per_node": per_node,
+        "forwards_per_request": forwards_per_request,
         "capacity": capacity,
         "sold_out": sold_out_after.is_some(),
         "time_to_sell_out_secs": sold_out_after,
@@ -388,7 +426,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         target: target.description.clone(),
         started_at,
         config: serde_json::json!({
-            "run_id": run_id, "seats": args.seats, "sections": args.sections, "seats_per_row": args.seats_per_row,
+            "run_id": run_id, "seats": args.seats, "events": event_ids.len(), "sections": args.sections, "seats_per_row": args.seats_per_row,
             "buyers": args.buyers, "per_buyer_limit": args.per_buyer_limit, "max_per_hold": args.max_per_hold,
             "concurrency": args.concurrency, "rate": args.rate, "max_in_flight": args.max_in_flight,
             "one_shot": args.one_shot, "explicit_ratio": args.explicit_ratio, "browse_ratio": args.browse_ratio,
@@ -405,7 +443,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         timeline,
         soak,
         checks,
-        cpu: Some(cpu::between(&cpu_before, &cpu_after)),
+        cpu: Some(cpu),
         server_metrics: match (metrics_before, metrics_after) {
             (Some(b), Some(a)) => Some(prom::delta(&b, &a)),
             _ => None,

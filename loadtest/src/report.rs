@@ -227,7 +227,10 @@ pub fn to_text(r: &Report) -> String {
             let _ = writeln!(w, "  {:<22} {:>10} {:>12} {:>12.0}", x.what, x.total, x.peak_1s, x.mean_per_s);
         }
     }
-    let _ = writeln!(w, "\nrequests by outcome\n  {:<20} {:>6}  {:<24} {:>10}", "operation", "status", "code", "count");
+    if !r.outcomes.is_empty() {
+        let _ =
+            writeln!(w, "\nrequests by outcome\n  {:<20} {:>6}  {:<24} {:>10}", "operation", "status", "code", "count");
+    }
     for o in &r.outcomes {
         let status = if o.status == 0 { "-".to_owned() } else { o.status.to_string() };
         let code = if o.code.is_empty() { "ok" } else { &o.code };
@@ -259,6 +262,11 @@ pub fn to_text(r: &Report) -> String {
             c.loadtest_system_secs
         );
         let _ = writeln!(w, "  server     {} ({} of a core)", opt(c.server_secs, " s"), opt(c.server_percent, "%"));
+        if !c.node_percent.is_empty() {
+            let nodes: Vec<String> =
+                c.node_percent.iter().enumerate().map(|(i, p)| format!("node{i} {p:.0}%")).collect();
+            let _ = writeln!(w, "    per node {}", nodes.join(", "));
+        }
         let _ = writeln!(w, "  postgres   {} ({} of a core)", opt(c.postgres_secs, " s"), opt(c.postgres_percent, "%"));
         let _ = writeln!(w, "  others     {} (every other process on the machine)", opt(c.other_processes_secs, " s"));
         let _ = writeln!(

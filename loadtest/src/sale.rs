@@ -12,8 +12,11 @@
 //!
 //! Rules a buyer follows: 503/429 are retried after `Retry-After` (with jitter,
 //! capped, a bounded number of times); a lost race (seats taken, no adjacent
-//! seats) re-picks a bounded number of times; `sold_out` ends the sale once no
-//! hold of this generator is still unpaid. A buyer is used by one basket at a
+//! seats) re-picks a bounded number of times; `sold_out` for several places asks
+//! again for one, and for one place ends the event's sale once its details show
+//! nothing available or held (a hold may still be released), and the run once
+//! every event's has ended. With several events (`many-events`) each buyer buys from one of
+//! them (buyer `b` from event `b mod n`). A buyer is used by one basket at a
 //! time (an idle queue hands them out), so the per-buyer limit is never tripped
 //! by the generator itself. Every hold is paid for or released, and a purchase
 //! whose answer was lost (timeout, 5xx) is looked up, so the checks can account
@@ -76,6 +79,8 @@ pub struct SaleConfig {
 /// A purchase the server acknowledged (or that a lookup showed was made).
 pub struct Acked {
     pub buyer: u32,
+    /// Index of the event in [`Sale::venues`].
+    pub venue: u32,
     pub order_id: Uuid,
     pub tickets: Vec<(Uuid, Option<String>)>,
     /// Learned by looking the hold up after the purchase's own answer was lost.
@@ -176,14 +181,37 @@ struct HoldView {
     tickets: Vec<TicketReply>,
 }
 
-pub struct Sale {
-    api: Api,
-    pub cfg: SaleConfig,
+/// One event on sale, with what the generator knows of it. Every event of a run
+/// has the same seat plan.
+pub struct Venue {
     pub event_id: Uuid,
     holds_path: String,
     details_path: String,
-    pub plan: SeatPlan,
     board: SeatBoard,
+    /// The server answered `sold_out` with nothing of ours still held.
+    sold_out: AtomicBool,
+}
+
+impl Venue {
+    fn new(event_id: Uuid, plan: &SeatPlan) -> Self {
+        Self {
+            event_id,
+            holds_path: format!("/events/{event_id}/holds"),
+            details_path: format!("/events/{event_id}/details"),
+            board: SeatBoard::new(plan.capacity()),
+            sold_out: AtomicBool::new(false),
+        }
+    }
+}
+
+pub struct Sale {
+    api: Api,
+    pub cfg: SaleConfig,
+    /// The events on sale; buyer `b` buys from `venues[b % len]`.
+    pub venues: Vec<Venue>,
+    /// Each event's seat plan.
+    pub plan: SeatPlan,
+    venues_sold_out: AtomicUsize,
     pub buyers: Vec<Buyer>,
     allowance: Vec<AtomicU32>,
     idle: Mutex<VecDeque<u32>>,
@@ -210,7 +238,7 @@ impl Sale {
     pub fn new(
         api: Api,
         cfg: SaleConfig,
-        event_id: Uuid,
+        event_ids: &[Uuid],
         plan: SeatPlan,
         buyers: Vec<Buyer>,
         per_buyer_limit: u32,
@@ -225,16 +253,14 @@ impl Sale {
             order.swap(i, rng.random_range(0..=i));
         }
         Self {
-            holds_path: format!("/events/{event_id}/holds"),
-            details_path: format!("/events/{event_id}/details"),
-            board: SeatBoard::new(plan.capacity()),
+            venues: event_ids.iter().map(|id| Venue::new(*id, &plan)).collect(),
+            venues_sold_out: AtomicUsize::new(0),
             allowance: buyers.iter().map(|_| AtomicU32::new(per_buyer_limit)).collect(),
             active_buyers: AtomicUsize::new(buyers.len()),
             idle: Mutex::new(order.into()),
             stats: Arc::new(Stats::new(opens_at, seconds)),
             api,
             cfg,
-            event_id,
             plan,
             buyers,
             opens_at,
@@ -247,6 +273,20 @@ impl Sale {
             counters: SaleCounters::default(),
             sold_out_at: OnceLock::new(),
         }
+    }
+
+    /// Seats on sale over every event.
+    pub fn capacity(&self) -> u64 {
+        u64::from(self.plan.capacity()) * self.venues.len() as u64
+    }
+
+    pub fn venue_of(&self, b: u32) -> &Venue {
+        &self.venues[b as usize % self.venues.len()]
+    }
+
+    /// `quantity` more (or, negative, fewer) seats held by this generator.
+    fn held(&self, quantity: i64) {
+        self.stats.live.seats_held.fetch_add(quantity, Relaxed);
     }
 
     /// When the sale ended and why.
@@ -283,9 +323,11 @@ impl Sale {
 
     /// Activates the event's actor and opens `connections` pooled connections, before the opening moment.
     pub async fn warm_up(&self, connections: usize) -> anyhow::Result<()> {
-        let details = self.api.get(&self.details_path, None).await?;
-        if !details.ok() {
-            anyhow::bail!("warm-up: GET {} answered {}", self.details_path, details.status);
+        for venue in &self.venues {
+            let details = self.api.get(&venue.details_path, None).await?;
+            if !details.ok() {
+                anyhow::bail!("warm-up: GET {} answered {}", venue.details_path, details.status);
+            }
         }
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..connections {
@@ -437,16 +479,20 @@ impl Sale {
         if left == 0 {
             return Next::BuyerDone;
         }
-        let quantity = rng.random_range(1..=self.cfg.max_per_hold.clamp(1, left));
+        let mut quantity = rng.random_range(1..=self.cfg.max_per_hold.clamp(1, left));
         let mut explicit = rng.random_bool(self.cfg.explicit_ratio.clamp(0.0, 1.0));
         let mut allow_split = false;
         let mut start = intended;
         let auth = &self.buyers[b as usize].auth();
+        let venue = self.venue_of(b);
+        if venue.sold_out.load(Relaxed) {
+            return Next::BuyerDone;
+        }
         for attempt in 0..self.cfg.max_attempts.max(1) {
             if self.stopping() {
                 return Next::Again;
             }
-            let seats = if explicit { self.board.pick(&self.plan, quantity, rng) } else { None };
+            let seats = if explicit { venue.board.pick(&self.plan, quantity, rng) } else { None };
             let selection = HoldBody {
                 seats: seats.as_deref(),
                 quantity: seats.is_none().then_some(quantity),
@@ -454,9 +500,9 @@ impl Sale {
             };
             let key = Uuid::new_v4().simple().to_string();
             let exchange = if self.cfg.one_shot {
-                self.stats.live.seats_held.fetch_add(i64::from(quantity), Relaxed);
+                self.held(i64::from(quantity));
                 let body = OneShotBody {
-                    event_id: self.event_id,
+                    event_id: venue.event_id,
                     selection,
                     payment_method: "pm_card_visa",
                     include_qr_image: false,
@@ -465,12 +511,12 @@ impl Sale {
                 let call = Call::post(Op::OneShot, "/tickets/purchase", auth, body.into()).key(&key);
                 let exchange = self.call(call, start, false).await;
                 if !matches!(&exchange, Ok(r) if r.status == 201) {
-                    self.stats.live.seats_held.fetch_sub(i64::from(quantity), Relaxed);
+                    self.held(-i64::from(quantity));
                 }
                 exchange
             } else {
                 let body = serde_json::to_vec(&selection).expect("request bodies serialise");
-                self.call(Call::post(Op::Hold, &self.holds_path, auth, body.into()).key(&key), start, false).await
+                self.call(Call::post(Op::Hold, &venue.holds_path, auth, body.into()).key(&key), start, false).await
             };
             start = Instant::now();
             let reply = match exchange {
@@ -492,7 +538,7 @@ impl Sale {
                             Next::Again
                         }
                         Err(_) => {
-                            self.stats.live.seats_held.fetch_sub(i64::from(quantity), Relaxed);
+                            self.held(-i64::from(quantity));
                             self.counters.unresolved_seats.fetch_add(u64::from(quantity), Relaxed);
                             Next::Again
                         }
@@ -502,10 +548,10 @@ impl Sale {
                 self.hold_ids.lock().expect("hold ids lock").push(hold.hold_id);
                 for seat in &hold.seats {
                     if let Some(i) = self.plan.index(seat) {
-                        self.board.mark(i);
+                        venue.board.mark(i);
                     }
                 }
-                self.stats.live.seats_held.fetch_add(i64::from(hold.quantity), Relaxed);
+                self.held(i64::from(hold.quantity));
                 if self.cfg.scenario == Scenario::HoldStorm {
                     if self.counters.storm_holds.fetch_add(1, Relaxed) + 1 >= self.cfg.storm_holds {
                         self.finish("hold cap reached (--storm-holds)");
@@ -520,7 +566,7 @@ impl Sale {
                     if let Some(p) = &reply.problem {
                         for seat in &p.seats {
                             if let Some(i) = self.plan.index(seat) {
-                                self.board.mark(i);
+                                venue.board.mark(i);
                             }
                         }
                     }
@@ -530,12 +576,27 @@ impl Sale {
                     allow_split = true;
                     explicit = false;
                 }
+                // Fewer places than asked for are free: a buyer takes what is left.
+                "sold_out" if quantity > 1 && self.cfg.scenario != Scenario::HoldStorm => {
+                    quantity = 1;
+                    explicit = false;
+                }
                 "sold_out" => {
-                    if self.cfg.scenario != Scenario::HoldStorm && self.stats.live.seats_held.load(Relaxed) <= 0 {
-                        self.finish("sold out");
-                    } else {
-                        tokio::time::sleep(SOLD_OUT_RECHECK).await;
+                    // Sold out for good once the server has nothing left that a release could
+                    // free; the event's buyers are done then, and the run once every event is.
+                    if self.cfg.scenario != Scenario::HoldStorm
+                        && crate::checks::counts(&self.api, venue.event_id)
+                            .await
+                            .is_ok_and(|c| c.available == 0 && c.held == 0)
+                    {
+                        if !venue.sold_out.swap(true, Relaxed)
+                            && self.venues_sold_out.fetch_add(1, Relaxed) + 1 == self.venues.len()
+                        {
+                            self.finish("sold out");
+                        }
+                        return Next::BuyerDone;
                     }
+                    tokio::time::sleep(SOLD_OUT_RECHECK).await;
                     return Next::Again;
                 }
                 "limit_exceeded" => return Next::BuyerDone,
@@ -582,9 +643,9 @@ impl Sale {
         match view {
             Some(v) if v.status == "purchased" => self.acknowledge(b, hold.hold_id, v.tickets, hold.quantity, true),
             Some(v) if v.status == "active" => self.release(b, hold).await,
-            Some(_) => self.forget(hold),
+            Some(_) => self.forget(b, hold),
             None => {
-                self.stats.live.seats_held.fetch_sub(i64::from(hold.quantity), Relaxed);
+                self.held(-i64::from(hold.quantity));
                 self.counters.unresolved_seats.fetch_add(u64::from(hold.quantity), Relaxed);
             }
         }
@@ -596,39 +657,41 @@ impl Sale {
         let exchange = self.call(Call::new(Op::Release, Method::DELETE, &path, Some(auth)), Instant::now(), true).await;
         match exchange {
             // 409: no longer active (expired, or its purchase was refused).
-            Ok(r) if r.ok() || r.status == 409 || r.status == 404 => self.forget(hold),
+            Ok(r) if r.ok() || r.status == 409 || r.status == 404 => self.forget(b, hold),
             _ => {
                 self.counters.abandoned_holds.fetch_add(1, Relaxed);
-                self.stats.live.seats_held.fetch_sub(i64::from(hold.quantity), Relaxed);
+                self.held(-i64::from(hold.quantity));
             }
         }
     }
 
     /// The hold's seats are free again.
-    fn forget(&self, hold: &HoldReply) {
+    fn forget(&self, b: u32, hold: &HoldReply) {
+        let board = &self.venue_of(b).board;
         for seat in &hold.seats {
             if let Some(i) = self.plan.index(seat) {
-                self.board.unmark(i);
+                board.unmark(i);
             }
         }
-        self.stats.live.seats_held.fetch_sub(i64::from(hold.quantity), Relaxed);
+        self.held(-i64::from(hold.quantity));
     }
 
     fn acknowledge(&self, b: u32, order_id: Uuid, tickets: Vec<TicketReply>, quantity: u32, resolved: bool) {
         let now = Instant::now();
         let n = tickets.len() as u64;
         let _ = self.allowance[b as usize].fetch_update(Relaxed, Relaxed, |a| Some(a.saturating_sub(quantity)));
-        self.stats.live.seats_held.fetch_sub(i64::from(quantity), Relaxed);
+        self.held(-i64::from(quantity));
         self.stats.add_tickets(n, now);
         for t in &tickets {
             if let Some(i) = t.seat_number.as_deref().and_then(|s| self.plan.index(s)) {
-                self.board.mark(i);
+                self.venue_of(b).board.mark(i);
             }
         }
+        let venue = (b as usize % self.venues.len()) as u32;
         let tickets = tickets.into_iter().map(|t| (t.ticket_id, t.seat_number)).collect();
-        self.acked.lock().expect("acked lock").push(Acked { buyer: b, order_id, tickets, resolved });
+        self.acked.lock().expect("acked lock").push(Acked { buyer: b, venue, order_id, tickets, resolved });
         let sold = self.counters.purchased_seats.fetch_add(n, Relaxed) + n;
-        if sold >= u64::from(self.plan.capacity()) && self.sold_out_at.set(now).is_ok() {
+        if sold >= self.capacity() && self.sold_out_at.set(now).is_ok() {
             self.finish("sold out");
         }
     }
@@ -644,7 +707,7 @@ impl Sale {
         let (op, path) = if rng.random_bool(0.5) {
             (Op::Search, SEARCHES[rng.random_range(0..SEARCHES.len())])
         } else {
-            (Op::Details, self.details_path.as_str())
+            (Op::Details, self.venues[rng.random_range(0..self.venues.len())].details_path.as_str())
         };
         let _ = self.call(Call::new(op, Method::GET, path, None), intended, false).await;
     }

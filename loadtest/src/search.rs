@@ -305,11 +305,11 @@ pub async fn run(
 
     eprintln!("loadtest: measuring {} searches at concurrency {}…", args.requests, args.concurrency);
     let before_metrics = crate::prom::scrape(api).await;
-    let before = crate::cpu::Snapshot::take(server.0, server.1);
+    let before = crate::cpu::Snapshot::take(server.0.as_slice(), server.1);
     let clock = Instant::now();
     let m = measure(api, args, cap).await;
     let wall = clock.elapsed().as_secs_f64();
-    let after = crate::cpu::Snapshot::take(server.0, server.1);
+    let after = crate::cpu::Snapshot::take(server.0.as_slice(), server.1);
     let after_metrics = crate::prom::scrape(api).await;
 
     let measured = m.all.len();

@@ -31,12 +31,23 @@ pub struct Target {
     pub base_urls: Vec<String>,
     pub database: Option<PgConnectOptions>,
     pub server_pid: Option<u32>,
+    /// Every node's process id, node 0 first (just `server_pid` for one node).
+    pub node_pids: Vec<u32>,
     pub postgres_pid: Option<u32>,
     /// Human description for the report.
     pub description: String,
     spawned: Option<SpawnedServer>,
-    /// Nodes 1.. of a spawned cluster (node 0 is `spawned`, which runs the database).
-    others: Vec<SpawnedServer>,
+    /// Nodes 1.. of a spawned cluster (node 0 is `spawned`, which runs the database);
+    /// `None` while killed.
+    others: Vec<Option<SpawnedServer>>,
+    /// What a node restarted after [`Target::kill_node`] needs.
+    restart: Option<Restart>,
+}
+
+struct Restart {
+    args: TargetArgs,
+    shared: Shared,
+    database_url: String,
 }
 
 /// What every spawned node shares.
@@ -58,10 +69,12 @@ impl Target {
                 base_urls: vec![args.url.clone()],
                 database: given_db,
                 server_pid: args.server_pid,
+                node_pids: args.server_pid.into_iter().collect(),
                 postgres_pid: args.postgres_pid,
                 description: format!("running server at {}", args.url),
                 spawned: None,
                 others: Vec::new(),
+                restart: None,
             });
         }
         // Several nodes must accept each other's tokens and tickets: one set of keys.
@@ -69,7 +82,7 @@ impl Target {
             jwt_secret: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
             qr_key: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
         };
-        let server = SpawnedServer::start(args, 0, &shared, args.database_url.as_deref()).await?;
+        let server = SpawnedServer::start(args, 0, &shared, args.database_url.as_deref(), None).await?;
         let database = match given_db {
             Some(db) => Some(db),
             None => Some(server.embedded_database()?),
@@ -81,7 +94,7 @@ impl Target {
                 None => server.embedded_url()?,
             };
             for node in 1..args.nodes as usize {
-                match SpawnedServer::start(args, node, &shared, Some(&url)).await {
+                match SpawnedServer::start(args, node, &shared, Some(&url), None).await {
                     Ok(other) => others.push(other),
                     Err(e) => {
                         for other in others {
@@ -102,12 +115,21 @@ impl Target {
             server.data_dir.display()
         );
         let base_urls = std::iter::once(&server).chain(&others).map(|s| s.base_url.clone()).collect();
+        let server_pid = args.server_pid.or(server.child.id());
+        let node_pids = server_pid.into_iter().chain(others.iter().filter_map(|s| s.child.id())).collect();
+        let restart = match &args.database_url {
+            Some(url) => Some(url.clone()),
+            None => server.embedded_url().ok(),
+        }
+        .map(|database_url| Restart { args: args.clone(), shared, database_url });
         Ok(Self {
             base_url: server.base_url.clone(),
             base_urls,
-            others,
+            others: others.into_iter().map(Some).collect(),
+            restart,
             database,
-            server_pid: args.server_pid.or(server.child.id()),
+            server_pid,
+            node_pids,
             postgres_pid: args.postgres_pid.or_else(|| server.postmaster_pid()),
             description,
             spawned: Some(server),
@@ -118,14 +140,17 @@ impl Target {
         self.spawned.is_some()
     }
 
-    /// `boxoffice reconcile --event ID` on the spawned server's database (the
+    /// `boxoffice reconcile [--event ID]` on the spawned server's database (the
     /// embedded cluster it runs, or its DATABASE_URL); `None` for a server this
-    /// tool did not start.
-    pub fn reconcile_command(&self, event: Uuid) -> Option<tokio::process::Command> {
+    /// tool did not start. Without an event it checks every event.
+    pub fn reconcile_command(&self, event: Option<Uuid>) -> Option<tokio::process::Command> {
         let server = self.spawned.as_ref()?;
         let mut cmd = tokio::process::Command::new(&server.bin);
-        cmd.args(["reconcile", "--event", &event.to_string()])
-            .env("BOXOFFICE_DATA_DIR", &server.data_dir)
+        cmd.arg("reconcile");
+        if let Some(event) = event {
+            cmd.args(["--event", &event.to_string()]);
+        }
+        cmd.env("BOXOFFICE_DATA_DIR", &server.data_dir)
             .env("RUST_LOG", "warn")
             .env_remove("STRIPE_SECRET_KEY")
             .env_remove("STRIPE_API_BASE")
@@ -137,10 +162,32 @@ impl Target {
         Some(cmd)
     }
 
+    /// SIGKILLs spawned node `node` (1 or more: node 0 runs the embedded
+    /// database): no drain, no lease handed over. Its data directory is removed.
+    pub async fn kill_node(&mut self, node: usize) -> anyhow::Result<()> {
+        let slot = node.checked_sub(1).and_then(|i| self.others.get_mut(i)).context("no such spawned node")?;
+        slot.take().context("the node is not running")?.kill().await
+    }
+
+    /// Starts a killed node again: a new process with the same `NODE_ID`, port and keys.
+    pub async fn restart_node(&mut self, node: usize) -> anyhow::Result<()> {
+        let restart = self.restart.as_ref().context("only nodes this tool spawned can be restarted")?;
+        let slot = node.checked_sub(1).and_then(|i| self.others.get_mut(i)).context("no such spawned node")?;
+        if slot.is_some() {
+            bail!("node{node} is running");
+        }
+        let port: u16 =
+            self.base_urls[node].rsplit(':').next().and_then(|p| p.parse().ok()).context("a node's port")?;
+        let server =
+            SpawnedServer::start(&restart.args, node, &restart.shared, Some(&restart.database_url), Some(port)).await?;
+        *slot = Some(server);
+        Ok(())
+    }
+
     /// Stops the spawned server, if any.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         // Node 0 last: it runs the embedded database the others use.
-        for other in self.others {
+        for other in self.others.into_iter().flatten() {
             other.stop().await?;
         }
         match self.spawned {
@@ -175,9 +222,13 @@ impl SpawnedServer {
         node: usize,
         shared: &Shared,
         database_url: Option<&str>,
+        port: Option<u16>,
     ) -> anyhow::Result<Self> {
         let bin = locate_server(args.server_bin.as_deref())?;
-        let port = free_port()?;
+        let port = match port {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let data_dir = std::env::temp_dir().join(format!(
             "boxoffice-loadtest-{}-{}-node{node}",
             std::process::id(),
@@ -193,6 +244,7 @@ impl SpawnedServer {
             .env("NODE_ID", format!("node{node}"))
             .env("JWT_SECRET", &shared.jwt_secret)
             .env("QR_SIGNING_KEY", &shared.qr_key)
+            .env("LEASE_TTL_MS", args.lease_ttl_ms.to_string())
             // Embedded defaults: nothing inherited may point the server elsewhere.
             .env_remove("REDIS_URL")
             .env_remove("STRIPE_SECRET_KEY")
@@ -287,6 +339,16 @@ impl SpawnedServer {
     fn postmaster_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.cluster_dir().join("postmaster.pid")).ok()?;
         text.lines().next()?.trim().parse().ok()
+    }
+
+    /// SIGKILL, as a crash would; the data directory is removed unless kept.
+    async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        if !self.keep_data {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+        Ok(())
     }
 
     async fn stop(mut self) -> anyhow::Result<()> {

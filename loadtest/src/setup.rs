@@ -1,6 +1,6 @@
 //! Setup, not timed: an organizer, the buyers (registered concurrently; each
-//! costs the server an argon2id hash), and one published event whose sales window
-//! opens a few seconds after setup ends.
+//! costs the server an argon2id hash), and the published events (one, or
+//! `--events` of them) whose sales windows open a few seconds after setup ends.
 //!
 //! A buyer's access token expires (15 minutes by default), so each buyer also keeps
 //! its refresh token and a moment, at a random point between half and three
@@ -24,6 +24,8 @@ use uuid::Uuid;
 
 /// Attempts at one registration that failed without an answer (or with a 503).
 const REGISTER_ATTEMPTS: u32 = 4;
+/// Events created and published at once.
+const CREATE_CONCURRENCY: usize = 8;
 /// Without a terminal, a progress line every this many registrations.
 const REGISTER_REPORT_EVERY: usize = 500;
 
@@ -82,7 +84,8 @@ impl Session {
 
 pub struct Setup {
     pub run_id: String,
-    pub event_id: Uuid,
+    pub event_ids: Vec<Uuid>,
+    /// Each event's seat plan.
     pub plan: SeatPlan,
     pub buyers: Vec<Buyer>,
     pub opens_at: DateTime<Utc>,
@@ -121,7 +124,7 @@ fn rate_limited(r: &Reply) -> anyhow::Error {
     )
 }
 
-async fn register(api: &Api, email: &str, name: &str, role: &str, run_id: &str) -> anyhow::Result<Buyer> {
+pub async fn register(api: &Api, email: &str, name: &str, role: &str, run_id: &str) -> anyhow::Result<Buyer> {
     let body = json!({"email": email, "password": password(run_id), "name": name, "user_type": role});
     let mut last = String::new();
     for attempt in 0..REGISTER_ATTEMPTS {
@@ -218,44 +221,77 @@ pub async fn prepare(api: &Api, args: &SaleArgs, show_progress: bool) -> anyhow:
     .await?;
     let register_secs = started.elapsed().as_secs_f64();
 
-    let plan = SeatPlan::new(args.seats, args.sections, args.seats_per_row);
+    let events = args.event_count();
+    let plan = SeatPlan::new(args.seats / events, args.sections, args.seats_per_row);
     // Whole milliseconds: the server keeps millisecond precision.
     let opens_at = (Utc::now() + chrono::Duration::seconds(args.lead_secs as i64)).trunc_subsecs(3);
-    let body = json!({
-        "title": format!("Loadtest {} {run_id}", args.scenario.name()),
-        "description": "Created by boxoffice-loadtest.",
-        "category": "music",
-        "venue_name": "Loadtest Arena",
-        "venue_address": "127.0.0.1",
-        "event_date": Utc::now() + chrono::Duration::days(30),
-        "currency": "JPY",
-        "seat_map": plan.to_json(),
-        "sales_window": {
-            "opens_at": opens_at,
-            "per_buyer_limit": args.per_buyer_limit,
-            "hold_ttl_secs": args.hold_ttl_secs,
-        },
-    });
-    let created = api.post_json("/events/create", Some(&organizer.auth()), &body).await?;
+    let organizer = Arc::new(organizer);
+    let plan_json = Arc::new(plan.to_json());
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CREATE_CONCURRENCY.min(events as usize) {
+        let (api, organizer, plan_json, next, run_id) =
+            (api.clone(), organizer.clone(), plan_json.clone(), next.clone(), run_id.clone());
+        let (name, per_buyer_limit, hold_ttl_secs) = (args.scenario.name(), args.per_buyer_limit, args.hold_ttl_secs);
+        tasks.spawn(async move {
+            let mut made = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Relaxed);
+                if i >= events as usize {
+                    return Ok::<_, anyhow::Error>(made);
+                }
+                let body = json!({
+                    "title": if events == 1 { format!("Loadtest {name} {run_id}") } else { format!("Loadtest {name} {run_id} #{}", i + 1) },
+                    "description": "Created by boxoffice-loadtest.",
+                    "category": "music",
+                    "venue_name": "Loadtest Arena",
+                    "venue_address": "127.0.0.1",
+                    "event_date": Utc::now() + chrono::Duration::days(30),
+                    "currency": "JPY",
+                    "seat_map": *plan_json,
+                    "sales_window": {
+                        "opens_at": opens_at,
+                        "per_buyer_limit": per_buyer_limit,
+                        "hold_ttl_secs": hold_ttl_secs,
+                    },
+                });
+                made.push((i, create_event(&api, &organizer, &body).await?));
+            }
+        });
+    }
+    let mut event_ids = vec![Uuid::nil(); events as usize];
+    while let Some(done) = tasks.join_next().await {
+        for (i, id) in done.context("an event-creating task panicked")?? {
+            event_ids[i] = id;
+        }
+    }
+    let buyers_per_event = u64::from(args.buyers / events);
+    if args.scenario != Scenario::HoldStorm
+        && buyers_per_event * u64::from(args.per_buyer_limit) < u64::from(plan.capacity())
+    {
+        eprintln!(
+            "loadtest: note: about {buyers_per_event} buyers x {} tickets per event < {} seats, so the sale cannot sell out",
+            args.per_buyer_limit,
+            plan.capacity()
+        );
+    }
+    Ok(Setup { run_id, event_ids, plan, buyers, opens_at, register_secs })
+}
+
+/// Creates and publishes one event; its id.
+async fn create_event(api: &Api, organizer: &Buyer, body: &serde_json::Value) -> anyhow::Result<Uuid> {
+    let created = api.post_json("/events/create", Some(&organizer.auth()), body).await?;
     if created.status != 201 {
-        bail!("creating the event: {} {}", created.status, String::from_utf8_lossy(&created.body));
+        bail!("creating an event: {} {}", created.status, String::from_utf8_lossy(&created.body));
     }
     let event: EventReply = created.json()?;
     let published = api
         .send(hyper::Method::POST, &format!("/events/{}/publish", event.event_id), Some(&organizer.auth()), None, None)
         .await?;
     if !published.ok() {
-        bail!("publishing the event: {} {}", published.status, String::from_utf8_lossy(&published.body));
+        bail!("publishing an event: {} {}", published.status, String::from_utf8_lossy(&published.body));
     }
-    if args.scenario != Scenario::HoldStorm
-        && u64::from(args.buyers) * u64::from(args.per_buyer_limit) < u64::from(args.seats)
-    {
-        eprintln!(
-            "loadtest: note: {} buyers x {} tickets < {} seats, so the sale cannot sell out",
-            args.buyers, args.per_buyer_limit, args.seats
-        );
-    }
-    Ok(Setup { run_id, event_id: event.event_id, plan, buyers, opens_at, register_secs })
+    Ok(event.event_id)
 }
 
 #[cfg(test)]
