@@ -598,6 +598,43 @@ mod tests {
         }
     }
 
+    /// deploy/compose.yaml's node settings, as a node there reads them: every name is a
+    /// setting and every value parses (`${VAR:?…}` stands for a secret given at `up`).
+    #[test]
+    fn the_compose_files_node_settings_are_valid() {
+        let compose = include_str!("../deploy/compose.yaml");
+        let block = compose.split("x-node-env: &node-env\n").nth(1).expect("an x-node-env block");
+        let mut vars: Vec<(String, String)> = block
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| {
+                let (name, value) = l.trim().split_once(": ").expect("NAME: value");
+                let value = value.trim_matches('"');
+                let value = match value.split_once("${") {
+                    Some((head, rest)) if rest.contains(":?") => format!("{head}{}", "s".repeat(40)),
+                    Some((head, rest)) => {
+                        let (var, tail) = rest.split_once('}').expect("${VAR:-default}");
+                        format!("{head}{}{tail}", var.split_once(":-").expect("a default").1)
+                    }
+                    None => value.to_owned(),
+                };
+                (name.to_owned(), value)
+            })
+            .collect();
+        let help = Cli::command().render_long_help().to_string();
+        vars.retain(|(name, _)| name != "RUST_LOG");
+        for (name, _) in &vars {
+            assert!(help.contains(&format!("[env: {name}")), "{name} is not a setting");
+        }
+        vars.extend([("NODE_ID".into(), "node2".into()), ("ADVERTISE_URL".into(), "http://node2:8080".into())]);
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let s = settings(&pairs).expect("the compose file's settings parse");
+        assert_eq!(s.bind.port(), 8080);
+        assert!(s.redis_url.is_some() && s.database_url.is_some());
+        assert_eq!(s.lease_ttl, Duration::from_secs(5));
+    }
+
     #[test]
     fn help_lists_every_variable_the_code_reads() {
         let help = Cli::command().render_long_help().to_string();
