@@ -12,7 +12,7 @@
 use crate::actor::{Availability, EventMsg, Inbox};
 use crate::error::EventError;
 use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId};
-use crate::inventory::{HoldView, ReconfigureError, Sale, SalesWindow, Selection};
+use crate::inventory::{HoldView, ReconfigureError, Sale, SalesWindow, SeatDelta, SeatStatus, Selection};
 use crate::record::Payment;
 use crate::seatmap::Layout;
 use ractor::{ActorRef, RpcReplyPort};
@@ -149,6 +149,16 @@ impl EventHandle {
 
     pub async fn availability(&self) -> Result<Availability, EventError> {
         self.call(|reply| EventMsg::Availability { reply }).await
+    }
+
+    /// Every seat's state and every section's counts, with their version.
+    pub async fn seat_status(&self) -> Result<SeatStatus, EventError> {
+        self.call(|reply| EventMsg::SeatStatus { reply }).await
+    }
+
+    /// What changed after version `since`; `None` when only the full status can say.
+    pub async fn seat_changes(&self, since: u64) -> Result<Option<SeatDelta>, EventError> {
+        self.call(|reply| EventMsg::SeatChanges { since, reply }).await
     }
 
     pub async fn set_window(&self, window: SalesWindow) -> Result<(), EventError> {

@@ -27,8 +27,8 @@ pub use error::EventError;
 pub use handle::{EventHandle, Limits};
 pub use ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId, UnixMs};
 pub use inventory::{
-    Counts, HoldView, InventoryError, Outcome, ReconfigureError, Sale, SalesWindow, SeatInventory, SectionCounts,
-    Selection, Settled,
+    Counts, HoldView, InventoryError, Outcome, ReconfigureError, RowStatus, Sale, SalesWindow, SeatDelta,
+    SeatInventory, SeatStatus, SectionCounts, SectionStatus, Selection, Settled,
 };
 pub use journal::{Journal, JournalError, MemoryJournal};
 pub use record::{Change, HoldRecord, HoldStatus, Items, Payment, Record, TicketRecord};

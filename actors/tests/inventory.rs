@@ -342,3 +342,110 @@ fn fifty_thousand_seats_cost_a_few_bytes_each() {
     println!("bytes per seat (50k map): {bytes:.2}");
     assert!(bytes < 16.0, "{bytes} bytes per seat");
 }
+
+/// The letter of one seat in a seat status.
+fn letter(status: &SeatStatus, label: &str) -> char {
+    let (row, number) = label.rsplit_once('-').unwrap();
+    let number: u32 = number.parse().unwrap();
+    let r = status.sections.iter().flat_map(|s| &s.rows).find(|r| r.label == row).expect("row");
+    r.seats.chars().nth((number - r.first) as usize).expect("seat")
+}
+
+#[test]
+fn seat_status_follows_holds_purchases_releases_and_cancellations() {
+    let mut inv = inventory(grid(2, 2, 5));
+    let a = BuyerId::new();
+    let v0 = inv.seat_version();
+    let all_free = inv.seat_status();
+    assert!(all_free.sections.iter().flat_map(|s| &s.rows).all(|r| r.seats == "FFFFF"), "{all_free:?}");
+
+    let h = hold(&mut inv, a, &seats(&["S0R0-2", "S0R0-3"]), T0).unwrap();
+    let s = inv.seat_status();
+    assert_eq!((letter(&s, "S0R0-2"), letter(&s, "S0R0-3"), letter(&s, "S0R0-4")), ('H', 'H', 'F'));
+    assert_eq!(s.sections[0].counts.held, 2);
+    assert!(s.version > v0);
+
+    let sale = buy(&mut inv, &h, T0).unwrap();
+    let s = inv.seat_status();
+    assert_eq!((letter(&s, "S0R0-2"), letter(&s, "S0R0-3")), ('S', 'S'));
+    assert_eq!((s.sections[0].counts.sold, s.sections[0].counts.held), (2, 0));
+
+    let ticket = sale.hold.tickets.iter().find(|t| t.seat.as_deref() == Some("S0R0-2")).unwrap().id;
+    commit(&mut inv, |i| i.cancel_tickets(h.id, a, &[ticket], T0), T0).unwrap();
+    let s = inv.seat_status();
+    assert_eq!((letter(&s, "S0R0-2"), letter(&s, "S0R0-3")), ('F', 'S'));
+
+    let other = hold(&mut inv, a, &seats(&["S1R1-5"]), T0).unwrap();
+    commit(&mut inv, |i| i.release(other.id, a, T0), T0).unwrap();
+    assert_eq!(letter(&inv.seat_status(), "S1R1-5"), 'F');
+}
+
+#[test]
+fn seat_changes_carry_each_changed_seat_once_with_its_latest_state() {
+    let mut inv = inventory(grid(2, 2, 5));
+    let a = BuyerId::new();
+    let start = inv.seat_version();
+    let h = hold(&mut inv, a, &seats(&["S0R0-1", "S0R0-2"]), T0).unwrap();
+    let after_hold = inv.seat_version();
+    buy(&mut inv, &h, T0).unwrap();
+    hold(&mut inv, a, &seats(&["S1R0-4"]), T0).unwrap();
+
+    let delta = inv.seat_changes_since(start).expect("covered by the log");
+    assert_eq!((delta.from, delta.version), (start, inv.seat_version()));
+    assert_eq!(
+        delta.seats,
+        vec![("S0R0-1".to_owned(), 'S'), ("S0R0-2".to_owned(), 'S'), ("S1R0-4".to_owned(), 'H')],
+        "held then sold shows once, as sold"
+    );
+    let sections: Vec<&str> = delta.sections.iter().map(|s| s.section.as_str()).collect();
+    assert_eq!(sections, ["S0", "S1"]);
+
+    let later = inv.seat_changes_since(after_hold).unwrap();
+    assert_eq!(later.seats.len(), 3, "the purchase's two seats and the new hold: {later:?}");
+    let none = inv.seat_changes_since(inv.seat_version()).unwrap();
+    assert!(none.seats.is_empty() && none.sections.is_empty());
+    assert!(inv.seat_changes_since(inv.seat_version() + 1).is_none(), "a version from the future");
+}
+
+#[test]
+fn seat_changes_too_old_for_the_log_or_before_a_restart_need_the_full_status() {
+    let mut inv = inventory(grid(1, 1, 10));
+    let start = inv.seat_version();
+    let a = BuyerId::new();
+    // The log keeps at least 4,096 changes: a hold and release of one seat is two.
+    for _ in 0..2_100 {
+        let h = hold(&mut inv, a, &seats(&["S0R0-1"]), T0).unwrap();
+        commit(&mut inv, |i| i.release(h.id, a, T0), T0).unwrap();
+    }
+    assert!(inv.seat_changes_since(start).is_none(), "older than the log");
+    let recent = inv.seat_changes_since(inv.seat_version() - 10).expect("recent changes are kept");
+    assert_eq!(recent.seats, vec![("S0R0-1".to_owned(), 'F')]);
+
+    let before = inv.seat_version();
+    inv.start_versions_at(before + 1_000_000);
+    assert_eq!(inv.seat_version(), before + 1_000_000);
+    assert!(inv.seat_changes_since(before).is_none(), "a version of an earlier activation");
+    inv.start_versions_at(5);
+    assert_eq!(inv.seat_version(), before + 1_000_000, "versions never go back");
+}
+
+#[test]
+fn general_admission_changes_name_the_section_and_its_counts() {
+    let map = SeatMap {
+        tiers: vec![PriceTier { code: "A".into(), price: 5_000 }],
+        sections: vec![SectionSpec {
+            name: "Floor".into(),
+            tier: "A".into(),
+            kind: SectionKindSpec::General { capacity: 100 },
+        }],
+    };
+    let mut inv = inventory(map);
+    let start = inv.seat_version();
+    hold(&mut inv, BuyerId::new(), &Selection::General { quantity: 3, section: None }, T0).unwrap();
+    let delta = inv.seat_changes_since(start).unwrap();
+    assert!(delta.seats.is_empty());
+    assert_eq!(delta.sections.len(), 1);
+    assert_eq!((delta.sections[0].counts.held, delta.sections[0].counts.available), (3, 97));
+    let status = inv.seat_status();
+    assert!(status.sections[0].general_admission && status.sections[0].rows.is_empty());
+}

@@ -23,8 +23,8 @@ use crate::clock::Clock;
 use crate::error::EventError;
 use crate::ids::{BuyerId, EventId, HoldId, IdempotencyKey, TicketId, UnixMs};
 use crate::inventory::{
-    Counts, HoldView, InventoryError, Outcome, ReconfigureError, Sale, SalesWindow, SeatInventory, SectionCounts,
-    Selection, Settled,
+    Counts, HoldView, InventoryError, Outcome, ReconfigureError, Sale, SalesWindow, SeatDelta, SeatInventory,
+    SeatStatus, SectionCounts, Selection, Settled,
 };
 use crate::journal::{Ack, Journal};
 use crate::record::{Change, Payment, Record};
@@ -110,6 +110,15 @@ pub enum EventMsg {
     },
     Availability {
         reply: RpcReplyPort<Availability>,
+    },
+    /// Every seat's state (see `SeatInventory::seat_status`).
+    SeatStatus {
+        reply: RpcReplyPort<SeatStatus>,
+    },
+    /// What changed after a version, or `None` when the caller must read the status.
+    SeatChanges {
+        since: u64,
+        reply: RpcReplyPort<Option<SeatDelta>>,
     },
     SetWindow {
         window: SalesWindow,
@@ -286,9 +295,12 @@ impl Actor for EventActor {
         myself.send_interval(args.config.tick, || EventMsg::Tick);
         let _ = args.inbox.actor.set(myself.clone());
         let now = args.clock.now();
+        let mut inventory = args.inventory;
+        // Seat versions keep growing across activations (see `inventory::status`).
+        inventory.start_versions_at(u64::try_from(now.0).unwrap_or(0).saturating_mul(1_000));
         let mut state = EventState {
             event: args.event,
-            inventory: args.inventory,
+            inventory,
             journal: args.journal,
             clock: args.clock,
             config: args.config,
@@ -450,6 +462,12 @@ impl EventState {
                     sections: state.inventory.section_counts(),
                     window: state.inventory.window(),
                 });
+            }
+            EventMsg::SeatStatus { reply } => {
+                let _ = reply.send(state.inventory.seat_status());
+            }
+            EventMsg::SeatChanges { since, reply } => {
+                let _ = reply.send(state.inventory.seat_changes_since(since));
             }
             EventMsg::SetWindow { window, reply } => {
                 state.inventory.set_window(window);

@@ -34,6 +34,7 @@
 //! - `expiry`: the expiry queue, `expire_due` and pruning of ended holds;
 //! - `restore`: rebuilding from durable records, `snapshot` and `reconfigure`;
 //! - `reads`: views, records and counts, which change nothing;
+//! - `status`: every seat's state, its version and the log of recent changes;
 //! - `invariants`: `check_invariants`, the recount the tests rely on.
 
 mod expiry;
@@ -43,9 +44,11 @@ mod reads;
 mod restore;
 mod selection;
 mod slots;
+mod status;
 mod types;
 
 pub use selection::Selection;
+pub use status::{FREE_SEAT, HELD_SEAT, RowStatus, SOLD_SEAT, SeatDelta, SeatStatus, SectionStatus};
 pub use types::{
     Counts, DEFAULT_HOLD_TTL_MS, HoldView, InventoryError, MAX_UNITS_PER_HOLD, Outcome, ReconfigureError, RestoreError,
     Sale, SalesWindow, SectionCounts, Settled,
@@ -72,6 +75,8 @@ pub struct SeatInventory {
     row_free: Vec<u32>,
     /// Per section: units held and sold.
     tally: Vec<Tally>,
+    /// The seats' version and recent changes (written by `occupancy` only).
+    status: status::StatusLog,
     /// Holds live in slots so seats can point at them with 4 bytes.
     slots: Vec<Option<Hold>>,
     free_slots: Vec<u32>,
@@ -104,6 +109,7 @@ impl SeatInventory {
         let row_free = layout.rows.iter().map(|r| r.len).collect();
         let tally = vec![Tally::default(); layout.sections.len()];
         Self {
+            status: status::StatusLog::new(layout.seat_count),
             layout,
             window,
             seats,

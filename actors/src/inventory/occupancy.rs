@@ -1,6 +1,7 @@
 //! Taking and freeing seats and GA places: the only code that writes seat
 //! ownership (`SeatInventory::seats`), the rows' free counts, the sections' held
-//! and sold tallies and the buyers' unit counts.
+//! and sold tallies and the buyers' unit counts — and so the one place that
+//! notes each change in the status log (`status`).
 //!
 //! All four change together, so `available + held + sold = capacity` holds per
 //! section, each row's free count matches its seats, and a buyer's count is their
@@ -9,6 +10,7 @@
 
 use super::SeatInventory;
 use super::slots::{BuyerCount, FREE, Units, units_len};
+use super::status::StatusLog;
 use crate::seatmap::Layout;
 
 /// Held and sold units of one section.
@@ -22,9 +24,9 @@ impl SeatInventory {
     /// The seat state and the count of `slot`'s buyer, borrowed beside the
     /// hold's own units, so those can be read in place while the state changes.
     fn occupancy(&mut self, slot: u32) -> (Occupancy<'_>, &Units) {
-        let Self { layout, seats, row_free, tally, buyers, slots, .. } = self;
+        let Self { layout, seats, row_free, tally, buyers, slots, status, .. } = self;
         let h = slots[slot as usize].as_ref().expect("slot in use");
-        (Occupancy { layout, seats, row_free, tally, buyer: &mut buyers[h.buyer_slot as usize] }, &h.units)
+        (Occupancy { layout, seats, row_free, tally, status, buyer: &mut buyers[h.buyer_slot as usize] }, &h.units)
     }
 
     /// Marks `units` as taken by `slot` (as sold or held) if they are all free.
@@ -64,6 +66,7 @@ struct Occupancy<'a> {
     seats: &'a mut [u32],
     row_free: &'a mut [u32],
     tally: &'a mut [Tally],
+    status: &'a mut StatusLog,
     buyer: &'a mut BuyerCount,
 }
 
@@ -77,6 +80,7 @@ impl Occupancy<'_> {
                 }
                 for &s in seats.iter() {
                     self.seats[s as usize] = slot;
+                    self.status.seat(s);
                     let r = self.layout.row_index(s);
                     let section = self.layout.rows[r].section;
                     self.row_free[r] -= 1;
@@ -90,7 +94,12 @@ impl Occupancy<'_> {
                 if capacity - t.held - t.sold < *quantity {
                     return false;
                 }
-                if sold { t.sold += quantity } else { t.held += quantity }
+                if sold {
+                    t.sold += quantity
+                } else {
+                    t.held += quantity
+                }
+                self.status.section(*section);
             }
         }
         self.buyer.units += units_len(units);
@@ -104,6 +113,7 @@ impl Occupancy<'_> {
                 for &s in seats {
                     debug_assert_eq!(self.seats[s as usize], slot);
                     self.seats[s as usize] = FREE;
+                    self.status.seat(s);
                     let r = self.layout.row_index(s);
                     let section = self.layout.rows[r].section;
                     self.row_free[r] += 1;
@@ -113,7 +123,12 @@ impl Occupancy<'_> {
             }
             Units::General { section, quantity } => {
                 let t = &mut self.tally[*section as usize];
-                if sold { t.sold -= quantity } else { t.held -= quantity }
+                if sold {
+                    t.sold -= quantity
+                } else {
+                    t.held -= quantity
+                }
+                self.status.section(*section);
             }
         }
         self.buyer.units -= units_len(units);
@@ -135,9 +150,13 @@ impl Occupancy<'_> {
             Units::Seats(seats) => {
                 for &s in seats {
                     shift(self.layout.section_of_seat(s), 1);
+                    self.status.seat(s);
                 }
             }
-            Units::General { section, quantity } => shift(*section, *quantity),
+            Units::General { section, quantity } => {
+                shift(*section, *quantity);
+                self.status.section(*section);
+            }
         }
     }
 }

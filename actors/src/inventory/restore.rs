@@ -94,7 +94,11 @@ impl SeatInventory {
         if self.has_pending() {
             return Err(ReconfigureError::Busy);
         }
-        let rebuilt = Self::restore(layout, self.window, self.snapshot()).map_err(ReconfigureError::Incompatible)?;
+        let mut rebuilt =
+            Self::restore(layout, self.window, self.snapshot()).map_err(ReconfigureError::Incompatible)?;
+        // Versions go on growing; seat indexes changed, so no earlier change can be replayed.
+        rebuilt.status = self.status.clone();
+        rebuilt.status.reset(rebuilt.layout.seat_count);
         *self = rebuilt;
         Ok(())
     }
