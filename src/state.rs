@@ -19,8 +19,8 @@ use crate::store::cache::Cache;
 use crate::store::charges::ChargeLog;
 use crate::store::search::SearchIndex;
 use boxoffice_actors::{
-    Availability, BuyerId, EventError, EventId, HoldId, HoldView, IdempotencyKey, Payment, Registry, Sale, Selection,
-    TicketId,
+    Availability, BuyerId, EventError, EventId, HoldId, HoldView, IdempotencyKey, Payment, Registry, Sale, SeatDelta,
+    SeatStatus, Selection, TicketId,
 };
 use dashmap::DashMap;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -211,6 +211,16 @@ impl EventRef<'_> {
 
     pub async fn availability(&self) -> Result<Availability, EventError> {
         self.call(EventCall::Availability).await?.availability()
+    }
+
+    /// Every seat's state and every section's counts, with their version.
+    pub async fn seat_status(&self) -> Result<SeatStatus, EventError> {
+        self.call(EventCall::SeatStatus).await?.seat_status()
+    }
+
+    /// What changed after version `since`; `None` when only the full status can say.
+    pub async fn seat_changes(&self, since: u64) -> Result<Option<SeatDelta>, EventError> {
+        self.call(EventCall::SeatChanges { since }).await?.seat_changes()
     }
 
     /// Stops the actor (after its pending writes) wherever it runs and gives up its

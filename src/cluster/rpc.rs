@@ -7,8 +7,8 @@
 //! the sender looks again.
 
 use boxoffice_actors::{
-    Availability, BuyerId, EventError, EventId, HoldId, HoldView, IdempotencyKey, Payment, Registry, Sale, Selection,
-    TicketId,
+    Availability, BuyerId, EventError, EventId, HoldId, HoldView, IdempotencyKey, Payment, Registry, Sale, SeatDelta,
+    SeatStatus, Selection, TicketId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,10 @@ pub enum EventCall {
         buyer: BuyerId,
     },
     Availability,
+    SeatStatus,
+    SeatChanges {
+        since: u64,
+    },
     /// Drain the actor, stop it and give up the lease (the event changed, or moves).
     Evict,
 }
@@ -56,6 +60,8 @@ pub enum EventReply {
     MaybeView(Option<HoldView>),
     Sale(Box<Sale>),
     Availability(Box<Availability>),
+    SeatStatus(Box<SeatStatus>),
+    SeatChanges(Option<Box<SeatDelta>>),
     Done,
 }
 
@@ -89,6 +95,20 @@ impl EventReply {
         match self {
             EventReply::Availability(a) => Ok(*a),
             _ => Err(unexpected("availability")),
+        }
+    }
+
+    pub fn seat_status(self) -> Result<SeatStatus, EventError> {
+        match self {
+            EventReply::SeatStatus(s) => Ok(*s),
+            _ => Err(unexpected("seat status")),
+        }
+    }
+
+    pub fn seat_changes(self) -> Result<Option<SeatDelta>, EventError> {
+        match self {
+            EventReply::SeatChanges(d) => Ok(d.map(|d| *d)),
+            _ => Err(unexpected("seat changes")),
         }
     }
 }
@@ -131,6 +151,14 @@ pub async fn execute(registry: &Registry, event: EventId, call: EventCall) -> Re
             .with(event, |h| async move { h.availability().await })
             .await
             .map(|a| EventReply::Availability(Box::new(a))),
+        EventCall::SeatStatus => registry
+            .with(event, |h| async move { h.seat_status().await })
+            .await
+            .map(|s| EventReply::SeatStatus(Box::new(s))),
+        EventCall::SeatChanges { since } => registry
+            .with(event, |h| async move { h.seat_changes(since).await })
+            .await
+            .map(|d| EventReply::SeatChanges(d.map(Box::new))),
         EventCall::Evict => {
             registry.evict(event).await;
             Ok(EventReply::Done)

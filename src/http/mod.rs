@@ -4,10 +4,13 @@
 //!
 //! Shared by several routes and so kept here, not in a route file: extractors
 //! (`extract`), request/response bodies used by more than one route (`schema`)
-//! and ownership look-ups (`access`). Route modules never import each other.
+//! and ownership look-ups (`access`), and the live seat-map feeds (`live`, one
+//! fan-out per event for `GET /events/{id}/live`). Route modules never import
+//! each other.
 
 pub mod access;
 pub mod extract;
+pub mod live;
 mod middleware;
 pub mod routes;
 pub mod schema;
@@ -48,6 +51,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(routes::auth::router())
         .merge(routes::admin::router())
         .merge(routes::events::router())
+        .merge(routes::seats::router())
         .merge(routes::search::router())
         .merge(routes::holds::router())
         .merge(routes::purchases::router())
@@ -62,6 +66,7 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(layers::from_fn_with_state(state.settings.request_timeout, middleware::request_timeout))
         .layer(RequestBodyLimitLayer::new(state.settings.max_body_bytes))
         .layer(layers::map_response(middleware::bare_errors_as_problems))
+        .layer(axum::Extension(live::LiveHub::new(state.clone())))
         .fallback(routes::system::not_found)
         .with_state(state)
 }

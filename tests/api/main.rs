@@ -15,6 +15,7 @@ mod payments;
 mod purchases;
 mod redis;
 mod relay;
+mod seats;
 mod stripe;
 mod system;
 mod tls;

@@ -8,5 +8,6 @@ pub mod events;
 pub mod holds;
 pub mod purchases;
 pub mod search;
+pub mod seats;
 pub mod system;
 pub mod tickets;

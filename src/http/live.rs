@@ -1,0 +1,332 @@
+//! Live seat maps: the bodies of `GET /events/{id}/seats` and the feeds behind
+//! `GET /events/{id}/live` (Server-Sent Events).
+//!
+//! One feed per event on this node asks the event's actor (wherever it runs)
+//! what changed since the version it last saw, every [`TICK`] — at most five
+//! times a second however many watch — and sends the answer, serialised once, to
+//! every subscriber through a broadcast channel: fan-out happens here, never in
+//! the actor. A subscriber starts from a snapshot (or, with `Last-Event-ID`, from
+//! the changes since that version) and then takes each frame that continues from
+//! what it has; one that fell behind (a slow reader, a frame it missed) catches up
+//! with its own "changes since" call, or a snapshot when the actor's log no
+//! longer reaches back that far. A feed with no subscriber stops after
+//! [`IDLE_STOP`].
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::response::sse::Event;
+use boxoffice_actors::{EventId, SeatDelta, SeatStatus, SectionCounts};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// How often a feed asks the actor for changes (at most 5 messages a second).
+pub const TICK: Duration = Duration::from_millis(200);
+/// A feed without subscribers stops after this long.
+const IDLE_STOP: Duration = Duration::from_secs(10);
+/// Frames a subscriber may fall behind before it catches up on its own.
+const CHANNEL: usize = 64;
+/// A cached snapshot younger than this, and no older than the feed's last frame,
+/// starts a new subscriber (who catches up with the next frame, within a tick).
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// `GET /events/{id}/seats`: every seat's state, one letter per seat.
+#[derive(Serialize, ToSchema)]
+pub struct SeatsOut {
+    pub event_id: Uuid,
+    /// Grows with every change of a seat or place; `GET /events/{id}/live` frames carry it as their id.
+    pub version: u64,
+    /// What the letters in `rows[].seats` mean.
+    pub legend: Legend,
+    pub sections: Vec<SectionSeatsOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Legend {
+    #[serde(rename = "F")]
+    pub free: &'static str,
+    #[serde(rename = "H")]
+    pub held: &'static str,
+    #[serde(rename = "S")]
+    pub sold: &'static str,
+}
+
+const LEGEND: Legend = Legend { free: "free", held: "held", sold: "sold" };
+
+#[derive(Serialize, ToSchema)]
+pub struct SectionSeatsOut {
+    #[serde(flatten)]
+    pub counts: SectionCountsOut,
+    /// Seated sections: each row, seats in number order. Empty for general admission.
+    pub rows: Vec<RowSeatsOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RowSeatsOut {
+    pub label: String,
+    /// Number of the row's first seat: seat `{label}-{first + i}` is `seats[i]`.
+    pub first: u32,
+    /// One letter per seat: `F` free, `H` held, `S` sold.
+    #[schema(example = "FFHSSF")]
+    pub seats: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SectionCountsOut {
+    pub name: String,
+    pub general_admission: bool,
+    pub capacity: u64,
+    pub available: u64,
+    pub held: u64,
+    pub sold: u64,
+}
+
+impl From<&SectionCounts> for SectionCountsOut {
+    fn from(s: &SectionCounts) -> Self {
+        Self {
+            name: s.section.clone(),
+            general_admission: s.general_admission,
+            capacity: s.counts.capacity,
+            available: s.counts.available,
+            held: s.counts.held,
+            sold: s.counts.sold,
+        }
+    }
+}
+
+/// A `changes` frame of `GET /events/{id}/live`: the state now of every seat that
+/// changed after `from`, and the counts of every section that changed.
+#[derive(Serialize, ToSchema)]
+pub struct ChangesOut {
+    pub from: u64,
+    pub version: u64,
+    /// Seat label → `F`, `H` or `S`.
+    pub seats: BTreeMap<String, String>,
+    pub sections: Vec<SectionCountsOut>,
+}
+
+pub fn seats_out(event_id: Uuid, status: SeatStatus) -> SeatsOut {
+    SeatsOut {
+        event_id,
+        version: status.version,
+        legend: LEGEND,
+        sections: status
+            .sections
+            .into_iter()
+            .map(|s| SectionSeatsOut {
+                counts: SectionCountsOut {
+                    name: s.name,
+                    general_admission: s.general_admission,
+                    capacity: s.counts.capacity,
+                    available: s.counts.available,
+                    held: s.counts.held,
+                    sold: s.counts.sold,
+                },
+                rows: s
+                    .rows
+                    .into_iter()
+                    .map(|r| RowSeatsOut { label: r.label, first: r.first, seats: r.seats })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn changes_out(delta: &SeatDelta) -> ChangesOut {
+    ChangesOut {
+        from: delta.from,
+        version: delta.version,
+        seats: delta.seats.iter().map(|(label, state)| (label.clone(), state.to_string())).collect(),
+        sections: delta.sections.iter().map(SectionCountsOut::from).collect(),
+    }
+}
+
+/// One message of the stream, serialised once for every subscriber.
+#[derive(Debug)]
+pub struct Frame {
+    snapshot: bool,
+    from: u64,
+    version: u64,
+    data: String,
+}
+
+impl Frame {
+    fn snapshot(event: Uuid, status: SeatStatus) -> Self {
+        let version = status.version;
+        let data = serde_json::to_string(&seats_out(event, status)).expect("seat status serialises");
+        Self { snapshot: true, from: 0, version, data }
+    }
+
+    fn changes(delta: &SeatDelta) -> Self {
+        let data = serde_json::to_string(&changes_out(delta)).expect("seat changes serialise");
+        Self { snapshot: false, from: delta.from, version: delta.version, data }
+    }
+
+    pub fn event(&self) -> Event {
+        Event::default()
+            .id(self.version.to_string())
+            .event(if self.snapshot { "snapshot" } else { "changes" })
+            .data(&self.data)
+    }
+}
+
+/// The feeds of this node, by event.
+pub struct LiveHub {
+    state: AppState,
+    feeds: Mutex<HashMap<Uuid, Arc<Feed>>>,
+}
+
+struct Feed {
+    event: Uuid,
+    tx: broadcast::Sender<Arc<Frame>>,
+    snapshot: Mutex<Option<(Instant, Arc<Frame>)>>,
+    /// The version of the last frame sent to every subscriber.
+    latest: AtomicU64,
+}
+
+/// A subscriber's first frame and where the rest come from.
+pub struct Subscription {
+    pub first: Arc<Frame>,
+    rx: broadcast::Receiver<Arc<Frame>>,
+    feed: Arc<Feed>,
+    state: AppState,
+    sent: u64,
+}
+
+impl LiveHub {
+    pub fn new(state: AppState) -> Arc<Self> {
+        Arc::new(Self { state, feeds: Mutex::new(HashMap::new()) })
+    }
+
+    fn feed(self: &Arc<Self>, event: Uuid) -> Arc<Feed> {
+        let mut feeds = self.feeds.lock().expect("feeds lock");
+        if let Some(feed) = feeds.get(&event) {
+            return feed.clone();
+        }
+        let feed = Arc::new(Feed {
+            event,
+            tx: broadcast::channel(CHANNEL).0,
+            snapshot: Mutex::new(None),
+            latest: AtomicU64::new(0),
+        });
+        feeds.insert(event, feed.clone());
+        tokio::spawn(self.clone().run(feed.clone()));
+        feed
+    }
+
+    /// Subscribes to `event`'s seat changes: from `last_seen` (a version, as
+    /// `Last-Event-ID` carries it) when the actor still has the changes since, else
+    /// from a snapshot. Errors (the event cannot be reached) come before any frame.
+    pub async fn subscribe(self: &Arc<Self>, event: Uuid, last_seen: Option<u64>) -> ApiResult<Subscription> {
+        let feed = self.feed(event);
+        // Subscribed before the first frame is read, so nothing falls between them.
+        let rx = feed.tx.subscribe();
+        let delta = match last_seen {
+            Some(v) => self.state.event(EventId(event)).seat_changes(v).await?,
+            None => None,
+        };
+        let first = match delta {
+            Some(delta) => Arc::new(Frame::changes(&delta)),
+            None => feed.snapshot(&self.state).await?,
+        };
+        metrics::gauge!("boxoffice_live_subscribers").increment(1.0);
+        Ok(Subscription { sent: first.version, first, rx, feed, state: self.state.clone() })
+    }
+
+    async fn run(self: Arc<Self>, feed: Arc<Feed>) {
+        let mut seen: Option<u64> = None;
+        let mut idle = Duration::ZERO;
+        loop {
+            tokio::time::sleep(TICK).await;
+            if feed.tx.receiver_count() == 0 {
+                idle += TICK;
+                if idle >= IDLE_STOP {
+                    let mut feeds = self.feeds.lock().expect("feeds lock");
+                    // Checked again under the lock: a subscriber may have just come.
+                    if feed.tx.receiver_count() == 0 {
+                        feeds.remove(&feed.event);
+                        return;
+                    }
+                }
+                continue;
+            }
+            idle = Duration::ZERO;
+            let event = self.state.event(EventId(feed.event));
+            let frame = match seen {
+                Some(v) => match event.seat_changes(v).await {
+                    Ok(Some(delta)) if delta.version == v => continue,
+                    Ok(Some(delta)) => Ok(Arc::new(Frame::changes(&delta))),
+                    Ok(None) => feed.snapshot(&self.state).await,
+                    Err(e) => Err(e.into()),
+                },
+                None => feed.snapshot(&self.state).await,
+            };
+            match frame {
+                Ok(frame) => {
+                    seen = Some(frame.version);
+                    feed.latest.store(frame.version, Ordering::Release);
+                    metrics::counter!("boxoffice_live_frames_total").increment(1);
+                    let _ = feed.tx.send(frame);
+                }
+                Err(e) => tracing::debug!(event = %feed.event, error = %e, "live feed: the event did not answer"),
+            }
+        }
+    }
+}
+
+impl Feed {
+    /// A recent snapshot: the cached one if young enough, else a fresh one (cached).
+    async fn snapshot(&self, state: &AppState) -> ApiResult<Arc<Frame>> {
+        if let Some((at, frame)) = self.snapshot.lock().expect("snapshot lock").as_ref()
+            && at.elapsed() < SNAPSHOT_MAX_AGE
+            && frame.version >= self.latest.load(Ordering::Acquire)
+        {
+            return Ok(frame.clone());
+        }
+        let status = state.event(EventId(self.event)).seat_status().await?;
+        let frame = Arc::new(Frame::snapshot(self.event, status));
+        *self.snapshot.lock().expect("snapshot lock") = Some((Instant::now(), frame.clone()));
+        Ok(frame)
+    }
+}
+
+impl Subscription {
+    /// The next frame that continues from what this subscriber has; `None` when
+    /// the feed is gone.
+    pub async fn next(&mut self) -> Option<Arc<Frame>> {
+        loop {
+            let frame = match self.rx.recv().await {
+                Ok(frame) if frame.version <= self.sent => continue,
+                Ok(frame) if frame.snapshot || frame.from <= self.sent => frame,
+                // A gap (a missed frame, or fell behind): catch up on our own.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => match self.catch_up().await {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => continue,
+                    Err(_) => return None,
+                },
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            self.sent = frame.version;
+            return Some(frame);
+        }
+    }
+
+    async fn catch_up(&self) -> Result<Option<Arc<Frame>>, ApiError> {
+        match self.state.event(EventId(self.feed.event)).seat_changes(self.sent).await? {
+            Some(delta) if delta.version == self.sent => Ok(None),
+            Some(delta) => Ok(Some(Arc::new(Frame::changes(&delta)))),
+            None => self.feed.snapshot(&self.state).await.map(Some),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        metrics::gauge!("boxoffice_live_subscribers").decrement(1.0);
+    }
+}
