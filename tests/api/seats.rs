@@ -324,3 +324,32 @@ async fn seats_and_live_refuse_what_they_cannot_show() {
         .unwrap();
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
 }
+
+#[tokio::test]
+async fn details_show_the_live_window_as_rfc3339_times() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let open = app.published_event(&org, None, None).await;
+    let details: Value = app.get(&format!("/events/{open}/details"), None).await.json().await.unwrap();
+    let w = &details["availability"]["window"];
+    assert_eq!(w["opens_at"], Value::Null, "on sale since publication: {w}");
+    let closes: chrono::DateTime<chrono::Utc> = w["closes_at"].as_str().expect("an RFC 3339 time").parse().unwrap();
+    assert_eq!(closes.to_rfc3339(), "2030-01-01T19:00:00+00:00", "the event date ends the sale");
+    assert_eq!((w["on_sale"].as_bool(), w["per_buyer_limit"].as_u64()), (Some(true), Some(10)));
+
+    let later = app
+        .published_event(
+            &org,
+            None,
+            Some(
+                json!({"opens_at": "2029-06-01T10:00:00Z", "closes_at": "2029-06-02T10:00:00Z", "hold_ttl_secs": 300}),
+            ),
+        )
+        .await;
+    let details: Value = app.get(&format!("/events/{later}/details"), None).await.json().await.unwrap();
+    let w = &details["availability"]["window"];
+    let opens: chrono::DateTime<chrono::Utc> = w["opens_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(opens.to_rfc3339(), "2029-06-01T10:00:00+00:00");
+    assert_eq!((w["on_sale"].as_bool(), w["hold_ttl_secs"].as_u64()), (Some(false), Some(300)));
+    assert!(!details.to_string().contains("9223372036854775807"), "no sentinel numbers: {details}");
+}

@@ -107,8 +107,79 @@ pub struct EventDetails {
     #[schema(value_type = Option<Object>)]
     pub seat_map: Option<serde_json::Value>,
     /// Live counts per section (published events).
-    #[schema(value_type = Option<Object>)]
-    pub availability: Option<Availability>,
+    pub availability: Option<AvailabilityOut>,
+}
+
+/// An event's live counts and the sales window its actor applies.
+#[derive(Serialize, ToSchema)]
+pub struct AvailabilityOut {
+    pub total: CountsOut,
+    pub sections: Vec<SectionAvailabilityOut>,
+    pub window: LiveWindowOut,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CountsOut {
+    pub capacity: u64,
+    pub available: u64,
+    pub held: u64,
+    pub sold: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SectionAvailabilityOut {
+    pub section: String,
+    pub general_admission: bool,
+    pub counts: CountsOut,
+}
+
+/// The sales window in force: `opens_at` null = open since publication,
+/// `closes_at` null = never closes on its own (the event date still ends it);
+/// `on_sale` says whether holds and purchases are taken right now.
+#[derive(Serialize, ToSchema)]
+pub struct LiveWindowOut {
+    pub opens_at: Option<DateTime<Utc>>,
+    pub closes_at: Option<DateTime<Utc>>,
+    pub on_sale: bool,
+    pub per_buyer_limit: u32,
+    pub hold_ttl_secs: i64,
+}
+
+impl From<&boxoffice_actors::Counts> for CountsOut {
+    fn from(c: &boxoffice_actors::Counts) -> Self {
+        Self { capacity: c.capacity, available: c.available, held: c.held, sold: c.sold }
+    }
+}
+
+impl From<Availability> for AvailabilityOut {
+    fn from(a: Availability) -> Self {
+        // The actor's "since always" and "never" are the extreme instants.
+        let time = |ms: i64| match ms {
+            i64::MIN | i64::MAX => None,
+            ms => DateTime::<Utc>::from_timestamp_millis(ms),
+        };
+        let now = boxoffice_actors::UnixMs::now();
+        let w = a.window;
+        Self {
+            total: (&a.total).into(),
+            sections: a
+                .sections
+                .iter()
+                .map(|s| SectionAvailabilityOut {
+                    section: s.section.clone(),
+                    general_admission: s.general_admission,
+                    counts: (&s.counts).into(),
+                })
+                .collect(),
+            window: LiveWindowOut {
+                opens_at: if w.closes_at.0 == i64::MIN { None } else { time(w.opens_at.0) },
+                closes_at: time(w.closes_at.0),
+                on_sale: w.opens_at <= now && now < w.closes_at,
+                per_buyer_limit: w.per_buyer_limit,
+                hold_ttl_secs: w.hold_ttl_ms / 1000,
+            },
+        }
+    }
 }
 
 /// The part of an event's details that changes only when the event does.
@@ -685,7 +756,7 @@ async fn event_details(
     let availability = if event.has_seat_map && event.status != "draft" {
         let a = state.event(EventId(event_id)).availability().await?;
         event.available_seats = a.total.available as i64;
-        Some(a)
+        Some(a.into())
     } else {
         None
     };
