@@ -218,6 +218,11 @@ impl EventRef<'_> {
         self.call(EventCall::SeatStatus).await?.seat_status()
     }
 
+    /// Takes seats off sale (`blocked`) or puts them back; every blocked seat after.
+    pub async fn block_seats(&self, seats: Vec<String>, blocked: bool) -> Result<Vec<String>, EventError> {
+        self.call(EventCall::BlockSeats { seats, blocked }).await?.labels()
+    }
+
     /// What changed after version `since`; `None` when only the full status can say.
     pub async fn seat_changes(&self, since: u64) -> Result<Option<SeatDelta>, EventError> {
         self.call(EventCall::SeatChanges { since }).await?.seat_changes()

@@ -156,6 +156,11 @@ impl EventHandle {
         self.call(|reply| EventMsg::SeatStatus { reply }).await
     }
 
+    /// Takes the seats off sale (`blocked`) or puts them back; every blocked seat after.
+    pub async fn block_seats(&self, seats: Vec<String>, blocked: bool) -> Result<Vec<String>, EventError> {
+        Ok(self.call(|reply| EventMsg::BlockSeats { seats, blocked, reply }).await??)
+    }
+
     /// What changed after version `since`; `None` when only the full status can say.
     pub async fn seat_changes(&self, since: u64) -> Result<Option<SeatDelta>, EventError> {
         self.call(|reply| EventMsg::SeatChanges { since, reply }).await

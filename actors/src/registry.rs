@@ -32,6 +32,8 @@ pub struct EventSnapshot {
     pub window: SalesWindow,
     /// Durable holds: active and purchased ones, and recently ended ones.
     pub holds: Vec<HoldRecord>,
+    /// Seats the organizer took off sale (labels).
+    pub blocked: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,10 +186,15 @@ impl Registry {
             LoadError::Failed(msg) => EventError::Unavailable(msg),
             LoadError::NotOwner(node) => EventError::NotOwner(node),
         })?;
-        let inventory = SeatInventory::restore(snapshot.layout, snapshot.window, snapshot.holds).map_err(|e| {
+        let mut inventory = SeatInventory::restore(snapshot.layout, snapshot.window, snapshot.holds).map_err(|e| {
             tracing::error!(%event, error = %e, "stored state does not restore");
             EventError::Unavailable(format!("event state is inconsistent: {e}"))
         })?;
+        // A seat blocked after it was sold (cannot happen through the API) stays sold.
+        let blocked: Vec<String> = snapshot.blocked.into_iter().filter(|l| inventory.seat_owner(l).is_none()).collect();
+        if let Err(e) = inventory.block_seats(&blocked, true) {
+            tracing::warn!(%event, error = %e, "stored blocked seats not applied");
+        }
         // The actor removes its own entry when it passivates; the Weak avoids a cycle.
         let cells = Arc::downgrade(&self.cells);
         let me = Arc::new(OnceCell::<EventHandle>::new());

@@ -44,7 +44,7 @@ impl Loader for TestLoader {
                 return Err(LoadError::NotFound);
             }
             let layout = Layout::compile(&map).map_err(|e| LoadError::Failed(e.to_string()))?;
-            Ok(EventSnapshot { layout, window, holds: journal.holds(event) })
+            Ok(EventSnapshot { layout, window, holds: journal.holds(event), blocked: Vec::new() })
         })
     }
 }
@@ -217,7 +217,7 @@ async fn ten_thousand_buyers_race_for_a_hundred_best_available_seats() {
     assert!(unexpected.is_empty(), "only SoldOut may refuse: {:?}", &unexpected[..unexpected.len().min(5)]);
     assert_journal_has_exactly(&fx, &holds);
     let total = handle.availability().await.unwrap().total;
-    assert_eq!(total, Counts { capacity: 100, available: 0, held: 100, sold: 0 });
+    assert_eq!(total, Counts { capacity: 100, available: 0, held: 100, sold: 0, blocked: 0 });
     assert_eq!(handle.in_flight(), 0, "every admission slot was given back");
 }
 
@@ -528,7 +528,11 @@ async fn lapsed_holds_expire_while_new_holds_keep_succeeding() {
     let now = fx.clock.now();
     assert!(again.iter().all(|h| h.status == HoldStatus::Active && h.expires_at == now.plus_ms(60_000)));
     let total = handle.availability().await.unwrap().total;
-    assert_eq!(total, Counts { capacity: 300, available: 200, held: 100, sold: 0 }, "expired seats are back");
+    assert_eq!(
+        total,
+        Counts { capacity: 300, available: 200, held: 100, sold: 0, blocked: 0 },
+        "expired seats are back"
+    );
     for hold in first {
         assert_eq!(handle.get_hold(hold.id, hold.buyer).await.unwrap().unwrap().status, HoldStatus::Expired);
     }
@@ -607,7 +611,7 @@ async fn an_idle_event_passivates_and_comes_back_intact() {
 
     let back = fx.registry.with(fx.event, |h| async move { h.availability().await }).await.unwrap();
     assert_eq!(fx.loads(), 2, "the next call re-activated the event");
-    assert_eq!(back.total, Counts { capacity: 20, available: 19, held: 0, sold: 1 });
+    assert_eq!(back.total, Counts { capacity: 20, available: 19, held: 0, sold: 1, blocked: 0 });
     let handle = fx.handle().await;
     let again = handle.get_hold(bought.id, buyer).await.unwrap().expect("the sale survived");
     assert_eq!(again.status, HoldStatus::Purchased);
@@ -662,7 +666,7 @@ async fn buyers_purchase_release_and_cancel_only_their_own_holds() {
     assert_eq!(fx.journal_hold(second.id).unwrap().status, HoldStatus::Released);
     handle.hold(mallory, seat("S0R1-1"), None).await.expect("a released seat is free");
     let total = handle.availability().await.unwrap().total;
-    assert_eq!(total, Counts { capacity: 20, available: 18, held: 1, sold: 1 });
+    assert_eq!(total, Counts { capacity: 20, available: 18, held: 1, sold: 1, blocked: 0 });
 
     let key = IdempotencyKey::parse("checkout-7").unwrap();
     let first = handle.hold(alice, best(1), Some(key.clone())).await.unwrap();

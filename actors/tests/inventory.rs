@@ -62,7 +62,7 @@ fn explicit_seats_are_held_once_and_priced_by_tier() {
         hold(&mut inv, b, &seats(&["S0R0-4", "S0R0-5"]), T0).unwrap_err(),
         InventoryError::SeatsTaken(vec!["S0R0-5".into()])
     );
-    assert_eq!(inv.counts(), Counts { capacity: 60, available: 58, held: 2, sold: 0 });
+    assert_eq!(inv.counts(), Counts { capacity: 60, available: 58, held: 2, sold: 0, blocked: 0 });
     inv.check_invariants().unwrap();
 }
 
@@ -177,7 +177,7 @@ fn general_admission_never_exceeds_capacity() {
     assert_eq!(sale.hold.tickets.len(), 3);
     assert!(sale.hold.tickets.iter().all(|t| t.seat.is_none() && t.section == "Floor" && t.price == 5000));
     hold(&mut inv, BuyerId::new(), &ga(2), T0).unwrap();
-    assert_eq!(inv.counts(), Counts { capacity: 5, available: 0, held: 2, sold: 3 });
+    assert_eq!(inv.counts(), Counts { capacity: 5, available: 0, held: 2, sold: 3, blocked: 0 });
     inv.check_invariants().unwrap();
 }
 
@@ -304,7 +304,7 @@ fn cancelling_tickets_puts_seats_back_on_sale() {
     };
     assert_eq!(tickets, vec![t1]);
     assert_eq!(inv.cancel_tickets(h.id, a, &[t1], T0).unwrap_err(), InventoryError::TicketNotFound);
-    assert_eq!(inv.counts(), Counts { capacity: 4, available: 3, held: 0, sold: 1 });
+    assert_eq!(inv.counts(), Counts { capacity: 4, available: 3, held: 0, sold: 1, blocked: 0 });
     assert_eq!(inv.buyer_units(a), 1);
     hold(&mut inv, BuyerId::new(), &seats(&["S0R0-1"]), T0).unwrap();
     inv.check_invariants().unwrap();
@@ -448,4 +448,40 @@ fn general_admission_changes_name_the_section_and_its_counts() {
     assert_eq!((delta.sections[0].counts.held, delta.sections[0].counts.available), (3, 97));
     let status = inv.seat_status();
     assert!(status.sections[0].general_admission && status.sections[0].rows.is_empty());
+}
+
+#[test]
+fn blocked_seats_cannot_be_held_and_count_apart() {
+    let mut inv = inventory(grid(1, 1, 5));
+    let a = BuyerId::new();
+    hold(&mut inv, a, &seats(&["S0R0-1"]), T0).unwrap();
+    let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        inv.block_seats(&labels(&["S0R0-1", "S0R0-2"]), true).unwrap_err(),
+        InventoryError::SeatsTaken(vec!["S0R0-1".into()]),
+        "a held seat cannot be blocked, and nothing else is"
+    );
+    assert!(inv.blocked_labels().is_empty());
+    assert_eq!(inv.block_seats(&labels(&["S0R0-2", "S0R0-3"]), true).unwrap(), labels(&["S0R0-2", "S0R0-3"]));
+    assert_eq!(inv.counts(), Counts { capacity: 5, available: 2, held: 1, sold: 0, blocked: 2 });
+    assert_eq!(
+        hold(&mut inv, a, &seats(&["S0R0-2"]), T0).unwrap_err(),
+        InventoryError::SeatsTaken(vec!["S0R0-2".into()])
+    );
+    let best = Selection::BestAvailable { quantity: 2, section: None, allow_split: true };
+    let h = hold(&mut inv, a, &best, T0).unwrap();
+    assert_eq!(labels(&["S0R0-4", "S0R0-5"]), {
+        let mut l = match h.items.as_ref() {
+            Items::Seats { seats } => seats.to_vec(),
+            Items::General { .. } => vec![],
+        };
+        l.sort();
+        l
+    });
+    assert_eq!(letter(&inv.seat_status(), "S0R0-3"), 'B');
+    inv.check_invariants().unwrap();
+    assert_eq!(inv.block_seats(&labels(&["S0R0-3"]), false).unwrap(), labels(&["S0R0-2"]));
+    assert_eq!(inv.block_seats(&labels(&["S0R0-9"]), true).unwrap_err(), InventoryError::UnknownSeat("S0R0-9".into()));
+    inv.check_invariants().unwrap();
+    assert_eq!(inv.counts().blocked, 1);
 }

@@ -67,6 +67,9 @@ pub struct Counts {
     pub available: u64,
     pub held: u64,
     pub sold: u64,
+    /// Seats the organizer took off sale.
+    #[serde(default)]
+    pub blocked: u64,
 }
 
 /// `GET /events/{id}/details`: the event's live counts over every section.
@@ -151,7 +154,7 @@ pub async fn run(api: &Api, sale: &Arc<Sale>, pool: Option<&PgPool>) -> Vec<Chec
         Ok((c, inconsistent)) => {
             let ok = inconsistent == 0
                 && c.sold <= c.capacity
-                && c.available + c.held + c.sold == c.capacity
+                && c.available + c.held + c.sold + c.blocked == c.capacity
                 && c.capacity == sale.capacity();
             checks.push(Check::new(
                 details_name,
@@ -197,12 +200,12 @@ pub async fn run(api: &Api, sale: &Arc<Sale>, pool: Option<&PgPool>) -> Vec<Chec
 /// Every event's counts added up, and how many events' own counts do not add up
 /// (sold over capacity, a sum that is not the capacity, another capacity than planned).
 async fn availability(api: &Api, sale: &Sale) -> anyhow::Result<(Counts, usize)> {
-    let mut sum = Counts { capacity: 0, available: 0, held: 0, sold: 0 };
+    let mut sum = Counts { capacity: 0, available: 0, held: 0, sold: 0, blocked: 0 };
     let mut inconsistent = 0;
     for venue in &sale.venues {
         let c = counts(api, venue.event_id).await?;
         if c.sold > c.capacity
-            || c.available + c.held + c.sold != c.capacity
+            || c.available + c.held + c.sold + c.blocked != c.capacity
             || c.capacity != u64::from(sale.plan.capacity())
         {
             inconsistent += 1;
@@ -211,6 +214,7 @@ async fn availability(api: &Api, sale: &Sale) -> anyhow::Result<(Counts, usize)>
         sum.available += c.available;
         sum.held += c.held;
         sum.sold += c.sold;
+        sum.blocked += c.blocked;
     }
     Ok((sum, inconsistent))
 }

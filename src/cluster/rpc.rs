@@ -48,6 +48,10 @@ pub enum EventCall {
     SeatChanges {
         since: u64,
     },
+    BlockSeats {
+        seats: Vec<String>,
+        blocked: bool,
+    },
     /// Drain the actor, stop it and give up the lease (the event changed, or moves).
     Evict,
 }
@@ -62,6 +66,7 @@ pub enum EventReply {
     Availability(Box<Availability>),
     SeatStatus(Box<SeatStatus>),
     SeatChanges(Option<Box<SeatDelta>>),
+    Labels(Vec<String>),
     Done,
 }
 
@@ -102,6 +107,13 @@ impl EventReply {
         match self {
             EventReply::SeatStatus(s) => Ok(*s),
             _ => Err(unexpected("seat status")),
+        }
+    }
+
+    pub fn labels(self) -> Result<Vec<String>, EventError> {
+        match self {
+            EventReply::Labels(l) => Ok(l),
+            _ => Err(unexpected("seat labels")),
         }
     }
 
@@ -159,6 +171,13 @@ pub async fn execute(registry: &Registry, event: EventId, call: EventCall) -> Re
             .with(event, |h| async move { h.seat_changes(since).await })
             .await
             .map(|d| EventReply::SeatChanges(d.map(Box::new))),
+        EventCall::BlockSeats { seats, blocked } => registry
+            .with(event, |h| {
+                let seats = seats.clone();
+                async move { h.block_seats(seats, blocked).await }
+            })
+            .await
+            .map(EventReply::Labels),
         EventCall::Evict => {
             registry.evict(event).await;
             Ok(EventReply::Done)

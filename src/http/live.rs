@@ -54,9 +54,11 @@ pub struct Legend {
     pub held: &'static str,
     #[serde(rename = "S")]
     pub sold: &'static str,
+    #[serde(rename = "B")]
+    pub blocked: &'static str,
 }
 
-const LEGEND: Legend = Legend { free: "free", held: "held", sold: "sold" };
+const LEGEND: Legend = Legend { free: "free", held: "held", sold: "sold", blocked: "blocked (off sale)" };
 
 #[derive(Serialize, ToSchema)]
 pub struct SectionSeatsOut {
@@ -71,7 +73,7 @@ pub struct RowSeatsOut {
     pub label: String,
     /// Number of the row's first seat: seat `{label}-{first + i}` is `seats[i]`.
     pub first: u32,
-    /// One letter per seat: `F` free, `H` held, `S` sold.
+    /// One letter per seat: `F` free, `H` held, `S` sold, `B` blocked.
     #[schema(example = "FFHSSF")]
     pub seats: String,
 }
@@ -84,6 +86,8 @@ pub struct SectionCountsOut {
     pub available: u64,
     pub held: u64,
     pub sold: u64,
+    /// Seats off sale: available + held + sold + blocked = capacity.
+    pub blocked: u64,
 }
 
 impl From<&SectionCounts> for SectionCountsOut {
@@ -95,6 +99,7 @@ impl From<&SectionCounts> for SectionCountsOut {
             available: s.counts.available,
             held: s.counts.held,
             sold: s.counts.sold,
+            blocked: s.counts.blocked,
         }
     }
 }
@@ -105,7 +110,7 @@ impl From<&SectionCounts> for SectionCountsOut {
 pub struct ChangesOut {
     pub from: u64,
     pub version: u64,
-    /// Seat label → `F`, `H` or `S`.
+    /// Seat label → `F`, `H`, `S` or `B`.
     pub seats: BTreeMap<String, String>,
     pub sections: Vec<SectionCountsOut>,
 }
@@ -126,6 +131,7 @@ pub fn seats_out(event_id: Uuid, status: SeatStatus) -> SeatsOut {
                     available: s.counts.available,
                     held: s.counts.held,
                     sold: s.counts.sold,
+                    blocked: s.counts.blocked,
                 },
                 rows: s
                     .rows

@@ -74,6 +74,7 @@ struct EventRow {
     closes_at: Option<DateTime<Utc>>,
     per_buyer_limit: i32,
     hold_ttl_secs: i32,
+    blocked_seats: Vec<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -107,7 +108,7 @@ async fn load(
 ) -> Result<EventSnapshot, LoadError> {
     let failed = |e: sqlx::Error| LoadError::Failed(e.to_string());
     let row: Option<EventRow> = sqlx::query_as(
-        "SELECT status, event_date, seat_map, opens_at, closes_at, per_buyer_limit, hold_ttl_secs
+        "SELECT status, event_date, seat_map, opens_at, closes_at, per_buyer_limit, hold_ttl_secs, blocked_seats
          FROM events WHERE event_id = $1",
     )
     .bind(event.0)
@@ -134,7 +135,7 @@ async fn load(
         HoldsError::Db(e) => failed(e),
         HoldsError::Corrupt(msg) => LoadError::Failed(msg),
     })?;
-    Ok(EventSnapshot { layout, window, holds })
+    Ok(EventSnapshot { layout, window, holds, blocked: row.blocked_seats })
 }
 
 impl Loader for PgLoader {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 /// The seats of `GET /events/{id}/seats` as label → letter (seated rows only).
 async fn seats(app: &TestApp, event: Uuid) -> (u64, BTreeMap<String, char>, Value) {
     let r = app.get(&format!("/events/{event}/seats"), None).await;
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     let body: Value = r.json().await.unwrap();
     (body["version"].as_u64().unwrap(), letters(&body), body)
 }
@@ -58,7 +58,7 @@ async fn seat_status_follows_holds_purchases_releases_cancellations_and_expiry()
     let (v0, all, body) = seats(&app, event).await;
     assert_eq!(all.len(), 20);
     assert!(all.values().all(|c| *c == 'F'), "{all:?}");
-    assert_eq!(body["legend"], json!({"F": "free", "H": "held", "S": "sold"}));
+    assert_eq!(body["legend"], json!({"F": "free", "H": "held", "S": "sold", "B": "blocked (off sale)"}));
     let standing = &body["sections"][1];
     assert_eq!((standing["general_admission"].as_bool(), standing["capacity"].as_u64()), (Some(true), Some(20)));
 
@@ -352,4 +352,57 @@ async fn details_show_the_live_window_as_rfc3339_times() {
     assert_eq!(opens.to_rfc3339(), "2029-06-01T10:00:00+00:00");
     assert_eq!((w["on_sale"].as_bool(), w["hold_ttl_secs"].as_u64()), (Some(false), Some(300)));
     assert!(!details.to_string().contains("9223372036854775807"), "no sentinel numbers: {details}");
+}
+
+#[tokio::test]
+async fn organizers_block_and_unblock_seats_and_blocks_survive_a_restart() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (_, other_org, _) = app.user("organizer").await;
+    let (_, buyer, _) = app.user("customer").await;
+    let event = app.published_event(&org, None, None).await;
+    let block = |token: String, seats: Value| {
+        let app = &app;
+        async move { app.post(&format!("/events/{event}/seats/block"), Some(&token), json!({"seats": seats})).await }
+    };
+
+    let sold = hold(&app, &buyer, event, &["A-1"]).await;
+    pay(&app, &buyer, &sold).await;
+    assert_problem(block(org.clone(), json!(["A-1", "A-5"])).await, StatusCode::CONFLICT, "seats_taken").await;
+    assert_problem(block(org.clone(), json!(["Z-1"])).await, StatusCode::UNPROCESSABLE_ENTITY, "unknown_seat").await;
+    assert_problem(block(org.clone(), json!([])).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    let r = block(other_org.clone(), json!(["A-5"])).await;
+    assert!(matches!(r.status(), StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "another organizer: {}", r.status());
+    assert_eq!(seats(&app, event).await.1["A-5"], 'F', "refused blocks changed nothing");
+
+    let r = block(org.clone(), json!(["A-5", "A-6"])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["blocked"], json!(["A-5", "A-6"]));
+    let (_, s, body) = seats(&app, event).await;
+    assert_eq!((s["A-5"], s["A-6"], s["A-7"]), ('B', 'B', 'F'));
+    let floor = &body["sections"][0];
+    assert_eq!(
+        (floor["blocked"].as_u64(), floor["available"].as_u64(), floor["sold"].as_u64()),
+        (Some(2), Some(17), Some(1))
+    );
+    let r = app.post(&format!("/events/{event}/holds"), Some(&buyer), json!({"seats": ["A-5"]})).await;
+    assert_problem(r, StatusCode::CONFLICT, "seats_taken").await;
+
+    // A new process loads the event from the database: the blocks are still there.
+    let db_url = app.db_url.clone();
+    app.stop().await;
+    let app = boxoffice_testkit::spawn_app_on(db_url, &[]).await;
+    let (_, s, _) = seats(&app, event).await;
+    assert_eq!((s["A-1"], s["A-5"], s["A-6"]), ('S', 'B', 'B'));
+
+    let r = app.post(&format!("/events/{event}/seats/unblock"), Some(&org), json!({"seats": ["A-5"]})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["blocked"], json!(["A-6"]));
+    hold(&app, &buyer, event, &["A-5"]).await;
+    let stored: Vec<String> = sqlx::query_scalar("SELECT unnest(blocked_seats) FROM events WHERE event_id = $1")
+        .bind(event)
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, ["A-6"]);
 }

@@ -115,6 +115,12 @@ pub enum EventMsg {
     SeatStatus {
         reply: RpcReplyPort<SeatStatus>,
     },
+    /// Takes seats off sale or puts them back (see `SeatInventory::block_seats`).
+    BlockSeats {
+        seats: Vec<String>,
+        blocked: bool,
+        reply: RpcReplyPort<Result<Vec<String>, InventoryError>>,
+    },
     /// What changed after a version, or `None` when the caller must read the status.
     SeatChanges {
         since: u64,
@@ -465,6 +471,9 @@ impl EventState {
             }
             EventMsg::SeatStatus { reply } => {
                 let _ = reply.send(state.inventory.seat_status());
+            }
+            EventMsg::BlockSeats { seats, blocked, reply } => {
+                let _ = reply.send(state.inventory.block_seats(&seats, blocked));
             }
             EventMsg::SeatChanges { since, reply } => {
                 let _ = reply.send(state.inventory.seat_changes_since(since));

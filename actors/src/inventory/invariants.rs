@@ -12,7 +12,7 @@
 
 use super::SeatInventory;
 use super::occupancy::Tally;
-use super::slots::{FREE, Units, ticket_unit, units_len};
+use super::slots::{BLOCKED, FREE, Units, ticket_unit, units_len};
 use crate::ids::BuyerId;
 use crate::record::HoldStatus;
 use rustc_hash::FxHashMap;
@@ -22,7 +22,12 @@ impl SeatInventory {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut tally = vec![Tally::default(); self.tally.len()];
         let mut per_buyer: FxHashMap<BuyerId, u32> = FxHashMap::default();
-        let mut owner = vec![FREE; self.seats.len()];
+        let mut owner: Vec<u32> = self.seats.iter().map(|&s| if s == BLOCKED { BLOCKED } else { FREE }).collect();
+        for (s, &state) in self.seats.iter().enumerate() {
+            if state == BLOCKED {
+                tally[self.layout.section_of_seat(s as u32) as usize].blocked += 1;
+            }
+        }
         for (slot, h) in self.slots.iter().enumerate() {
             let Some(h) = h else { continue };
             let occupying: Vec<(Units, bool)> = match h.status {
@@ -56,10 +61,10 @@ impl SeatInventory {
             return Err("seat ownership drifted".into());
         }
         for (s, (want, have)) in tally.iter().zip(&self.tally).enumerate() {
-            if want.held != have.held || want.sold != have.sold {
+            if want.held != have.held || want.sold != have.sold || want.blocked != have.blocked {
                 return Err(format!("section {s}: recount {want:?} != tally {have:?}"));
             }
-            if have.held + have.sold > self.layout.section_capacity(s as u16) {
+            if have.held + have.sold + have.blocked > self.layout.section_capacity(s as u16) {
                 return Err(format!("section {s} oversold"));
             }
         }

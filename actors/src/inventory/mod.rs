@@ -34,9 +34,11 @@
 //! - `expiry`: the expiry queue, `expire_due` and pruning of ended holds;
 //! - `restore`: rebuilding from durable records, `snapshot` and `reconfigure`;
 //! - `reads`: views, records and counts, which change nothing;
+//! - `blocks`: seats the organizer takes off sale;
 //! - `status`: every seat's state, its version and the log of recent changes;
 //! - `invariants`: `check_invariants`, the recount the tests rely on.
 
+mod blocks;
 mod expiry;
 mod invariants;
 mod occupancy;

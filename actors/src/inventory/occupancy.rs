@@ -9,15 +9,24 @@
 //! if one seat is taken, or a GA section lacks room, nothing changes.
 
 use super::SeatInventory;
-use super::slots::{BuyerCount, FREE, Units, units_len};
+use super::slots::{BLOCKED, BuyerCount, FREE, Units, units_len};
 use super::status::StatusLog;
 use crate::seatmap::Layout;
 
-/// Held and sold units of one section.
+/// Held, sold and blocked units of one section.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Tally {
     pub(super) held: u32,
     pub(super) sold: u32,
+    /// Seats the organizer took off sale.
+    pub(super) blocked: u32,
+}
+
+impl Tally {
+    /// Units of a section of `capacity` that nobody has and nobody blocked.
+    pub(super) fn free_of(&self, capacity: u32) -> u32 {
+        capacity - self.held - self.sold - self.blocked
+    }
 }
 
 impl SeatInventory {
@@ -56,6 +65,27 @@ impl SeatInventory {
         let (occupancy, units) = self.occupancy(slot);
         occupancy.shift_held_to_sold(units, forward)
     }
+
+    /// Takes a free seat off sale (`blocked`) or puts a blocked one back; false
+    /// (and nothing changed) when the seat is in neither state the change needs.
+    pub(super) fn set_blocked(&mut self, seat: u32, blocked: bool) -> bool {
+        let (from, to) = if blocked { (FREE, BLOCKED) } else { (BLOCKED, FREE) };
+        if self.seats[seat as usize] != from {
+            return false;
+        }
+        self.seats[seat as usize] = to;
+        let r = self.layout.row_index(seat);
+        let section = self.layout.rows[r].section as usize;
+        if blocked {
+            self.row_free[r] -= 1;
+            self.tally[section].blocked += 1;
+        } else {
+            self.row_free[r] += 1;
+            self.tally[section].blocked -= 1;
+        }
+        self.status.seat(seat);
+        true
+    }
 }
 
 /// What taking or giving back units changes: the seats, row and section counts,
@@ -91,7 +121,7 @@ impl Occupancy<'_> {
             Units::General { section, quantity } => {
                 let capacity = self.layout.section_capacity(*section);
                 let t = &mut self.tally[*section as usize];
-                if capacity - t.held - t.sold < *quantity {
+                if t.free_of(capacity) < *quantity {
                     return false;
                 }
                 if sold {

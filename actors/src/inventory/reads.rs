@@ -7,7 +7,7 @@
 //! held + sold is the capacity of each section.
 
 use super::occupancy::Tally;
-use super::slots::{FREE, Pending};
+use super::slots::{BLOCKED, FREE, Pending};
 use super::{Counts, HoldView, InventoryError, SeatInventory, SectionCounts};
 use crate::ids::{BuyerId, HoldId, UnixMs};
 use crate::record::{HoldRecord, HoldStatus, TicketRecord};
@@ -19,8 +19,8 @@ use std::sync::Arc;
 const _: () = assert!(std::mem::size_of::<HoldRecord>() <= 120);
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<HoldView>() <= 96);
-// `bytes_per_seat` counts each section's `Tally` as 8 bytes.
-const _: () = assert!(std::mem::size_of::<Tally>() == 8);
+// `bytes_per_seat` counts each section's `Tally` as 12 bytes.
+const _: () = assert!(std::mem::size_of::<Tally>() == 12);
 
 impl SeatInventory {
     /// A hold, if it exists and belongs to `buyer` (`None` for anyone else's, so
@@ -54,6 +54,7 @@ impl SeatInventory {
             acc.available += s.counts.available;
             acc.held += s.counts.held;
             acc.sold += s.counts.sold;
+            acc.blocked += s.counts.blocked;
             acc
         })
     }
@@ -69,9 +70,10 @@ impl SeatInventory {
                     general_admission: matches!(self.layout.sections[s].kind, SectionKind::General { .. }),
                     counts: Counts {
                         capacity: capacity.into(),
-                        available: u64::from(capacity - t.held - t.sold),
+                        available: u64::from(t.free_of(capacity)),
                         held: t.held.into(),
                         sold: t.sold.into(),
+                        blocked: t.blocked.into(),
                     },
                 }
             })
@@ -97,7 +99,7 @@ impl SeatInventory {
     pub fn seat_owner(&self, label: &str) -> Option<(HoldId, bool)> {
         let seat = self.layout.seat_by_label(label)?;
         let slot = self.seats[seat as usize];
-        (slot != FREE).then(|| {
+        (slot != FREE && slot != BLOCKED).then(|| {
             let h = self.slot(slot);
             (h.id, h.status == HoldStatus::Purchased)
         })
@@ -106,7 +108,7 @@ impl SeatInventory {
     /// Heap bytes used per seat by the seat state and layout.
     pub fn bytes_per_seat(&self) -> f64 {
         let seats = self.layout.seat_count.max(1) as f64;
-        let state = self.seats.capacity() * 4 + self.row_free.capacity() * 4 + self.tally.capacity() * 8;
+        let state = self.seats.capacity() * 4 + self.row_free.capacity() * 4 + self.tally.capacity() * 12;
         (state + self.layout.heap_bytes()) as f64 / seats
     }
 

@@ -96,6 +96,10 @@ impl SeatInventory {
         }
         let mut rebuilt =
             Self::restore(layout, self.window, self.snapshot()).map_err(ReconfigureError::Incompatible)?;
+        // Blocked seats the new map still has stay blocked.
+        let blocked: Vec<String> =
+            self.blocked_labels().into_iter().filter(|l| rebuilt.layout.seat_by_label(l).is_some()).collect();
+        let _ = rebuilt.block_seats(&blocked, true);
         // Versions go on growing; seat indexes changed, so no earlier change can be replayed.
         rebuilt.status = self.status.clone();
         rebuilt.status.reset(rebuilt.layout.seat_count);

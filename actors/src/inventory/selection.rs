@@ -153,7 +153,7 @@ impl SeatInventory {
                     ));
                 };
                 let t = self.tally[s as usize];
-                if capacity - t.held - t.sold < quantity {
+                if t.free_of(capacity) < quantity {
                     return Err(InventoryError::SoldOut);
                 }
                 Ok(Units::General { section: s, quantity })
@@ -172,7 +172,7 @@ impl SeatInventory {
         for &s in &sections {
             let SectionKind::Seated { rows } = self.layout.sections[s as usize].kind else { continue };
             let t = self.tally[s as usize];
-            let free = self.layout.section_capacity(s) - t.held - t.sold;
+            let free = t.free_of(self.layout.section_capacity(s));
             free_total += free;
             if free < quantity {
                 continue;

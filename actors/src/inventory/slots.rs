@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 /// What a seat holds in `SeatInventory::seats` when no hold has it.
 pub(super) const FREE: u32 = u32::MAX;
+/// What a seat holds when the organizer took it off sale (house seats, broken seats).
+pub(super) const BLOCKED: u32 = u32::MAX - 1;
 
 /// What a hold takes: reserved seats, or places in one general-admission section.
 #[derive(Clone, Debug, PartialEq, Eq)]

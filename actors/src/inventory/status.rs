@@ -12,7 +12,7 @@
 //! or from the future, gets `None` and the caller reads the full status.
 
 use super::SeatInventory;
-use super::slots::FREE;
+use super::slots::{BLOCKED, FREE};
 use super::types::{Counts, SectionCounts};
 use crate::record::HoldStatus;
 use crate::seatmap::{SeatIdx, SectionKind};
@@ -29,6 +29,7 @@ const MAX_LOG: usize = 65_536;
 pub const FREE_SEAT: char = 'F';
 pub const HELD_SEAT: char = 'H';
 pub const SOLD_SEAT: char = 'S';
+pub const BLOCKED_SEAT: char = 'B';
 
 /// The version and recent changes of an inventory's seats.
 #[derive(Clone, Debug, Default)]
@@ -91,7 +92,7 @@ pub struct RowStatus {
     pub label: String,
     /// The number of the row's first seat: seat `first + i` is `seats[i]`.
     pub first: u32,
-    /// One letter per seat: `F` free, `H` held, `S` sold.
+    /// One letter per seat: `F` free, `H` held, `S` sold, `B` blocked.
     pub seats: String,
 }
 
@@ -124,6 +125,7 @@ impl SeatInventory {
     fn seat_letter(&self, seat: SeatIdx) -> char {
         match self.seats[seat as usize] {
             FREE => FREE_SEAT,
+            BLOCKED => BLOCKED_SEAT,
             slot => match self.slot(slot).status {
                 HoldStatus::Purchased => SOLD_SEAT,
                 _ => HELD_SEAT,

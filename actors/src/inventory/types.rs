@@ -135,6 +135,9 @@ pub struct Counts {
     pub available: u64,
     pub held: u64,
     pub sold: u64,
+    /// Seats the organizer took off sale: available + held + sold + blocked = capacity.
+    #[serde(default)]
+    pub blocked: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -124,6 +124,8 @@ pub struct CountsOut {
     pub available: u64,
     pub held: u64,
     pub sold: u64,
+    /// Seats off sale: available + held + sold + blocked = capacity.
+    pub blocked: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -147,7 +149,7 @@ pub struct LiveWindowOut {
 
 impl From<&boxoffice_actors::Counts> for CountsOut {
     fn from(c: &boxoffice_actors::Counts) -> Self {
-        Self { capacity: c.capacity, available: c.available, held: c.held, sold: c.sold }
+        Self { capacity: c.capacity, available: c.available, held: c.held, sold: c.sold, blocked: c.blocked }
     }
 }
 

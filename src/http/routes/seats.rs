@@ -1,11 +1,12 @@
 //! Seat-level status for seat maps: `GET /events/{id}/seats` (every seat's
-//! state, answered by the event's actor) and `GET /events/{id}/live` (the same,
-//! kept current over Server-Sent Events; see `http::live`).
+//! state, answered by the event's actor), `GET /events/{id}/live` (the same,
+//! kept current over Server-Sent Events; see `http::live`), and the organizer's
+//! blocked seats (`POST /events/{id}/seats/block` and `/unblock`).
 
-use crate::auth::MaybeAuthUser;
+use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
-use crate::http::access::visible_event;
-use crate::http::extract::Path;
+use crate::http::access::{owned_event, visible_event};
+use crate::http::extract::{Json, Path};
 use crate::http::live::{ChangesOut, LiveHub, SeatsOut, seats_out};
 use crate::state::AppState;
 use axum::Extension;
@@ -13,14 +14,20 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{KeepAlive, Sse};
 use boxoffice_actors::EventId;
+use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::sync::Arc;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(seat_status)).routes(routes!(live))
+    OpenApiRouter::new()
+        .routes(routes!(seat_status))
+        .routes(routes!(live))
+        .routes(routes!(block_seats))
+        .routes(routes!(unblock_seats))
 }
 
 /// The event must be visible to the caller and have a seat map.
@@ -87,4 +94,102 @@ async fn live(
     });
     let stream = futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first.event()) }), rest);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Seats to take off sale or put back, by label (`A-12`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeatLabelsIn {
+    #[schema(min_items = 1, max_items = 1000, example = json!(["A-1", "A-2"]))]
+    pub seats: Vec<String>,
+}
+
+/// Every seat of the event that is off sale now.
+#[derive(Serialize, ToSchema)]
+pub struct BlockedOut {
+    pub blocked: Vec<String>,
+}
+
+/// Most seats one block or unblock names.
+const MAX_LABELS: usize = 1_000;
+
+fn labels(input: SeatLabelsIn) -> ApiResult<Vec<String>> {
+    if input.seats.is_empty() || input.seats.len() > MAX_LABELS {
+        return Err(ApiError::invalid(ProblemCode::InvalidField, format!("seats lists 1 to {MAX_LABELS} seat labels"))
+            .with("field", "seats"));
+    }
+    Ok(input.seats)
+}
+
+/// Takes free seats off sale (house seats, broken seats): nobody can hold them
+/// until they are unblocked. All or nothing: a held or sold seat refuses the lot
+/// (409 `seats_taken`), an unknown label too (422 `unknown_seat`).
+#[utoipa::path(post, path = "/events/{event_id}/seats/block", tag = "events", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)), request_body = SeatLabelsIn,
+    responses((status = 200, body = BlockedOut),
+              (status = 400, description = "malformed body or id", body = Problem, content_type = "application/problem+json"),
+              (status = 401, description = "not signed in", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "not the event's organizer", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "no such event on sale", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "a seat is held or sold (`seats` lists them)", body = Problem, content_type = "application/problem+json"),
+              (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "no seats, too many, or an unknown label", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the event is busy; retry", body = Problem, content_type = "application/problem+json")))]
+async fn block_seats(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+    Json(input): Json<SeatLabelsIn>,
+) -> ApiResult<axum::Json<BlockedOut>> {
+    owned_event(&state, &user, event_id).await?;
+    let seats = labels(input)?;
+    // The actor decides (free seats only) and takes them at once; then they are stored.
+    let event = state.event(EventId(event_id));
+    let blocked = event.block_seats(seats.clone(), true).await?;
+    let stored = sqlx::query(
+        "UPDATE events SET blocked_seats = ARRAY(SELECT DISTINCT s FROM unnest(blocked_seats || $2::text[]) s ORDER BY s)
+         WHERE event_id = $1",
+    )
+    .bind(event_id)
+    .bind(&seats)
+    .execute(&state.db)
+    .await;
+    if let Err(e) = stored {
+        // Not stored: put them back on sale, so memory never keeps what the database does not.
+        let _ = event.block_seats(seats, false).await;
+        return Err(e.into());
+    }
+    Ok(axum::Json(BlockedOut { blocked }))
+}
+
+/// Puts blocked seats back on sale; seats that are not blocked are left as they are.
+#[utoipa::path(post, path = "/events/{event_id}/seats/unblock", tag = "events", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)), request_body = SeatLabelsIn,
+    responses((status = 200, body = BlockedOut),
+              (status = 400, description = "malformed body or id", body = Problem, content_type = "application/problem+json"),
+              (status = 401, description = "not signed in", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "not the event's organizer", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "no such event on sale", body = Problem, content_type = "application/problem+json"),
+              (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "no seats, too many, or an unknown label", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "the event is busy; retry", body = Problem, content_type = "application/problem+json")))]
+async fn unblock_seats(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+    Json(input): Json<SeatLabelsIn>,
+) -> ApiResult<axum::Json<BlockedOut>> {
+    owned_event(&state, &user, event_id).await?;
+    let seats = labels(input)?;
+    // Stored first, then freed: a seat is offered again only once the database says so.
+    sqlx::query(
+        "UPDATE events SET blocked_seats = ARRAY(SELECT s FROM unnest(blocked_seats) s WHERE s <> ALL($2::text[]) ORDER BY s)
+         WHERE event_id = $1",
+    )
+    .bind(event_id)
+    .bind(&seats)
+    .execute(&state.db)
+    .await?;
+    let blocked = state.event(EventId(event_id)).block_seats(seats, false).await?;
+    Ok(axum::Json(BlockedOut { blocked }))
 }
