@@ -208,6 +208,9 @@ pub struct SaleArgs {
     /// Cap on setup (registration), in seconds.
     #[arg(long, default_value_t = 900)]
     pub setup_timeout_secs: u64,
+    /// Live seat-map viewers (GET /events/{id}/live) on the first event during the sale.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=20_000))]
+    pub watchers: u32,
     /// hold-storm: stop after this many successful holds.
     #[arg(long, default_value_t = 500_000)]
     pub storm_holds: u64,

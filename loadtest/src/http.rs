@@ -184,6 +184,22 @@ impl Api {
         tokio::time::timeout(self.timeout, exchange).await.unwrap_or(Err(Failure::Timeout))
     }
 
+    /// A GET whose body is read as it comes (Server-Sent Events): the status and
+    /// the body once the headers arrived, within the timeout.
+    pub async fn open_stream(&self, path: &str) -> Result<(u16, hyper::body::Incoming), Failure> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(format!("{}{}", self.base(), path))
+            .header("accept", "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Failure::Transport(e.to_string()))?;
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .map_err(|_| Failure::Timeout)?
+            .map_err(|e| Failure::Transport(error_chain(&e)))?;
+        Ok((response.status().as_u16(), response.into_body()))
+    }
+
     pub async fn get(&self, path: &str, auth: Option<&HeaderValue>) -> Exchange {
         self.send(Method::GET, path, auth, None, None).await
     }

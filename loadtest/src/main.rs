@@ -26,6 +26,7 @@ mod seats;
 mod server;
 mod setup;
 mod stats;
+mod watchers;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -48,6 +49,9 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Relaxed)
 }
+
+/// `GET /events/{id}/seats` reads timed before the opening moment.
+const SEAT_STATUS_PROBES: u32 = 200;
 
 /// Most connections opened before the opening moment.
 const MAX_WARM_CONNECTIONS: usize = 1024;
@@ -179,14 +183,25 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let opens_at = Instant::now() + until_open;
     let (event_ids, register_secs, buyer_count, run_id) =
         (setup.event_ids, setup.register_secs, setup.buyers.len(), setup.run_id.clone());
-    let sale =
-        Arc::new(Sale::new(api.clone(), cfg, &event_ids, setup.plan, setup.buyers, args.per_buyer_limit, opens_at));
+    let mut sale = Sale::new(api.clone(), cfg, &event_ids, setup.plan, setup.buyers, args.per_buyer_limit, opens_at);
+    let hold_times = (args.watchers > 0).then(|| Arc::new(watchers::HoldTimes::default()));
+    sale.hold_times = hold_times.clone();
+    let sale = Arc::new(sale);
     let connections = match args.rate {
         None => args.concurrency,
         Some(rate) => (rate / 20.0) as usize + 16,
     }
     .min(MAX_WARM_CONNECTIONS);
     sale.warm_up(connections).await.context("warming up")?;
+    // Before the rush (not timed with it): what one seat-map read costs.
+    let seat_status = watchers::time_seat_status(&api, event_ids[0], SEAT_STATUS_PROBES).await;
+    let watchers = match hold_times {
+        Some(times) => {
+            eprintln!("loadtest: opening {} live streams on the first event…", args.watchers);
+            Some(watchers::Watchers::start(&api, event_ids[0], args.watchers as usize, times).await?)
+        }
+        None => None,
+    };
     if Instant::now() >= opens_at {
         eprintln!("loadtest: note: setup ran past the opening moment; raise --lead-secs for a clean start");
     }
@@ -214,6 +229,14 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let refresher = tokio::spawn(sale.clone().keep_tokens_fresh(stop_ticker.clone()));
     sale.run().await;
     let drained = Instant::now();
+    // The last frames arrive within a tick or two of the last change.
+    let watched = match watchers {
+        Some(w) => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Some(w.finish().await)
+        }
+        None => None,
+    };
     let cpu_after = cpu::Snapshot::take(&target.node_pids, target.postgres_pid);
     let metrics_after = prom::scrape(&api.first()).await;
     let forwards = prom::total_over_nodes(&api, "boxoffice_cluster_forwards_total").await - forwards_before;
@@ -398,7 +421,38 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         }
         _ => None,
     };
+    facts.push(fact(
+        "seat status read (before the sale)",
+        match &seat_status {
+            Ok((bytes, p50, p99)) => format!(
+                "GET /events/{{id}}/seats, {} seats: {bytes} bytes, p50 {p50:.2} ms, p99 {p99:.2} ms ({SEAT_STATUS_PROBES} reads)",
+                sale.plan.capacity()
+            ),
+            Err(e) => format!("failed: {e}"),
+        },
+    ));
+    if let Some(w) = &watched {
+        facts.push(fact(
+            "live watchers",
+            format!(
+                "{} of {} connected, {} frames ({} snapshots, {:.1} MB), {} streams dropped; seats seen held \
+                 p50 {:.1} ms / p99 {:.1} ms / max {:.1} ms after the buyer's 201 ({} samples from {} watchers)",
+                w.connected,
+                w.watchers,
+                w.frames,
+                w.snapshots,
+                w.megabytes,
+                w.streams_dropped,
+                w.delay_p50_ms,
+                w.delay_p99_ms,
+                w.delay_max_ms,
+                w.delay_samples,
+                w.watchers.min(20)
+            ),
+        ));
+    }
     let figures = serde_json::json!({
+        "watchers": watched,
         "event_ids": event_ids,
         "nodes": api.nodes(),
         "per_node": per_node,
@@ -433,7 +487,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
             "max_attempts": args.max_attempts, "max_retries": args.max_retries, "retry_cap_ms": args.retry_cap_ms,
             "lead_secs": args.lead_secs, "hold_ttl_secs": args.hold_ttl_secs, "storm_holds": args.storm_holds,
             "duration_secs": cli.target.duration, "timeout_ms": cli.target.timeout_ms, "seed": seed,
-            "threads": cli.target.threads, "database_checks": pool.is_some(),
+            "threads": cli.target.threads, "database_checks": pool.is_some(), "watchers": args.watchers,
         }),
         facts,
         figures,

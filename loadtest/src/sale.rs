@@ -227,6 +227,8 @@ pub struct Sale {
     pub hold_ids: Mutex<Vec<Uuid>>,
     pub counters: SaleCounters,
     pub sold_out_at: OnceLock<Instant>,
+    /// With watchers: when each seat's hold was acknowledged.
+    pub hold_times: Option<Arc<crate::watchers::HoldTimes>>,
 }
 
 /// `wait` capped, times a random factor in [0.5, 1.5), capped again.
@@ -272,6 +274,7 @@ impl Sale {
             hold_ids: Mutex::new(Vec::new()),
             counters: SaleCounters::default(),
             sold_out_at: OnceLock::new(),
+            hold_times: None,
         }
     }
 
@@ -546,6 +549,9 @@ impl Sale {
                 }
                 let Ok(hold) = reply.json::<HoldReply>() else { return Next::Again };
                 self.hold_ids.lock().expect("hold ids lock").push(hold.hold_id);
+                if let Some(times) = &self.hold_times {
+                    times.record(&hold.seats, Instant::now());
+                }
                 for seat in &hold.seats {
                     if let Some(i) = self.plan.index(seat) {
                         venue.board.mark(i);
