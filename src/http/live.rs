@@ -11,6 +11,10 @@
 //! with its own "changes since" call, or a snapshot when the actor's log no
 //! longer reaches back that far. A feed with no subscriber stops after
 //! [`IDLE_STOP`].
+//!
+//! The event's organizer (and administrators) also get a `stats` frame every
+//! [`STATS_EVERY`]: orders in the last minute, revenue kept, holds expiring within
+//! a minute — read from PostgreSQL once per feed, not per subscriber.
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -21,12 +25,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// How often a feed asks the actor for changes (at most 5 messages a second).
 pub const TICK: Duration = Duration::from_millis(200);
+/// How often organizers get a `stats` frame.
+pub const STATS_EVERY: Duration = Duration::from_secs(2);
 /// A feed without subscribers stops after this long.
 const IDLE_STOP: Duration = Duration::from_secs(10);
 /// Frames a subscriber may fall behind before it catches up on its own.
@@ -152,32 +158,64 @@ fn changes_out(delta: &SeatDelta) -> ChangesOut {
     }
 }
 
+/// A `stats` frame of `GET /events/{id}/live`, for the event's organizer.
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct SaleStatsOut {
+    /// Orders completed in the last 60 seconds.
+    pub orders_last_minute: i64,
+    /// Orders completed so far.
+    pub orders: i64,
+    /// Sum of the prices of tickets sold and not cancelled, in minor units of `currency`.
+    pub revenue: i64,
+    pub currency: String,
+    /// Active holds that expire within the next 60 seconds (their seats may come back).
+    pub holds_expiring_next_minute: i64,
+    /// Active holds.
+    pub holds_active: i64,
+}
+
 /// One message of the stream, serialised once for every subscriber.
 #[derive(Debug)]
 pub struct Frame {
-    snapshot: bool,
+    kind: FrameKind,
     from: u64,
     version: u64,
     data: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FrameKind {
+    Snapshot,
+    Changes,
+    Stats,
 }
 
 impl Frame {
     fn snapshot(event: Uuid, status: SeatStatus) -> Self {
         let version = status.version;
         let data = serde_json::to_string(&seats_out(event, status)).expect("seat status serialises");
-        Self { snapshot: true, from: 0, version, data }
+        Self { kind: FrameKind::Snapshot, from: 0, version, data }
     }
 
     fn changes(delta: &SeatDelta) -> Self {
         let data = serde_json::to_string(&changes_out(delta)).expect("seat changes serialise");
-        Self { snapshot: false, from: delta.from, version: delta.version, data }
+        Self { kind: FrameKind::Changes, from: delta.from, version: delta.version, data }
     }
 
-    pub fn event(&self) -> Event {
-        Event::default()
-            .id(self.version.to_string())
-            .event(if self.snapshot { "snapshot" } else { "changes" })
-            .data(&self.data)
+    fn stats(stats: &SaleStatsOut) -> Self {
+        let data = serde_json::to_string(stats).expect("sale stats serialise");
+        Self { kind: FrameKind::Stats, from: 0, version: 0, data }
+    }
+
+    /// As an SSE event; `id` is the seat version the subscriber has (a `stats`
+    /// frame repeats it, so `Last-Event-ID` always names seat state).
+    pub fn event(&self, id: u64) -> Event {
+        let kind = match self.kind {
+            FrameKind::Snapshot => "snapshot",
+            FrameKind::Changes => "changes",
+            FrameKind::Stats => "stats",
+        };
+        Event::default().id(id.to_string()).event(kind).data(&self.data)
     }
 }
 
@@ -190,6 +228,8 @@ pub struct LiveHub {
 struct Feed {
     event: Uuid,
     tx: broadcast::Sender<Arc<Frame>>,
+    /// The latest `stats` frame, for organizers (`None` until the first).
+    stats: watch::Sender<Option<Arc<Frame>>>,
     snapshot: Mutex<Option<(Instant, Arc<Frame>)>>,
     /// The version of the last frame sent to every subscriber.
     latest: AtomicU64,
@@ -199,6 +239,8 @@ struct Feed {
 pub struct Subscription {
     pub first: Arc<Frame>,
     rx: broadcast::Receiver<Arc<Frame>>,
+    /// Organizers: the feed's `stats` frames.
+    stats: Option<watch::Receiver<Option<Arc<Frame>>>>,
     feed: Arc<Feed>,
     state: AppState,
     sent: u64,
@@ -219,6 +261,7 @@ impl LiveHub {
             tx: broadcast::channel(CHANNEL).0,
             snapshot: Mutex::new(None),
             latest: AtomicU64::new(0),
+            stats: watch::channel(None).0,
         });
         feeds.insert(event, feed.clone());
         tokio::spawn(self.clone().run(feed.clone()));
@@ -228,10 +271,22 @@ impl LiveHub {
     /// Subscribes to `event`'s seat changes: from `last_seen` (a version, as
     /// `Last-Event-ID` carries it) when the actor still has the changes since, else
     /// from a snapshot. Errors (the event cannot be reached) come before any frame.
-    pub async fn subscribe(self: &Arc<Self>, event: Uuid, last_seen: Option<u64>) -> ApiResult<Subscription> {
+    /// `organizer`: also send `stats` frames.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        event: Uuid,
+        last_seen: Option<u64>,
+        organizer: bool,
+    ) -> ApiResult<Subscription> {
         let feed = self.feed(event);
         // Subscribed before the first frame is read, so nothing falls between them.
         let rx = feed.tx.subscribe();
+        let stats = organizer.then(|| {
+            let mut rx = feed.stats.subscribe();
+            // The latest stats frame, if any, goes out first.
+            rx.mark_changed();
+            rx
+        });
         let delta = match last_seen {
             Some(v) => self.state.event(EventId(event)).seat_changes(v).await?,
             None => None,
@@ -241,14 +296,25 @@ impl LiveHub {
             None => feed.snapshot(&self.state).await?,
         };
         metrics::gauge!("boxoffice_live_subscribers").increment(1.0);
-        Ok(Subscription { sent: first.version, first, rx, feed, state: self.state.clone() })
+        Ok(Subscription { sent: first.version, first, rx, stats, feed, state: self.state.clone() })
     }
 
     async fn run(self: Arc<Self>, feed: Arc<Feed>) {
         let mut seen: Option<u64> = None;
         let mut idle = Duration::ZERO;
+        let mut since_stats = STATS_EVERY;
         loop {
             tokio::time::sleep(TICK).await;
+            since_stats += TICK;
+            if since_stats >= STATS_EVERY && feed.stats.receiver_count() > 0 {
+                since_stats = Duration::ZERO;
+                match sale_stats(&self.state, feed.event).await {
+                    Ok(stats) => {
+                        feed.stats.send_replace(Some(Arc::new(Frame::stats(&stats))));
+                    }
+                    Err(e) => tracing::debug!(event = %feed.event, error = %e, "live feed: no sale stats"),
+                }
+            }
             if feed.tx.receiver_count() == 0 {
                 idle += TICK;
                 if idle >= IDLE_STOP {
@@ -301,14 +367,53 @@ impl Feed {
     }
 }
 
+/// The organizer's figures of `event`, from PostgreSQL.
+async fn sale_stats(state: &AppState, event: Uuid) -> Result<SaleStatsOut, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM holds WHERE event_id = $1 AND status = 'purchased'
+                   AND updated_at > now() - interval '1 minute') AS orders_last_minute,
+                (SELECT count(*) FROM holds WHERE event_id = $1 AND status = 'purchased') AS orders,
+                (SELECT coalesce(sum(price), 0)::bigint FROM tickets
+                  WHERE event_id = $1 AND status <> 'cancelled') AS revenue,
+                (SELECT currency FROM events WHERE event_id = $1) AS currency,
+                (SELECT count(*) FROM holds WHERE event_id = $1 AND status = 'active'
+                   AND expires_at < now() + interval '1 minute') AS holds_expiring_next_minute,
+                (SELECT count(*) FROM holds WHERE event_id = $1 AND status = 'active') AS holds_active",
+    )
+    .bind(event)
+    .fetch_one(&state.db)
+    .await
+}
+
 impl Subscription {
-    /// The next frame that continues from what this subscriber has; `None` when
-    /// the feed is gone.
+    /// The seat version this subscriber has.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// The next frame that continues from what this subscriber has, or a `stats`
+    /// frame; `None` when the feed is gone.
     pub async fn next(&mut self) -> Option<Arc<Frame>> {
         loop {
-            let frame = match self.rx.recv().await {
+            let received = match &mut self.stats {
+                Some(stats) => tokio::select! {
+                    changed = stats.changed() => {
+                        if changed.is_err() {
+                            return None;
+                        }
+                        let frame = stats.borrow_and_update().clone();
+                        match frame {
+                            Some(frame) => return Some(frame),
+                            None => continue,
+                        }
+                    }
+                    received = self.rx.recv() => received,
+                },
+                None => self.rx.recv().await,
+            };
+            let frame = match received {
                 Ok(frame) if frame.version <= self.sent => continue,
-                Ok(frame) if frame.snapshot || frame.from <= self.sent => frame,
+                Ok(frame) if frame.kind == FrameKind::Snapshot || frame.from <= self.sent => frame,
                 // A gap (a missed frame, or fell behind): catch up on our own.
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => match self.catch_up().await {
                     Ok(Some(frame)) => frame,

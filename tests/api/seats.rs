@@ -191,7 +191,14 @@ struct Stream {
 
 impl Stream {
     async fn open(app: &TestApp, event: Uuid, last_event_id: Option<u64>) -> Self {
+        Self::open_as(app, event, last_event_id, None).await
+    }
+
+    async fn open_as(app: &TestApp, event: Uuid, last_event_id: Option<u64>, token: Option<&str>) -> Self {
         let mut req = app.client.get(format!("{}/events/{event}/live", app.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id.to_string());
         }
@@ -405,4 +412,39 @@ async fn organizers_block_and_unblock_seats_and_blocks_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(stored, ["A-6"]);
+}
+
+#[tokio::test]
+async fn organizers_also_get_sale_stats_on_the_stream_and_buyers_do_not() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (_, buyer, _) = app.user("customer").await;
+    let event = app.published_event(&org, None, None).await;
+    let mut organizer = Stream::open_as(&app, event, None, Some(&org)).await;
+    let mut public = Stream::open_as(&app, event, None, Some(&buyer)).await;
+    assert_eq!(organizer.next().await.event, "snapshot");
+    assert_eq!(public.next().await.event, "snapshot");
+
+    let h = hold(&app, &buyer, event, &["B-7", "B-8"]).await;
+    pay(&app, &buyer, &h).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        assert!(Instant::now() < deadline, "a stats frame with the order within 10 s");
+        let f = organizer.next().await;
+        if f.event == "stats" && f.data["orders"] == 1 {
+            break f;
+        }
+    };
+    assert_eq!(stats.data["revenue"], 24_000, "two tier-S seats: {}", stats.data);
+    assert_eq!((stats.data["currency"].as_str(), stats.data["orders_last_minute"].as_i64()), (Some("JPY"), Some(1)));
+    // The public stream carries seat changes only.
+    let until = Instant::now() + Duration::from_millis(2_500);
+    let mut frames = Vec::new();
+    while Instant::now() < until {
+        match tokio::time::timeout(until.saturating_duration_since(Instant::now()), public.next()).await {
+            Ok(f) => frames.push(f.event),
+            Err(_) => break,
+        }
+    }
+    assert!(frames.iter().any(|e| e == "changes") && frames.iter().all(|e| e != "stats"), "{frames:?}");
 }

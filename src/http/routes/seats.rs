@@ -5,7 +5,7 @@
 
 use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
-use crate::http::access::{owned_event, visible_event};
+use crate::http::access::{EventRow, owned_event, visible_event};
 use crate::http::extract::{Json, Path};
 use crate::http::live::{ChangesOut, LiveHub, SeatsOut, seats_out};
 use crate::state::AppState;
@@ -31,12 +31,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The event must be visible to the caller and have a seat map.
-async fn check_event(state: &AppState, user: Option<&crate::auth::AuthUser>, event_id: Uuid) -> ApiResult<()> {
+async fn check_event(state: &AppState, user: Option<&AuthUser>, event_id: Uuid) -> ApiResult<EventRow> {
     let row = visible_event(state, user, event_id).await?;
     if !row.has_seat_map {
         return Err(ApiError::conflict(ProblemCode::NoSeatMap, "the event has no seat map yet"));
     }
-    Ok(())
+    Ok(row)
 }
 
 /// Every seat's state — one letter per seat, a string per row — and each
@@ -63,7 +63,9 @@ async fn seat_status(
 /// changed since the previous frame (label → `F`/`H`/`S`) and the counts of the
 /// sections that changed. Each frame's `id` is its version: a client that
 /// reconnects with `Last-Event-ID` gets the changes since then, or a new
-/// snapshot when that is too long ago.
+/// snapshot when that is too long ago. Signed in as the event's organizer (or an
+/// admin), the stream also carries a `stats` frame every 2 s (SaleStatsOut):
+/// orders in the last minute, orders, revenue, holds expiring within a minute.
 #[utoipa::path(get, path = "/events/{event_id}/live", tag = "events",
     params(("event_id" = Uuid, Path), ("Last-Event-ID" = Option<u64>, Header, description = "version of the last frame received")),
     responses((status = 200, description = "text/event-stream of `snapshot` (SeatsOut) and `changes` (ChangesOut) frames", body = ChangesOut, content_type = "text/event-stream"),
@@ -85,14 +87,15 @@ async fn live(
                 .with("field", "Last-Event-ID")
         })?),
     };
-    check_event(&state, user.as_ref(), event_id).await?;
-    let subscription = hub.subscribe(event_id, last_seen).await?;
-    let first = subscription.first.clone();
+    let row = check_event(&state, user.as_ref(), event_id).await?;
+    let organizer = user.as_ref().is_some_and(|u| u.is_admin() || u.id == row.organizer_id);
+    let subscription = hub.subscribe(event_id, last_seen, organizer).await?;
+    let first = subscription.first.event(subscription.sent());
     let rest = futures_util::stream::unfold(subscription, |mut s| async move {
         let frame = s.next().await?;
-        Some((Ok(frame.event()), s))
+        Some((Ok(frame.event(s.sent())), s))
     });
-    let stream = futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first.event()) }), rest);
+    let stream = futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first) }), rest);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
