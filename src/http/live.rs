@@ -19,7 +19,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::response::sse::Event;
-use boxoffice_actors::{EventId, SeatDelta, SeatStatus, SectionCounts};
+use boxoffice_actors::{Counts, EventId, SeatDelta, SeatStatus, SectionCounts};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,17 +96,16 @@ pub struct SectionCountsOut {
     pub blocked: u64,
 }
 
+impl SectionCountsOut {
+    fn new(name: String, general_admission: bool, c: &Counts) -> Self {
+        let Counts { capacity, available, held, sold, blocked } = *c;
+        Self { name, general_admission, capacity, available, held, sold, blocked }
+    }
+}
+
 impl From<&SectionCounts> for SectionCountsOut {
     fn from(s: &SectionCounts) -> Self {
-        Self {
-            name: s.section.clone(),
-            general_admission: s.general_admission,
-            capacity: s.counts.capacity,
-            available: s.counts.available,
-            held: s.counts.held,
-            sold: s.counts.sold,
-            blocked: s.counts.blocked,
-        }
+        Self::new(s.section.clone(), s.general_admission, &s.counts)
     }
 }
 
@@ -130,15 +129,7 @@ pub fn seats_out(event_id: Uuid, status: SeatStatus) -> SeatsOut {
             .sections
             .into_iter()
             .map(|s| SectionSeatsOut {
-                counts: SectionCountsOut {
-                    name: s.name,
-                    general_admission: s.general_admission,
-                    capacity: s.counts.capacity,
-                    available: s.counts.available,
-                    held: s.counts.held,
-                    sold: s.counts.sold,
-                    blocked: s.counts.blocked,
-                },
+                counts: SectionCountsOut::new(s.name, s.general_admission, &s.counts),
                 rows: s
                     .rows
                     .into_iter()
