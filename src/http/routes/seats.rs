@@ -146,7 +146,10 @@ async fn block_seats(
 ) -> ApiResult<axum::Json<BlockedOut>> {
     owned_event(&state, &user, event_id).await?;
     let seats = labels(input)?;
-    // The actor decides (free seats only) and takes them at once; then they are stored.
+    // The actor decides (free seats only) and takes them at once; then they are
+    // stored. This write is not fenced like the journal's: should the event move to
+    // another node between the two, the new owner may load without the block (the
+    // organizer blocks again); no seat can be sold twice either way.
     let event = state.event(EventId(event_id));
     let blocked = event.block_seats(seats.clone(), true).await?;
     let stored = sqlx::query(
