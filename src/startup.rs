@@ -217,6 +217,7 @@ impl Application {
             currencies: DashMap::new(),
             hold_owners: HoldOwners::default(),
             search: search.clone(),
+            stopping: tokio::sync::watch::channel(false).0,
         }));
         let router = http::router(state.clone());
         let background = vec![
@@ -240,6 +241,11 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, router, state, journal_writers, embedded, background, relay } = self;
         tracing::info!(addr = %listener.local_addr()?, "boxoffice listening");
+        let stopping = state.stopping.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.send_replace(true);
+        };
         http::server::serve(listener, router, state.settings.request_timeout, shutdown).await;
         tracing::info!("shutting down: draining event actors");
         for task in background {

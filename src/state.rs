@@ -64,6 +64,9 @@ pub struct Shared {
     pub hold_owners: HoldOwners,
     /// Published events in memory for `GET /events/search`.
     pub search: Arc<SearchIndex>,
+    /// Set once the server stops accepting requests: long-lived responses (live
+    /// streams) end, so a graceful shutdown does not wait for them.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Deref for AppState {

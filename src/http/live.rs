@@ -229,6 +229,8 @@ struct Feed {
 /// A subscriber's first frame and where the rest come from.
 pub struct Subscription {
     pub first: Arc<Frame>,
+    /// The server is stopping: the stream ends.
+    stopping: watch::Receiver<bool>,
     rx: broadcast::Receiver<Arc<Frame>>,
     /// Organizers: the feed's `stats` frames.
     stats: Option<watch::Receiver<Option<Arc<Frame>>>>,
@@ -287,7 +289,8 @@ impl LiveHub {
             None => feed.snapshot(&self.state).await?,
         };
         metrics::gauge!("boxoffice_live_subscribers").increment(1.0);
-        Ok(Subscription { sent: first.version, first, rx, stats, feed, state: self.state.clone() })
+        let stopping = self.state.stopping.subscribe();
+        Ok(Subscription { sent: first.version, first, rx, stats, feed, stopping, state: self.state.clone() })
     }
 
     async fn run(self: Arc<Self>, feed: Arc<Feed>) {
@@ -296,6 +299,10 @@ impl LiveHub {
         let mut since_stats = STATS_EVERY;
         loop {
             tokio::time::sleep(TICK).await;
+            if *self.state.stopping.borrow() {
+                self.feeds.lock().expect("feeds lock").remove(&feed.event);
+                return;
+            }
             since_stats += TICK;
             if since_stats >= STATS_EVERY && feed.stats.receiver_count() > 0 {
                 since_stats = Duration::ZERO;
@@ -385,6 +392,14 @@ impl Subscription {
     /// The next frame that continues from what this subscriber has, or a `stats`
     /// frame; `None` when the feed is gone.
     pub async fn next(&mut self) -> Option<Arc<Frame>> {
+        let mut stopping = self.stopping.clone();
+        tokio::select! {
+            frame = self.next_frame() => frame,
+            _ = stopping.wait_for(|stop| *stop) => None,
+        }
+    }
+
+    async fn next_frame(&mut self) -> Option<Arc<Frame>> {
         loop {
             let received = match &mut self.stats {
                 Some(stats) => tokio::select! {

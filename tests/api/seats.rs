@@ -448,3 +448,17 @@ async fn organizers_also_get_sale_stats_on_the_stream_and_buyers_do_not() {
     }
     assert!(frames.iter().any(|e| e == "changes") && frames.iter().all(|e| e != "stats"), "{frames:?}");
 }
+
+#[tokio::test]
+async fn open_live_streams_end_when_the_server_stops_instead_of_holding_up_shutdown() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let event = app.published_event(&org, None, None).await;
+    let mut stream = Stream::open(&app, event, None).await;
+    assert_eq!(stream.next().await.event, "snapshot");
+    // A graceful shutdown waits up to 30 s for open responses; a live stream must end at once.
+    let stopped = tokio::time::timeout(Duration::from_secs(15), app.stop()).await;
+    assert!(stopped.is_ok(), "the server stopped although a live stream was open");
+    let rest = tokio::time::timeout(Duration::from_secs(5), stream.response.chunk()).await.expect("the stream ended");
+    assert!(!matches!(rest, Ok(Some(_))), "no more frames after shutdown: {rest:?}");
+}
