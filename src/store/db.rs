@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20261206000010, "money reconciliation", include_str!("../../migrations/20261206000010_money_reconciliation.sql")),
     (20261206000020, "cluster", include_str!("../../migrations/20261206000020_cluster.sql")),
     (20261206000030, "blocked_seats", include_str!("../../migrations/20261206000030_blocked_seats.sql")),
+    (20261206000040, "journal batches", include_str!("../../migrations/20261206000040_journal_batches.sql")),
 ];
 
 pub fn migrator() -> Migrator {

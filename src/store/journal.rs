@@ -57,6 +57,10 @@ impl Default for JournalConfig {
 /// Short: a longer outage is the breaker's business, and the callers are waiting.
 const RETRY_BACKOFF: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(100)];
 
+/// About one committed batch in this many prunes `journal_batches` of rows older
+/// than ten minutes.
+const PRUNE_BATCHES_ONE_IN: u32 = 1024;
+
 /// How long the breaker stays open after a batch failed for want of a database.
 const BREAKER_OPEN_FOR: Duration = Duration::from_millis(250);
 
@@ -74,6 +78,8 @@ enum WriteError {
     Db(sqlx::Error),
     /// This node no longer holds these events' leases at its epoch.
     Fenced(Vec<Uuid>),
+    /// The COMMIT was sent and its answer lost: the batch may or may not be in.
+    InDoubt(sqlx::Error),
 }
 
 impl From<sqlx::Error> for WriteError {
@@ -87,6 +93,7 @@ impl std::fmt::Display for WriteError {
         match self {
             WriteError::Db(e) => e.fmt(f),
             WriteError::Fenced(events) => write!(f, "no longer the owner of {} events", events.len()),
+            WriteError::InDoubt(e) => write!(f, "commit in doubt: {e}"),
         }
     }
 }
@@ -243,8 +250,50 @@ impl Writer {
         }
     }
 
-    async fn write(&self, records: &[Record]) -> Result<(), WriteError> {
-        write_batch(&self.pool, records, self.leases.as_deref()).await
+    async fn write(&self, batch: Uuid, records: &[Record]) -> Result<(), WriteError> {
+        let written = match write_batch(&self.pool, batch, records, self.leases.as_deref()).await {
+            Err(WriteError::InDoubt(e)) => match self.landed(batch).await {
+                true => Ok(()),
+                false => Err(WriteError::Db(e)),
+            },
+            other => other,
+        };
+        if written.is_ok() && rand::random::<u32>().is_multiple_of(PRUNE_BATCHES_ONE_IN) {
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                let pruned =
+                    sqlx::query("DELETE FROM journal_batches WHERE committed_at < now() - interval '10 minutes'")
+                        .execute(&pool)
+                        .await;
+                if let Err(e) = pruned {
+                    tracing::debug!(error = %e, "journal batches not pruned");
+                }
+            });
+        }
+        written
+    }
+
+    /// Whether `batch` committed, asked until the database answers: its answer
+    /// decides whether the changes are acknowledged or undone, and a guess either way
+    /// could lose an acknowledged change or free a seat the database has taken. The
+    /// batch's transaction holds an advisory lock on the batch, so this waits for a
+    /// commit still in progress on the old connection before it looks.
+    async fn landed(&self, batch: Uuid) -> bool {
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match batch_committed(&self.pool, batch).await {
+                Ok(landed) => {
+                    tracing::warn!(%batch, landed, "journal commit was in doubt; looked it up");
+                    metrics::counter!("boxoffice_journal_commits_in_doubt_total").increment(1);
+                    return landed;
+                }
+                Err(e) => {
+                    tracing::warn!(%batch, error = %e, "journal commit in doubt; the database does not answer yet");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
     }
 
     async fn commit(&self, batch: Vec<(Record, Ack)>) {
@@ -255,8 +304,10 @@ impl Writer {
         // A probe gets one attempt: its callers and everyone refused meanwhile wait on it.
         let retries = if breaker.is_closed() { RETRY_BACKOFF.len() } else { 0 };
         let mut attempt = 0;
+        // One id for every attempt at this batch: a retry after a lost answer finds it.
+        let batch = Uuid::now_v7();
         let outcome = loop {
-            match self.write(&records).await {
+            match self.write(batch, &records).await {
                 Ok(()) => break Ok(()),
                 Err(WriteError::Db(e)) if is_transient(&e) && attempt < retries => {
                     tracing::warn!(error = %e, attempt, "journal batch failed; retrying");
@@ -304,14 +355,14 @@ impl Writer {
                 tracing::error!(error = %e, records = records.len(), "journal batch refused; writing its records one by one");
                 for (record, ack) in records.into_iter().zip(acks) {
                     let one = [record];
-                    let result = self.write(&one).await;
+                    let result = self.write(Uuid::now_v7(), &one).await;
                     if let Err(e) = &result {
                         tracing::error!(error = %e, change = one[0].change.kind(), "journal record refused");
                         metrics::counter!("boxoffice_journal_failures_total").increment(1);
                     }
                     ack.done(result.map_err(|e| match e {
                         WriteError::Fenced(_) => JournalError::Fenced,
-                        WriteError::Db(e) => JournalError::Failed(e.to_string()),
+                        WriteError::Db(e) | WriteError::InDoubt(e) => JournalError::Failed(e.to_string()),
                     }));
                 }
             }
@@ -460,12 +511,40 @@ impl Columns {
     }
 }
 
-async fn write_batch(pool: &PgPool, records: &[Record], leases: Option<&Leases>) -> Result<(), WriteError> {
+/// The advisory-lock key of a batch: its id's low 64 bits.
+pub fn batch_lock(batch: Uuid) -> i64 {
+    batch.as_u64_pair().1 as i64
+}
+
+/// Whether `batch` is in, once no transaction holds its lock any more.
+pub async fn batch_committed(pool: &PgPool, batch: Uuid) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(batch_lock(batch)).execute(&mut *tx).await?;
+    let landed: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM journal_batches WHERE batch_id = $1)")
+        .bind(batch)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(landed)
+}
+
+async fn write_batch(
+    pool: &PgPool,
+    batch: Uuid,
+    records: &[Record],
+    leases: Option<&Leases>,
+) -> Result<(), WriteError> {
     let mut c = Columns::default();
     for record in records {
         c.add(record);
     }
     let mut tx = pool.begin().await?;
+    // Marks the batch (see `Writer::landed`); the lock is held until this transaction ends.
+    sqlx::query("INSERT INTO journal_batches (batch_id) SELECT $1 FROM (SELECT pg_advisory_xact_lock($2)) l")
+        .bind(batch)
+        .bind(batch_lock(batch))
+        .execute(&mut *tx)
+        .await?;
     if let Some(leases) = leases {
         let mut events: Vec<Uuid> = records.iter().map(|r| r.event.0).collect();
         events.sort_unstable();
@@ -597,8 +676,12 @@ async fn write_batch(pool: &PgPool, records: &[Record], leases: Option<&Leases>)
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
-    Ok(())
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        // Sent, and no answer: the database may have committed it.
+        Err(e) if super::db::is_unavailable(&e) => Err(WriteError::InDoubt(e)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod cluster;
 mod events;
 mod holds;
 mod hostile;
+mod journal;
 mod money;
 mod organizers;
 mod payments;
