@@ -43,7 +43,7 @@ macro_rules! problem_codes {
 }
 
 problem_codes! {
-    /// the ticket was already checked in (`used_at` says when)
+    /// the ticket was already checked in (`first_checked_in_at`, `checked_in_by` say when and by whom)
     AlreadyUsed = "already_used",
     /// the request body could not be read
     BadBody = "bad_body",
@@ -175,6 +175,8 @@ problem_codes! {
     UnsupportedMediaType = "unsupported_media_type",
     /// a password too short or too long
     WeakPassword = "weak_password",
+    /// a genuine ticket code scanned at another event's door (`ticket_event_id`)
+    WrongEvent = "wrong_event",
     /// seats asked of a general-admission section, or the reverse
     WrongSectionKind = "wrong_section_kind",
 }

@@ -4,11 +4,12 @@
 //! Check-in is one conditional `UPDATE … WHERE status = 'valid'` plus the
 //! `check_ins` row (whose primary key is the ticket) in one transaction: two
 //! scanners racing on the same code admit once, and the second learns when and
-//! by whom the first scan was.
+//! by whom the first scan was. Both ways in — `POST /tickets/{id}/validate` and
+//! the scan alone, `POST /events/{id}/check-ins` — go through [`check_in`].
 
 use crate::auth::qr::{self, TicketClaim};
 use crate::auth::{AuthUser, Role};
-use crate::error::{ApiError, ApiResult, ProblemCode};
+use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::access::owned_event;
 use crate::http::extract::{Json, Path, Query};
 use crate::http::schema::PageParams;
@@ -32,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(ticket_qr))
         .routes(routes!(cancel_ticket))
         .routes(routes!(validate_ticket))
+        .routes(routes!(check_in_by_scan))
         .routes(routes!(list_staff, assign_staff))
         .routes(routes!(unassign_staff))
 }
@@ -210,6 +212,8 @@ pub struct ValidateRequest {
 pub struct ValidateOut {
     pub ticket_id: Uuid,
     pub event_id: Uuid,
+    /// The ticket holder's name, to compare with their ID at the door.
+    pub holder_name: String,
     pub section: String,
     pub seat_number: Option<String>,
     pub status: &'static str,
@@ -235,6 +239,11 @@ async fn may_scan(state: &AppState, user: &AuthUser, event_id: Uuid) -> ApiResul
     .await?)
 }
 
+/// The claim of a scanned code, or 422 `invalid_qr` for a forged or altered one.
+fn verify_code(state: &AppState, code: &str) -> ApiResult<TicketClaim> {
+    state.qr.verify(code).map_err(|e| ApiError::invalid(ProblemCode::InvalidQr, e.to_string()))
+}
+
 /// Check a ticket in at the door: verifies the signed code, then admits once.
 #[utoipa::path(post, path = "/tickets/{ticket_id}/validate", tag = "tickets", security(("bearer" = [])),
     params(("ticket_id" = Uuid, Path)), request_body = ValidateRequest,
@@ -247,32 +256,73 @@ async fn validate_ticket(
     Path(ticket_id): Path<Uuid>,
     Json(req): Json<ValidateRequest>,
 ) -> ApiResult<axum::Json<ValidateOut>> {
-    let claim = state.qr.verify(&req.qr).map_err(|e| ApiError::invalid(ProblemCode::InvalidQr, e.to_string()))?;
+    let claim = verify_code(&state, &req.qr)?;
     if claim.ticket_id != ticket_id {
         return Err(ApiError::invalid(ProblemCode::InvalidQr, "this code belongs to another ticket"));
     }
     if !may_scan(&state, &user, claim.event_id).await? {
         return Err(ApiError::forbidden("you are not assigned to scan this event"));
     }
+    check_in(&state, &user, claim).await.map(axum::Json)
+}
+
+/// Check in at the door of this event by the scanned code alone (the code names the
+/// ticket): staff assigned to the event, its organizer or an admin. Admits once.
+#[utoipa::path(post, path = "/events/{event_id}/check-ins", tag = "tickets", security(("bearer" = [])),
+    params(("event_id" = Uuid, Path)), request_body = ValidateRequest,
+    responses((status = 200, body = ValidateOut),
+              (status = 400, description = "unreadable body or path", body = Problem, content_type = "application/problem+json"),
+              (status = 401, description = "no or bad access token", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "not staff of this event", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "no such ticket", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`already_used` (with `first_checked_in_at` and `checked_in_by`), \
+                `ticket_cancelled` or `event_cancelled`", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`invalid_qr` (forged or altered code), `wrong_event` (a genuine code for \
+                another event) or `invalid_body`", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "retry after `Retry-After`", body = Problem, content_type = "application/problem+json")))]
+async fn check_in_by_scan(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(event_id): Path<Uuid>,
+    Json(req): Json<ValidateRequest>,
+) -> ApiResult<axum::Json<ValidateOut>> {
+    let claim = verify_code(&state, &req.qr)?;
+    if !may_scan(&state, &user, event_id).await? {
+        return Err(ApiError::forbidden("you are not assigned to scan this event"));
+    }
+    if claim.event_id != event_id {
+        return Err(ApiError::invalid(ProblemCode::WrongEvent, "this ticket is for another event")
+            .with("ticket_event_id", claim.event_id.to_string()));
+    }
+    check_in(&state, &user, claim).await.map(axum::Json)
+}
+
+/// Admits the ticket of a verified `claim` once, scanned by `user` (who may scan its
+/// event): marks it used and writes its `check_ins` row and outbox row in one
+/// transaction, or says why not.
+async fn check_in(state: &AppState, user: &AuthUser, claim: TicketClaim) -> ApiResult<ValidateOut> {
+    let TicketClaim { ticket_id, event_id } = claim;
     let mut tx = state.db.begin().await?;
     #[derive(sqlx::FromRow)]
     struct Admitted {
         event_id: Uuid,
         section: String,
         seat_number: Option<String>,
+        holder_name: String,
     }
     let admitted: Option<Admitted> = sqlx::query_as(
         "UPDATE tickets SET status = 'used' WHERE ticket_id = $1 AND event_id = $2 AND status = 'valid'
            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = $2 AND e.status = 'cancelled')
-         RETURNING event_id, section, seat_number",
+         RETURNING event_id, section, seat_number,
+                   COALESCE((SELECT name FROM users WHERE user_id = purchaser_id), '') AS holder_name",
     )
     .bind(ticket_id)
-    .bind(claim.event_id)
+    .bind(event_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(a) = admitted else {
         drop(tx);
-        return Err(refusal(&state, ticket_id, claim.event_id).await);
+        return Err(refusal(state, ticket_id, event_id).await);
     };
     let at: DateTime<Utc> =
         sqlx::query_scalar("INSERT INTO check_ins (ticket_id, staff_id) VALUES ($1, $2) RETURNING checked_in_at")
@@ -289,15 +339,16 @@ async fn validate_ticket(
     .await?;
     tx.commit().await?;
     metrics::counter!("boxoffice_check_ins_total").increment(1);
-    Ok(axum::Json(ValidateOut {
+    Ok(ValidateOut {
         ticket_id,
         event_id: a.event_id,
+        holder_name: a.holder_name,
         section: a.section,
         seat_number: a.seat_number,
         status: "used",
         admitted: true,
         checked_in_at: at,
-    }))
+    })
 }
 
 /// Why a ticket was not admitted.
@@ -309,11 +360,13 @@ async fn refusal(state: &AppState, ticket_id: Uuid, event_id: Uuid) -> ApiError 
         event_status: String,
         checked_in_at: Option<DateTime<Utc>>,
         staff_id: Option<Uuid>,
+        staff_name: Option<String>,
     }
     let row: Result<Option<Scan>, _> = sqlx::query_as(
-        "SELECT t.status, t.event_id, e.status AS event_status, c.checked_in_at, c.staff_id FROM tickets t
-         JOIN events e ON e.event_id = t.event_id
-         LEFT JOIN check_ins c ON c.ticket_id = t.ticket_id WHERE t.ticket_id = $1",
+        "SELECT t.status, t.event_id, e.status AS event_status, c.checked_in_at, c.staff_id, s.name AS staff_name
+         FROM tickets t JOIN events e ON e.event_id = t.event_id
+         LEFT JOIN check_ins c ON c.ticket_id = t.ticket_id LEFT JOIN users s ON s.user_id = c.staff_id
+         WHERE t.ticket_id = $1",
     )
     .bind(ticket_id)
     .fetch_optional(&state.db)
@@ -324,12 +377,15 @@ async fn refusal(state: &AppState, ticket_id: Uuid, event_id: Uuid) -> ApiError 
         Ok(Some(s)) if s.event_id != event_id => {
             ApiError::invalid(ProblemCode::InvalidQr, "this code is for another event")
         }
-        Ok(Some(Scan { status, checked_in_at: Some(at), staff_id, .. })) if status == "used" => ApiError::conflict(
-            ProblemCode::AlreadyUsed,
-            format!("this ticket was already scanned at {}", at.to_rfc3339()),
-        )
-        .with("first_checked_in_at", at.to_rfc3339())
-        .with("checked_in_by", staff_id.map(|s| s.to_string()).unwrap_or_default()),
+        Ok(Some(Scan { status, checked_in_at: Some(at), staff_id, staff_name, .. })) if status == "used" => {
+            ApiError::conflict(
+                ProblemCode::AlreadyUsed,
+                format!("this ticket was already scanned at {}", at.to_rfc3339()),
+            )
+            .with("first_checked_in_at", at.to_rfc3339())
+            .with("checked_in_by", staff_id.map(|s| s.to_string()).unwrap_or_default())
+            .with("checked_in_by_name", staff_name.unwrap_or_default())
+        }
         // The event's cancellation cancels its tickets too: say the bigger news.
         Ok(Some(s)) if s.event_status == "cancelled" => {
             ApiError::conflict(ProblemCode::EventCancelled, "this event is cancelled; its tickets admit no one")

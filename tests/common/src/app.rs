@@ -88,12 +88,17 @@ impl TestApp {
 
     /// Registers a user of `role` and returns (user id, access token, refresh token).
     pub async fn user(&self, role: &str) -> (Uuid, String, String) {
+        self.user_named(role, "Test").await
+    }
+
+    /// Registers a user of `role` called `name`: (user id, access token, refresh token).
+    pub async fn user_named(&self, role: &str, name: &str) -> (Uuid, String, String) {
         let email = format!("{}-{}@example.com", role, Uuid::new_v4().simple());
         let r = self
             .post(
                 "/auth/register",
                 None,
-                json!({"email": email, "password": "correct horse battery", "name": "Test", "user_type": role}),
+                json!({"email": email, "password": "correct horse battery", "name": name, "user_type": role}),
             )
             .await;
         assert_eq!(r.status(), StatusCode::CREATED, "register {role}");
@@ -142,6 +147,22 @@ impl TestApp {
         let r = self.post(&format!("/events/{id}/publish"), Some(organizer), json!({})).await;
         assert_eq!(r.status(), StatusCode::OK, "publish");
         id
+    }
+
+    /// `staff` (a user with the staff role) may scan `event`, assigned by its `organizer`.
+    pub async fn assign_staff(&self, organizer: &str, event: Uuid, staff: Uuid) {
+        let r = self.post(&format!("/events/{event}/staff"), Some(organizer), json!({"staff_id": staff})).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "assign staff: {}", r.text().await.unwrap());
+    }
+
+    /// `buyer` buys `seats` of `event` in one purchase (test provider's good card, no images):
+    /// the purchase answer.
+    pub async fn buy_seats(&self, buyer: &str, event: Uuid, seats: &[&str]) -> Value {
+        let body =
+            json!({"event_id": event, "seats": seats, "payment_method": "pm_card_visa", "include_qr_image": false});
+        let r = self.post("/tickets/purchase", Some(buyer), body).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "purchase: {}", r.text().await.unwrap());
+        r.json().await.unwrap()
     }
 
     /// `buyer` buys `seat` of `event` in one shot with the test provider's good card;
