@@ -91,6 +91,8 @@ problem_codes! {
     InvalidPath = "invalid_path",
     /// a ticket code that is forged, altered or for another event
     InvalidQr = "invalid_qr",
+    /// a signed ticket link whose signature does not verify (altered, or for another ticket)
+    InvalidLink = "invalid_link",
     /// a query string out of bounds
     InvalidQuery = "invalid_query",
     /// a refresh token that is unknown, expired or revoked
@@ -105,6 +107,8 @@ problem_codes! {
     InvalidToken = "invalid_token",
     /// an event status change that is not allowed
     InvalidTransition = "invalid_transition",
+    /// a signed ticket link past its expiry; the owner signs in to see the ticket
+    LinkExpired = "link_expired",
     /// over the per-buyer ticket limit (`limit`, `current`)
     LimitExceeded = "limit_exceeded",
     /// a body that is not JSON

@@ -7,7 +7,7 @@
 
 use crate::auth::accounts::{self, NewAccount};
 use crate::auth::password::{self, Passwords};
-use crate::auth::qr::QrSigner;
+use crate::auth::qr::{QrSigner, link_expiry};
 use crate::auth::rate_limit::RateLimiter;
 use crate::auth::tokens::{self, TokenKeys};
 use crate::auth::{Email, Role, check_password, parse_name};
@@ -167,11 +167,13 @@ impl Application {
             Some(url) => Some(RedisLink::open(url).context("REDIS_URL is not a valid Redis URL")?),
             None => None,
         };
+        let link_signer = qr.clone();
         let notifier = Notifier::from_settings(
             settings.smtp_url.as_ref(),
             settings.smtp_from.as_deref(),
             settings.public_url.as_deref(),
-        )?;
+        )?
+        .with_ticket_links(Arc::new(move |ticket, event_date| link_signer.link_path(ticket, link_expiry(event_date))));
         if settings.smtp_url.is_none() {
             tracing::info!(
                 "no SMTP_URL: notification emails are written to the log (masked recipient and subject only)"

@@ -6,8 +6,18 @@
 //! fails, and a code for another event is recognised as such. The key id lets keys
 //! rotate: new codes are signed with the active key, old ones still verify with
 //! the retired keys kept for verification.
+//!
+//! Signed links: `GET /tickets/{id}/qr?exp=…&sig=…` serves a ticket's image to
+//! whoever holds the link, without an access token (the purchase email's link).
+//! `sig` is base64url(HMAC-SHA256(link key, ticket id (16 bytes) | exp (8 bytes,
+//! big-endian unix seconds))), untruncated; the link key is HMAC-SHA256 of a fixed
+//! label under the QR key, so a link signature can never be replayed as a ticket
+//! code or the other way round. Links signed with a retired key still verify.
+//! A link lives until a day after its event starts ([`link_expiry`]): the email
+//! must still work at the door, and a ticket is worth nothing after its event.
 
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use qrcode::{Color, EcLevel, QrCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -41,15 +51,77 @@ pub enum QrError {
     BadSignature,
 }
 
+/// Why a signed ticket link is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("this ticket link has expired; sign in to see the ticket")]
+    Expired,
+    #[error("this ticket link is not valid: altered, or for another ticket")]
+    BadSignature,
+}
+
+/// Domain separation between ticket codes and link signatures.
+const LINK_KEY_LABEL: &[u8] = b"boxoffice ticket link v1";
+/// How long after its event starts a ticket link still works.
+pub const LINK_GRACE: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// When a link to a ticket of an event starting at `event_date` expires (unix seconds).
+pub fn link_expiry(event_date: DateTime<Utc>) -> i64 {
+    (event_date + LINK_GRACE).timestamp()
+}
+
 /// The signing keys: one active, any number kept for verification.
+#[derive(Clone)]
 pub struct QrSigner {
     active: (String, SecretString),
     retired: Vec<(String, SecretString)>,
+    /// Link keys derived from `active` then `retired`, in that order.
+    link_keys: Vec<[u8; 32]>,
 }
 
 impl QrSigner {
     pub fn new(active: (String, SecretString), retired: Vec<(String, SecretString)>) -> Self {
-        Self { active, retired }
+        let link_keys = std::iter::once(&active)
+            .chain(&retired)
+            .map(|(_, key)| {
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes()).expect("HMAC takes any key length");
+                mac.update(LINK_KEY_LABEL);
+                mac.finalize().into_bytes().into()
+            })
+            .collect();
+        Self { active, retired, link_keys }
+    }
+
+    fn link_mac(key: &[u8; 32], ticket_id: Uuid, exp: i64) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(ticket_id.as_bytes());
+        mac.update(&exp.to_be_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The `sig` of a link to `ticket_id`'s image valid until `exp` (unix seconds).
+    pub fn link_sig(&self, ticket_id: Uuid, exp: i64) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Self::link_mac(&self.link_keys[0], ticket_id, exp))
+    }
+
+    /// The path and query of a signed link to `ticket_id`'s QR image, valid until `exp`.
+    pub fn link_path(&self, ticket_id: Uuid, exp: i64) -> String {
+        format!("/tickets/{ticket_id}/qr?exp={exp}&sig={}", self.link_sig(ticket_id, exp))
+    }
+
+    /// Checks a link's signature (any known key), then its expiry against `now` (unix seconds).
+    pub fn verify_link(&self, ticket_id: Uuid, exp: i64, sig: &str, now: i64) -> Result<(), LinkError> {
+        let given =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig.trim()).map_err(|_| LinkError::BadSignature)?;
+        let known = self.link_keys.iter().any(|key| bool::from(Self::link_mac(key, ticket_id, exp).ct_eq(&given)));
+        if !known {
+            return Err(LinkError::BadSignature);
+        }
+        if now >= exp {
+            return Err(LinkError::Expired);
+        }
+        Ok(())
     }
 
     fn key(&self, kid: &str) -> Option<&SecretString> {
@@ -182,6 +254,28 @@ mod tests {
         for junk in ["", "BO1.", "BO1.!!!", "hello", &"A".repeat(10_000), &format!("BO2.{}", &token[4..])] {
             assert!(signer().verify(junk).is_err());
         }
+    }
+
+    #[test]
+    fn links_verify_until_they_expire_and_only_for_their_ticket() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let exp = 2_000_000_000;
+        let sig = signer().link_sig(a, exp);
+        assert_eq!(signer().verify_link(a, exp, &sig, exp - 1), Ok(()));
+        assert_eq!(signer().verify_link(a, exp, &sig, exp), Err(LinkError::Expired));
+        assert_eq!(signer().verify_link(b, exp, &sig, 0), Err(LinkError::BadSignature), "another ticket");
+        assert_eq!(signer().verify_link(a, exp + 1, &sig, 0), Err(LinkError::BadSignature), "a later expiry");
+        for junk in ["", "!!", &sig[1..], &sig.replace(&sig[..1], if sig.starts_with('A') { "B" } else { "A" })] {
+            assert_eq!(signer().verify_link(a, exp, junk, 0), Err(LinkError::BadSignature), "{junk}");
+        }
+        // Rotation: a link signed with the retired key still verifies; another key's does not.
+        let old = QrSigner::new(("k1".into(), SecretString::from("old-key")), vec![]).link_sig(a, exp);
+        assert_eq!(signer().verify_link(a, exp, &old, 0), Ok(()));
+        let evil = QrSigner::new(("k2".into(), SecretString::from("evil")), vec![]).link_sig(a, exp);
+        assert_eq!(signer().verify_link(a, exp, &evil, 0), Err(LinkError::BadSignature));
+        assert!(signer().link_path(a, exp).starts_with(&format!("/tickets/{a}/qr?exp={exp}&sig=")));
+        let date = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(link_expiry(date), 1_800_000_000 + 86_400);
     }
 
     #[test]

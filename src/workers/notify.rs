@@ -4,7 +4,7 @@
 //!
 //! | topic              | email to the buyer                                      |
 //! |--------------------|---------------------------------------------------------|
-//! | `ticket:issued`    | the tickets: ids, seats, prices, a link to each QR code |
+//! | `ticket:issued`    | the tickets: ids, seats, prices, a signed link to each QR code |
 //! | `ticket:cancelled` | which tickets were cancelled                            |
 //! | `payment:refunded` | the amount refunded (only once the refund succeeded)    |
 //!
@@ -200,17 +200,30 @@ pub fn mask_email(address: &str) -> String {
     }
 }
 
+/// Signs the link to a ticket's QR image: (ticket, event date) → path and query
+/// (`/tickets/{id}/qr?exp=…&sig=…`), which opens without an access token. A port,
+/// so this worker needs no signing keys of its own: start-up hands in the server's.
+pub type TicketLinks = Arc<dyn Fn(Uuid, DateTime<Utc>) -> String + Send + Sync>;
+
 /// Turns outbox rows into emails and hands them to its [`Mailer`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Notifier {
     mailer: Arc<dyn Mailer>,
     /// Put before `/tickets/{id}/qr` in emails (`https://tickets.example.com`); empty = bare paths.
     public_url: String,
+    /// Signed links; without them (tests of other parts) the bare path, which needs a token.
+    links: Option<TicketLinks>,
 }
 
 impl Notifier {
     pub fn new(mailer: Arc<dyn Mailer>) -> Self {
-        Self { mailer, public_url: String::new() }
+        Self { mailer, public_url: String::new(), links: None }
+    }
+
+    /// Emails link each ticket's QR image through `links` (signed, no token needed).
+    pub fn with_ticket_links(mut self, links: TicketLinks) -> Self {
+        self.links = Some(links);
+        self
     }
 
     /// The notifier the settings ask for: SMTP when `smtp_url` is set (then
@@ -342,8 +355,11 @@ impl Notifier {
         self.mailer.probe().await
     }
 
-    fn qr_link(&self, ticket: Uuid) -> String {
-        format!("{}/tickets/{ticket}/qr", self.public_url)
+    fn qr_link(&self, ticket: Uuid, event_date: DateTime<Utc>) -> String {
+        match &self.links {
+            Some(sign) => format!("{}{}", self.public_url, sign(ticket, event_date)),
+            None => format!("{}/tickets/{ticket}/qr", self.public_url),
+        }
     }
 
     fn tickets_issued(&self, ctx: &HoldContext, tickets: &[TicketLine]) -> (String, String) {
@@ -404,7 +420,7 @@ impl Notifier {
     fn ticket_lines(&self, body: &mut String, ctx: &HoldContext, t: &TicketLine) {
         let _ = writeln!(body, "  - {} — {}", seat_label(t), money(t.price, &ctx.currency));
         let _ = writeln!(body, "    Ticket {}", t.id);
-        let _ = writeln!(body, "    QR code: {}", self.qr_link(t.id));
+        let _ = writeln!(body, "    QR code: {}", self.qr_link(t.id, ctx.starts_at));
     }
 }
 
@@ -565,7 +581,10 @@ mod tests {
 
     #[test]
     fn an_issued_email_lists_every_ticket_with_its_qr_link() {
-        let notifier = Notifier::new(Arc::new(LogMailer)).with_public_url("https://tickets.example.com/");
+        let links: TicketLinks =
+            Arc::new(|t, date: DateTime<Utc>| format!("/tickets/{t}/qr?exp={}&sig=s", date.timestamp()));
+        let notifier =
+            Notifier::new(Arc::new(LogMailer)).with_public_url("https://tickets.example.com/").with_ticket_links(links);
         // The lines come from the purchase's outbox payload, listed by section and seat.
         let payload = serde_json::json!({"type": "hold_purchased", "tickets": [
             {"id": Uuid::from_u128(2), "section": "GA", "seat": null, "price": 3000, "cancelled": false},
@@ -579,7 +598,8 @@ mod tests {
         assert!(body.starts_with("Hello Bob,"));
         assert!(body.contains("Section A, seat A-12 — 5000 JPY"), "{body}");
         assert!(body.contains("Section GA (general admission) — 3000 JPY"), "{body}");
-        assert!(body.contains(&format!("https://tickets.example.com/tickets/{}/qr", Uuid::from_u128(1))), "{body}");
+        let signed = format!("https://tickets.example.com/tickets/{}/qr?exp=1800000000&sig=s\n", Uuid::from_u128(1));
+        assert!(body.contains(&signed), "{body}");
         assert!(body.contains("Date:   2027-01-15 08:00 UTC"), "{body}");
     }
 

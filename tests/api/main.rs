@@ -20,4 +20,5 @@ mod relay;
 mod seats;
 mod stripe;
 mod system;
+mod ticket_links;
 mod tls;

@@ -1,5 +1,6 @@
-//! Tickets: a buyer's list, the QR image, cancellation with refund, check-in at
-//! the door, and the staff assigned to scan.
+//! Tickets: a buyer's list, the QR image (to its owner, or to whoever holds a
+//! signed link), cancellation with refund, check-in at the door, and the staff
+//! assigned to scan.
 //!
 //! Check-in is one conditional `UPDATE … WHERE status = 'valid'` plus the
 //! `check_ins` row (whose primary key is the ticket) in one transaction: two
@@ -7,7 +8,7 @@
 //! by whom the first scan was. Both ways in — `POST /tickets/{id}/validate` and
 //! the scan alone, `POST /events/{id}/check-ins` — go through [`check_in`].
 
-use crate::auth::qr::{self, TicketClaim};
+use crate::auth::qr::{self, LinkError, TicketClaim, link_expiry};
 use crate::auth::{AuthUser, Role};
 use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::access::owned_event;
@@ -55,6 +56,12 @@ pub struct TicketItem {
     pub purchase_date: DateTime<Utc>,
     #[sqlx(skip)]
     pub qr_token: String,
+    /// Path (and query) of a signed link to the QR image that needs no access token,
+    /// valid until `qr_link_expires_at` (a day after the event starts).
+    #[sqlx(skip)]
+    pub qr_link: String,
+    #[sqlx(skip)]
+    pub qr_link_expires_at: DateTime<Utc>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -91,13 +98,15 @@ async fn user_tickets(
     .await?;
     for t in &mut tickets {
         t.qr_token = state.qr.sign(TicketClaim { ticket_id: t.ticket_id, event_id: t.event_id });
+        let exp = link_expiry(t.event_date);
+        t.qr_link = state.qr.link_path(t.ticket_id, exp);
+        t.qr_link_expires_at = DateTime::from_timestamp(exp, 0).unwrap_or(t.event_date);
     }
     Ok(axum::Json(TicketList { tickets, page, per_page }))
 }
 
 #[derive(sqlx::FromRow)]
 struct TicketRow {
-    ticket_id: Uuid,
     event_id: Uuid,
     hold_id: Uuid,
     purchaser_id: Uuid,
@@ -111,7 +120,7 @@ struct TicketRow {
 /// The ticket if `user` owns it (or is an admin); 404 otherwise.
 async fn owned_ticket(state: &AppState, user: &AuthUser, ticket_id: Uuid) -> ApiResult<TicketRow> {
     let row: Option<TicketRow> = sqlx::query_as(
-        "SELECT t.ticket_id, t.event_id, t.hold_id, t.purchaser_id, t.status, t.price, e.event_date,
+        "SELECT t.event_id, t.hold_id, t.purchaser_id, t.status, t.price, e.event_date,
                 p.provider AS payment_provider, p.provider_ref AS payment_ref
          FROM tickets t JOIN events e ON e.event_id = t.event_id
          LEFT JOIN LATERAL (SELECT provider, provider_ref FROM payments WHERE hold_id = t.hold_id ORDER BY created_at LIMIT 1) p ON true
@@ -129,20 +138,54 @@ async fn owned_ticket(state: &AppState, user: &AuthUser, ticket_id: Uuid) -> Api
 pub struct QrParams {
     /// `png` (default) or `svg`.
     pub format: Option<String>,
+    /// Signed link: its expiry, unix seconds. With `sig`, no access token is needed.
+    pub exp: Option<i64>,
+    /// Signed link: base64url HMAC-SHA256 over the ticket id and `exp` (the ticket's `qr_link`).
+    #[param(max_length = 64)]
+    pub sig: Option<String>,
 }
 
-/// The ticket's QR code as an image.
-#[utoipa::path(get, path = "/tickets/{ticket_id}/qr", tag = "tickets", security(("bearer" = [])),
+/// The ticket's QR code as an image: to its owner (bearer token) or to whoever holds a
+/// signed link (`exp` and `sig`, from the purchase email or the ticket's `qr_link`).
+#[utoipa::path(get, path = "/tickets/{ticket_id}/qr", tag = "tickets", security((), ("bearer" = [])),
     params(("ticket_id" = Uuid, Path), QrParams),
-    responses((status = 200, description = "image/png or image/svg+xml"), (status = 404)))]
+    responses((status = 200, description = "image/png or image/svg+xml"),
+              (status = 400, description = "bad query", body = Problem, content_type = "application/problem+json"),
+              (status = 401, description = "no link and no token", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "link expired (`link_expired`) or not valid (`invalid_link`)",
+               body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "no such ticket (or not yours)", body = Problem, content_type = "application/problem+json")))]
 async fn ticket_qr(
     State(state): State<AppState>,
-    user: AuthUser,
+    user: Result<AuthUser, ApiError>,
     Path(ticket_id): Path<Uuid>,
     Query(p): Query<QrParams>,
 ) -> ApiResult<Response> {
-    let t = owned_ticket(&state, &user, ticket_id).await?;
-    let token = state.qr.sign(TicketClaim { ticket_id: t.ticket_id, event_id: t.event_id });
+    let event_id = match (p.exp, p.sig.as_deref()) {
+        (None, None) => owned_ticket(&state, &user?, ticket_id).await?.event_id,
+        (Some(exp), Some(sig)) => {
+            state.qr.verify_link(ticket_id, exp, sig, Utc::now().timestamp()).map_err(|e| {
+                let code = match e {
+                    LinkError::Expired => ProblemCode::LinkExpired,
+                    LinkError::BadSignature => ProblemCode::InvalidLink,
+                };
+                ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
+            })?;
+            let event: Option<Uuid> = sqlx::query_scalar("SELECT event_id FROM tickets WHERE ticket_id = $1")
+                .bind(ticket_id)
+                .fetch_optional(&state.db)
+                .await?;
+            event.ok_or_else(|| ApiError::not_found("ticket"))?
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ProblemCode::InvalidLink,
+                "a signed link has exp and sig",
+            ));
+        }
+    };
+    let token = state.qr.sign(TicketClaim { ticket_id, event_id });
     match p.format.as_deref().unwrap_or("png") {
         "png" => Ok(([(header::CONTENT_TYPE, "image/png")], qr::png(&token)).into_response()),
         "svg" => Ok(([(header::CONTENT_TYPE, "image/svg+xml")], qr::svg(&token)).into_response()),

@@ -2,8 +2,11 @@
 //! blocking the rows after it, and the per-pass email quota.
 
 use super::{Buyer, TestRedis, capture, config, link, outbox_row, redis_conn, streamed_ids, unpublished};
+use boxoffice::auth::qr::{QrSigner, link_expiry};
 use boxoffice::workers::relay::{OutboxRelay, RelayConfig};
 use boxoffice_testkit::migrated_database;
+use secrecy::SecretString;
+use std::sync::Arc;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -26,8 +29,13 @@ async fn without_redis_rows_are_still_notified_and_then_marked() {
     outbox_row(&pool, "ticket:issued", Uuid::now_v7(), serde_json::json!({})).await;
 
     let (mailer, notifier) = capture();
-    let mut relay = OutboxRelay::new(pool.clone(), None, notifier.with_public_url("https://tickets.example.com"))
-        .with_config(config("unused:"));
+    // Links signed as the server signs them (start-up hands the notifier its QR signer).
+    let signer = QrSigner::new(("k1".into(), SecretString::from("notify-test-key")), vec![]);
+    let links = signer.clone();
+    let notifier = notifier
+        .with_public_url("https://tickets.example.com")
+        .with_ticket_links(Arc::new(move |ticket, date| links.link_path(ticket, link_expiry(date))));
+    let mut relay = OutboxRelay::new(pool.clone(), None, notifier).with_config(config("unused:"));
     let pass = relay.relay_once().await.expect("a pass");
 
     assert_eq!((pass.fetched, pass.published), (6, 6));
@@ -40,7 +48,11 @@ async fn without_redis_rows_are_still_notified_and_then_marked() {
     assert_eq!(tickets.subject, "Your tickets for Rock Night");
     for (id, seat) in buyer.tickets.iter().zip(["A-1", "A-2"]) {
         assert!(tickets.body.contains(&format!("seat {seat}")), "{}", tickets.body);
-        assert!(tickets.body.contains(&format!("https://tickets.example.com/tickets/{id}/qr")), "{}", tickets.body);
+        // Signed to work without a token until a day after the event (2027-01-15 19:00 UTC).
+        let exp = 1_800_039_600 + 86_400;
+        let link = format!("https://tickets.example.com/tickets/{id}/qr?exp={exp}&sig={}\n", signer.link_sig(*id, exp));
+        assert!(tickets.body.contains(&link), "{}", tickets.body);
+        assert_eq!(signer.verify_link(*id, exp, &signer.link_sig(*id, exp), exp - 1), Ok(()));
     }
     assert!(tickets.body.contains("Budokan") && tickets.body.contains("2027-01-15 19:00 UTC"), "{}", tickets.body);
 
