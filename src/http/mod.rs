@@ -4,11 +4,13 @@
 //!
 //! Shared by several routes and so kept here, not in a route file: extractors
 //! (`extract`), request/response bodies used by more than one route (`schema`)
-//! and ownership look-ups (`access`), and the live seat-map feeds (`live`, one
+//! and ownership look-ups (`access`); CSV writing for exports (`csv`), kept out
+//! of routes so it is tested on its own; and the live seat-map feeds (`live`, one
 //! fan-out per event for `GET /events/{id}/live`). Route modules never import
 //! each other.
 
 pub mod access;
+pub mod csv;
 pub mod extract;
 pub mod live;
 mod middleware;
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(routes::holds::router())
         .merge(routes::purchases::router())
         .merge(routes::tickets::router())
+        .merge(routes::organizer::router())
         .merge(routes::system::router())
         .merge(routes::cluster::router())
         .split_for_parts();

@@ -121,7 +121,11 @@ impl HoldOut {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 10000)]
     pub page: Option<u32>,
+    /// Items per page (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
 

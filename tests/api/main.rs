@@ -12,6 +12,7 @@ mod holds;
 mod hostile;
 mod journal;
 mod money;
+mod organizer_views;
 mod organizers;
 mod payments;
 mod purchases;

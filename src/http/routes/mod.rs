@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cluster;
 pub mod events;
 pub mod holds;
+pub mod organizer;
 pub mod purchases;
 pub mod search;
 pub mod seats;
