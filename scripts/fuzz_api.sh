@@ -291,8 +291,10 @@ def _pick(case, salt, n):
 
 
 def _role_for(path):
-    if "/validate" in path:
+    if "/validate" in path or path.endswith("/check-ins"):
         return "staff"
+    if path.startswith("/organizer/"):
+        return "organizer"
     if path.startswith("/events/") and not path.endswith(("/holds", "/details", "/search")):
         return "organizer"
     return "customer"
