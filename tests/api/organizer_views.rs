@@ -273,3 +273,28 @@ async fn orders_list_every_purchase_and_the_csv_says_the_same_safely() {
     assert_eq!(summary["sections"], json!([{"section": "Floor", "sold": 3, "revenue": 36000}]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_csv_export_without_paging_has_every_order_of_the_event() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let map = json!({"tiers": [{"code": "A", "price": 1000}],
+                     "sections": [{"name": "Floor", "tier": "A", "kind": "general", "capacity": 100}]});
+    let event = app.published_event(&org, Some(map), None).await;
+    let mut buyers = Vec::new();
+    for _ in 0..3 {
+        buyers.push(app.user("customer").await.1);
+    }
+    // 24 orders: more than a default page (20).
+    for i in 0..24 {
+        let body = json!({"event_id": event, "quantity": 1, "payment_method": "pm_card_visa"});
+        let r = app.post("/tickets/purchase", Some(&buyers[i % 3]), body).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "purchase {i}");
+    }
+    let page = ok_json(app.get(&format!("/events/{event}/orders"), Some(&org)).await).await;
+    assert_eq!(page["orders"].as_array().unwrap().len(), 20, "JSON is paged");
+    let all = app.get(&format!("/events/{event}/orders?format=csv"), Some(&org)).await.text().await.unwrap();
+    assert_eq!(parse_csv(&all).len(), 1 + 24, "the header and every ticket of the event");
+    let one = app.get(&format!("/events/{event}/orders?format=csv&per_page=5"), Some(&org)).await.text().await.unwrap();
+    assert_eq!(parse_csv(&one).len(), 1 + 5, "with paging, the page");
+}

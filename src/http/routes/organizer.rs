@@ -81,7 +81,7 @@ async fn my_events(
     Ok(axum::Json(OrganizerEvents { events, page, per_page }))
 }
 
-#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[derive(Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OrdersFormat {
     Json,
@@ -98,7 +98,8 @@ pub struct OrdersParams {
     /// Orders per page (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
-    /// `json` (default) or `csv`; without it, `Accept: text/csv` asks for CSV.
+    /// `json` (default) or `csv`; without it, `Accept: text/csv` asks for CSV. A CSV
+    /// export without `page` and `per_page` has every order of the event.
     #[param(inline)]
     pub format: Option<OrdersFormat>,
 }
@@ -194,6 +195,9 @@ async fn event_orders(
             OrdersFormat::Json
         }
     });
+    // A CSV export without page or per_page is the whole event (LIMIT NULL is no limit).
+    let whole = format == OrdersFormat::Csv && p.page.is_none() && p.per_page.is_none();
+    let (limit, offset) = if whole { (None, 0) } else { (Some(limit), offset) };
     // The page of orders (by index on tickets.event_id), then their tickets and buyers.
     let rows: Vec<OrderRow> = sqlx::query_as(
         "WITH page AS (
