@@ -165,6 +165,22 @@ pub struct SaleStatsOut {
     pub holds_active: i64,
 }
 
+/// One Server-Sent Event of `GET /events/{id}/live`. For the OpenAPI document
+/// only: frames are written by [`Frame`].
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct LiveEventOut {
+    /// `snapshot`, `changes` or (organizers) `stats`.
+    #[schema(pattern = "^(snapshot|changes|stats)$")]
+    pub event: String,
+    /// JSON: a SeatsOut (`snapshot`), ChangesOut (`changes`) or SaleStatsOut (`stats`).
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+    /// The seat version the frame brings the subscriber to (for `Last-Event-ID`).
+    #[schema(pattern = "^[0-9]+$")]
+    pub id: String,
+}
+
 /// One message of the stream, serialised once for every subscriber.
 #[derive(Debug)]
 pub struct Frame {

@@ -31,7 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 #[openapi(
     info(title = "boxoffice", description = "Ticket sales built for flash sales. Errors are RFC 9457 problem documents with a stable `code`."),
     modifiers(&BearerAuth),
-    components(schemas(Problem, ProblemCode))
+    components(schemas(Problem, ProblemCode, live::ChangesOut, live::SaleStatsOut))
 )]
 struct ApiDoc;
 

@@ -7,7 +7,7 @@ use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::access::{EventRow, owned_event, visible_event};
 use crate::http::extract::{Json, Path};
-use crate::http::live::{ChangesOut, LiveHub, SeatsOut, seats_out};
+use crate::http::live::{LiveEventOut, LiveHub, SeatsOut, seats_out};
 use crate::state::AppState;
 use axum::Extension;
 use axum::extract::State;
@@ -68,7 +68,7 @@ async fn seat_status(
 /// orders in the last minute, orders, revenue, holds expiring within a minute.
 #[utoipa::path(get, path = "/events/{event_id}/live", tag = "events",
     params(("event_id" = Uuid, Path), ("Last-Event-ID" = Option<u64>, Header, description = "version of the last frame received")),
-    responses((status = 200, description = "text/event-stream of `snapshot` (SeatsOut) and `changes` (ChangesOut) frames", body = ChangesOut, content_type = "text/event-stream"),
+    responses((status = 200, description = "text/event-stream of `snapshot` (SeatsOut), `changes` (ChangesOut) and, for organizers, `stats` (SaleStatsOut) frames", body = LiveEventOut, content_type = "text/event-stream"),
               (status = 400, description = "malformed event id or Last-Event-ID", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "no such event", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "the event has no seat map yet", body = Problem, content_type = "application/problem+json"),
