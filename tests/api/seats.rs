@@ -378,6 +378,8 @@ async fn organizers_block_and_unblock_seats_and_blocks_survive_a_restart() {
     assert_problem(block(org.clone(), json!(["A-1", "A-5"])).await, StatusCode::CONFLICT, "seats_taken").await;
     assert_problem(block(org.clone(), json!(["Z-1"])).await, StatusCode::UNPROCESSABLE_ENTITY, "unknown_seat").await;
     assert_problem(block(org.clone(), json!([])).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    let r = app.post(&format!("/events/{event}/seats/unblock"), Some(&org), json!({"seats": ["A-1\u{0}", ""]})).await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "unknown_seat").await;
     let r = block(other_org.clone(), json!(["A-5"])).await;
     assert!(matches!(r.status(), StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "another organizer: {}", r.status());
     assert_eq!(seats(&app, event).await.1["A-5"], 'F', "refused blocks changed nothing");

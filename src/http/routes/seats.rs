@@ -116,10 +116,20 @@ pub struct BlockedOut {
 /// Most seats one block or unblock names.
 const MAX_LABELS: usize = 1_000;
 
+/// Longest seat label: a row label (64 characters), `-`, a seat number.
+const MAX_LABEL_LEN: usize = 64 + 1 + 10;
+
 fn labels(input: SeatLabelsIn) -> ApiResult<Vec<String>> {
     if input.seats.is_empty() || input.seats.len() > MAX_LABELS {
         return Err(ApiError::invalid(ProblemCode::InvalidField, format!("seats lists 1 to {MAX_LABELS} seat labels"))
             .with("field", "seats"));
+    }
+    // Checked before anything is stored: a label that cannot name a seat is refused whole.
+    if let Some(bad) =
+        input.seats.iter().find(|l| l.is_empty() || l.len() > MAX_LABEL_LEN || l.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid(ProblemCode::UnknownSeat, "a seat label is `{row}-{number}`, such as A-12")
+            .with("seat", bad.chars().take(MAX_LABEL_LEN).collect::<String>()));
     }
     Ok(input.seats)
 }
