@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use boxoffice_actors::IdempotencyKey;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 
 /// JSON body.
@@ -23,15 +24,47 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
+        match axum::Json::<Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => from_json_value(value).map(Json),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
 }
 
-/// A JSON body that may be left out entirely (no body, no `Content-Type`): `None`.
-/// A body that is sent is read like [`Json`], with the same errors.
+/// `T` from a parsed body. JSON has one kind of number: `50.0` is the integer 50 to
+/// JSON Schema (and so to the OpenAPI document), so integral numbers written with a
+/// fraction are read as integers first; serde alone would refuse them for integer fields.
+fn from_json_value<T: DeserializeOwned>(mut value: Value) -> ApiResult<T> {
+    // Every body is an object (serde would also read a struct from an array).
+    if value.is_array() {
+        return Err(ApiError::invalid(ProblemCode::InvalidBody, "the body is a JSON object, not an array"));
+    }
+    integral_numbers_as_integers(&mut value);
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::invalid(
+            ProblemCode::InvalidBody,
+            format!("Failed to deserialize the JSON body into the target type: {e}"),
+        )
+    })
+}
+
+fn integral_numbers_as_integers(value: &mut Value) {
+    /// 2^63: integral floats below it in magnitude are exact `i64`s.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < LIMIT) {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        Value::Object(members) => members.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
+    }
+}
+
+/// A JSON body that may be left out entirely (no body, no `Content-Type`), or be
+/// `null`: `None`. A body that is sent is read like [`Json`], with the same errors.
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
@@ -46,7 +79,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
         if empty {
             return Ok(OptionalJson(None));
         }
-        Json::<T>::from_request(req, state).await.map(|Json(v)| OptionalJson(Some(v)))
+        Json::<Option<T>>::from_request(req, state).await.map(|Json(v)| OptionalJson(v))
     }
 }
 
@@ -107,18 +140,14 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::bad_request(ProblemCode::InvalidQuery, rejection.body_text())
 }
 
-/// An optional JSON body: empty means `None`.
+/// An optional JSON body: empty or `null` means `None`.
 pub fn optional_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(body).map(Some).map_err(|e| {
-        if e.is_data() {
-            ApiError::invalid(ProblemCode::InvalidBody, e.to_string())
-        } else {
-            ApiError::bad_request(ProblemCode::MalformedJson, e.to_string())
-        }
-    })
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(ProblemCode::MalformedJson, e.to_string()))?;
+    from_json_value(value)
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -230,6 +259,25 @@ mod tests {
             headers.append("x-forwarded-for", HeaderValue::from_bytes(v).unwrap());
         }
         headers
+    }
+
+    #[test]
+    fn integral_numbers_read_as_integers_and_null_as_no_body() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Body {
+            n: u32,
+            prices: Vec<i64>,
+        }
+        let body = serde_json::json!({"n": 50.0, "prices": [-3.0, 7]});
+        assert_eq!(from_json_value::<Body>(body).unwrap(), Body { n: 50, prices: vec![-3, 7] });
+        let fraction = serde_json::json!({"n": 50.5, "prices": []});
+        assert_eq!(from_json_value::<Body>(fraction).unwrap_err().code, ProblemCode::InvalidBody);
+        let huge = serde_json::json!({"n": 1e300, "prices": []});
+        assert_eq!(from_json_value::<Body>(huge).unwrap_err().code, ProblemCode::InvalidBody);
+        assert!(optional_json::<Body>(b" null ").unwrap().is_none());
+        assert_eq!(optional_json::<Body>(b"[50, []]").unwrap_err().code, ProblemCode::InvalidBody);
+        assert!(optional_json::<Body>(b"  ").unwrap().is_none());
+        assert_eq!(optional_json::<Body>(b"{").unwrap_err().code, ProblemCode::MalformedJson);
     }
 
     #[test]
