@@ -14,6 +14,7 @@ pub mod csv;
 pub mod extract;
 pub mod live;
 mod middleware;
+pub mod problems;
 pub mod routes;
 pub mod schema;
 pub mod server;
@@ -31,7 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 #[openapi(
     info(title = "boxoffice", description = "Ticket sales built for flash sales. Errors are RFC 9457 problem documents with a stable `code`."),
     modifiers(&BearerAuth),
-    components(schemas(Problem, ProblemCode, live::ChangesOut, live::SaleStatsOut))
+    components(schemas(Problem, ProblemCode, live::SeatsOut, live::ChangesOut, live::SaleStatsOut))
 )]
 struct ApiDoc;
 
@@ -47,9 +48,9 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Every route, with the OpenAPI document built from the same definitions.
-pub fn router(state: AppState) -> axum::Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The documented routes and the OpenAPI document built from the same definitions.
+fn documented() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::auth::router())
         .merge(routes::admin::router())
         .merge(routes::events::router())
@@ -62,6 +63,36 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(routes::system::router())
         .merge(routes::cluster::router())
         .split_for_parts();
+    parameters_are_never_null(&mut openapi);
+    (api, openapi)
+}
+
+/// utoipa writes an optional header parameter (`Option<T>`) as `T` or `null`, but a
+/// header, path or query value is never JSON `null`: an optional one is left out.
+fn parameters_are_never_null(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                let RefOr::T(parameter) = parameter else { continue };
+                if let Some(RefOr::T(Schema::Object(schema))) = &mut parameter.schema
+                    && let SchemaType::Array(types) = &mut schema.schema_type
+                {
+                    types.retain(|t| *t != Type::Null);
+                    if let [only] = types.as_slice() {
+                        schema.schema_type = SchemaType::Type(only.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every route, with the OpenAPI document built from the same definitions.
+pub fn router(state: AppState) -> axum::Router {
+    let (api, openapi) = documented();
     let openapi = Arc::new(openapi);
     api.merge(routes::system::docs_router(openapi))
         .merge(routes::cluster::internal_router())
@@ -78,7 +109,110 @@ pub fn router(state: AppState) -> axum::Router {
 mod tests {
     use super::ApiDoc;
     use crate::error::ProblemCode;
+    use serde_json::Value;
     use utoipa::OpenApi;
+
+    /// Operations of `routes/tickets.rs`, which is being reworked elsewhere: they
+    /// do not declare their problem responses yet. Remove each from here once it
+    /// does (the test fails while a listed operation already passes).
+    const PENDING: &[(&str, &str)] = &[
+        ("get", "/tickets/user/{user_id}"),
+        ("get", "/tickets/{ticket_id}/qr"),
+        ("post", "/tickets/{ticket_id}/cancel"),
+        ("post", "/tickets/{ticket_id}/validate"),
+        ("get", "/events/{event_id}/staff"),
+        ("post", "/events/{event_id}/staff"),
+        ("delete", "/events/{event_id}/staff/{staff_id}"),
+    ];
+
+    /// Operations that read their optional body whatever its `Content-Type`, so
+    /// never answer 415.
+    const ANY_CONTENT_TYPE: &[(&str, &str)] =
+        &[("post", "/auth/refresh"), ("post", "/auth/logout"), ("post", "/payments/stripe/webhook")];
+
+    /// Operations that reach no database, actor or provider, so never answer 503.
+    const NO_DEPENDENCIES: &[(&str, &str)] =
+        &[("get", "/healthz"), ("get", "/metrics"), ("post", "/payments/test/authenticate")];
+
+    /// What is wrong with one operation's declared error responses.
+    fn missing_problems(method: &str, path: &str, op: &Value) -> Vec<String> {
+        let responses = op["responses"].as_object().expect("responses");
+        let params = op["parameters"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let mut wrong = vec![];
+        for (status, response) in responses {
+            if status.starts_with('4') || status.starts_with('5') {
+                let schema = &response["content"]["application/problem+json"]["schema"]["$ref"];
+                if schema != "#/components/schemas/Problem" {
+                    wrong.push(format!("{status} is not an application/problem+json Problem"));
+                }
+            }
+        }
+        for p in params.iter().filter(|p| p["schema"]["type"].as_array().is_some_and(|t| t.contains(&"null".into()))) {
+            wrong.push(format!("parameter {} may be null", p["name"]));
+        }
+        let mut need = |status: &str, why: &str| {
+            if !responses.contains_key(status) {
+                wrong.push(format!("no {status} ({why})"));
+            }
+        };
+        if path.contains('{') {
+            need("400", "a path parameter may not parse");
+            need("404", "a path parameter may name nothing");
+        }
+        if params.iter().any(|p| p["in"] == "query") {
+            need("400", "a query string may be out of bounds");
+        }
+        let bearer = op["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+        if bearer {
+            need("401", "a bearer token may be missing, bad or expired");
+        }
+        if op["requestBody"]["content"].get("application/json").is_some() {
+            need("400", "a body may be malformed JSON");
+            need("413", "a body may be too large");
+            need("422", "a body may have the wrong shape");
+            if !ANY_CONTENT_TYPE.contains(&(method, path)) {
+                need("415", "a body may not be application/json");
+            }
+        }
+        if !NO_DEPENDENCIES.contains(&(method, path)) {
+            need("503", "a dependency may be down, or the request time out");
+        }
+        let never_415 = ANY_CONTENT_TYPE.contains(&(method, path));
+        if never_415 && responses.contains_key("415") {
+            wrong.push("declares 415, which it never answers".into());
+        }
+        wrong
+    }
+
+    #[test]
+    fn every_operation_declares_the_problems_it_can_answer() {
+        let (_, openapi) = super::documented();
+        let doc = serde_json::to_value(openapi).expect("serialisable");
+        let mut seen = vec![];
+        let mut failures = vec![];
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                let Some(op) = op.as_object().filter(|o| o.contains_key("responses")) else { continue };
+                let op = Value::Object(op.clone());
+                let wrong = missing_problems(method, path, &op);
+                let pending = PENDING.contains(&(method.as_str(), path.as_str()));
+                seen.push((method.clone(), path.clone()));
+                match (pending, wrong.is_empty()) {
+                    (false, false) => failures.push(format!("{} {path}: {}", method.to_uppercase(), wrong.join("; "))),
+                    (true, true) => {
+                        failures.push(format!("{} {path} passes now: remove it from PENDING", method.to_uppercase()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for list in [PENDING, ANY_CONTENT_TYPE, NO_DEPENDENCIES] {
+            for (method, path) in list {
+                assert!(seen.iter().any(|(m, p)| m == method && p == path), "{method} {path} is not an operation");
+            }
+        }
+        assert!(failures.is_empty(), "operations with undeclared problem responses:\n{}", failures.join("\n"));
+    }
 
     #[test]
     fn the_openapi_document_lists_every_problem_code() {

@@ -12,7 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Either `seats`, or a `quantity` (best available seats, or general-admission places).
-#[derive(Clone, Deserialize, ToSchema)]
+/// Documented as [`HoldSelectionDoc`].
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     /// Seat labels such as `A-12`.
@@ -35,7 +36,7 @@ impl HoldRequest {
                 if seats.is_empty() || seats.len() > MAX_UNITS_PER_HOLD as usize {
                     return Err(too_many());
                 }
-                if let Some(bad) = seats.iter().find(|s| s.is_empty() || s.len() > 80) {
+                if let Some(bad) = seats.iter().find(|s| s.is_empty() || s.chars().count() > MAX_LABEL_CHARS) {
                     return Err(ApiError::invalid(ProblemCode::UnknownSeat, format!("no seat {bad:?} at this event")));
                 }
                 if self.section.is_some() || self.allow_split {
@@ -55,6 +56,122 @@ impl HoldRequest {
             _ => Err(ApiError::invalid(ProblemCode::InvalidSelection, "give either seats or quantity")),
         }
     }
+}
+
+/// Longest seat label a selection may name, in characters.
+const MAX_LABEL_CHARS: usize = 80;
+
+/// The document's view of [`HoldRequest`]: exactly one of its two shapes.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = HoldRequest)]
+#[allow(dead_code)] // schema only
+pub enum HoldSelectionDoc {
+    Seats(SeatsSelectionDoc),
+    Quantity(QuantitySelectionDoc),
+}
+
+/// Named seats.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SeatsSelection)]
+#[allow(dead_code)] // schema only
+pub struct SeatsSelectionDoc {
+    /// 1 to 50 seat labels such as `A-12`, each 1 to 80 characters.
+    #[schema(min_items = 1, max_items = 50, inline)]
+    pub seats: Vec<SeatLabelDoc>,
+}
+
+/// A seat label such as `A-12`.
+#[derive(Deserialize, ToSchema)]
+#[schema(min_length = 1, max_length = 80)]
+#[allow(dead_code)] // schema only
+pub struct SeatLabelDoc(pub String);
+
+/// A number of places: the best available seats, or general-admission places.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = QuantitySelection)]
+#[allow(dead_code)] // schema only
+pub struct QuantitySelectionDoc {
+    #[schema(minimum = 1, maximum = 50)]
+    pub quantity: u32,
+    /// Restrict the quantity to one section.
+    pub section: Option<String>,
+    /// Accept seats that are not side by side when no row has room.
+    pub allow_split: Option<bool>,
+}
+
+/// The seat map as an organizer writes it: price tiers (best first) and sections
+/// (best first), each seated (rows of numbered seats) or general admission. The
+/// document's copy of `boxoffice_actors::SeatMap`, whose crate stays free of web
+/// dependencies. Rules beyond the shape (unique tier codes, section names and row
+/// labels; tiers that exist; at most 1,000,000 places) answer 422 `invalid_seat_map`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SeatMap)]
+#[allow(dead_code)] // schema only
+pub struct SeatMapDoc {
+    /// Price tiers, best first; "best available" prefers earlier tiers.
+    #[schema(min_items = 1, max_items = 64)]
+    pub tiers: Vec<PriceTierDoc>,
+    /// Sections, best first within a tier.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub sections: Vec<SectionDoc>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = PriceTier)]
+#[allow(dead_code)] // schema only
+pub struct PriceTierDoc {
+    /// Letters, digits, space, `_`, `.` or `-`; 1 to 64 bytes, no leading or trailing space.
+    #[schema(min_length = 1, max_length = 64)]
+    pub code: String,
+    /// Minor units of the event's currency.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub price: i64,
+}
+
+/// A section: `kind` is `seated` (with `rows`) or `general` (with `capacity`).
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[schema(as = Section)]
+#[allow(dead_code)] // schema only
+pub enum SectionDoc {
+    Seated {
+        /// Letters, digits, space, `_`, `.` or `-`; 1 to 64 bytes, unique.
+        #[schema(min_length = 1, max_length = 64)]
+        name: String,
+        /// The tier code of every row that does not name its own.
+        #[schema(min_length = 1, max_length = 64)]
+        tier: String,
+        #[schema(min_items = 1, max_items = 100_000)]
+        rows: Vec<RowDoc>,
+    },
+    General {
+        #[schema(min_length = 1, max_length = 64)]
+        name: String,
+        #[schema(min_length = 1, max_length = 64)]
+        tier: String,
+        #[schema(minimum = 1, maximum = 1_000_000)]
+        capacity: u32,
+    },
+}
+
+/// A row of consecutively numbered seats.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Row)]
+#[allow(dead_code)] // schema only
+pub struct RowDoc {
+    /// Letters, digits, `_` or `.` (no `-` or space), 1 to 64 bytes, unique across the event.
+    #[schema(min_length = 1, max_length = 64)]
+    pub label: String,
+    /// Number of seats, numbered `first, first+1, …`.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub seats: u32,
+    /// The first seat's number (default 1).
+    pub first: Option<u32>,
+    /// Overrides the section's tier for this row.
+    pub tier: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -121,10 +238,10 @@ impl HoldOut {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
-    /// Page number, from 1 (default 1).
-    #[param(minimum = 1, maximum = 10000)]
+    /// From 1 (default) to 10,000.
+    #[param(minimum = 1, maximum = 10_000)]
     pub page: Option<u32>,
-    /// Items per page (default 20).
+    /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }

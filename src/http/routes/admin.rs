@@ -3,8 +3,9 @@
 //! made under `ORGANIZER_SIGNUP=closed`). See docs/domain.md, "Accounts and tokens".
 
 use crate::auth::{AuthUser, Role};
-use crate::error::{ApiError, ApiResult, ProblemCode};
+use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::extract::{Json, Path};
+use crate::http::problems::{BadPath, JsonBody, SignedIn, Unavailable};
 use crate::state::AppState;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -46,8 +47,9 @@ fn require_admin(user: &AuthUser) -> ApiResult<()> {
 /// Approve an organizer to publish events. Approving twice keeps the first approval.
 #[utoipa::path(post, path = "/admin/organizers/{user_id}/approve", tag = "admin", security(("bearer" = [])),
     params(("user_id" = Uuid, Path)),
-    responses((status = 200, body = AccountOut), (status = 403, description = "not an administrator"),
-              (status = 404, description = "no such user"), (status = 422, description = "not an organizer")))]
+    responses((status = 200, body = AccountOut), BadPath, SignedIn, Unavailable,
+              (status = 403, description = "not an administrator", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "not an organizer (`not_organizer`)", body = Problem, content_type = "application/problem+json")))]
 async fn approve_organizer(
     State(state): State<AppState>,
     user: AuthUser,
@@ -79,8 +81,8 @@ async fn approve_organizer(
 /// The new role is in the user's next access token (at the next refresh or sign-in).
 #[utoipa::path(put, path = "/admin/users/{user_id}/role", tag = "admin", security(("bearer" = [])),
     params(("user_id" = Uuid, Path)), request_body = SetRoleRequest,
-    responses((status = 200, body = AccountOut), (status = 403, description = "not an administrator, or your own role"),
-              (status = 404, description = "no such user"), (status = 422, description = "not a role")))]
+    responses((status = 200, body = AccountOut), BadPath, JsonBody, SignedIn, Unavailable,
+              (status = 403, description = "not an administrator, or your own role", body = Problem, content_type = "application/problem+json")))]
 async fn set_role(
     State(state): State<AppState>,
     user: AuthUser,

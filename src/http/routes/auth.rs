@@ -4,8 +4,9 @@ use crate::auth::accounts::{self, Account, NewAccount};
 use crate::auth::tokens::{hash_refresh_token, new_refresh_token};
 use crate::auth::{AuthUser, Email, Role, check_password, parse_name};
 use crate::config::OrganizerSignup;
-use crate::error::{ApiError, ApiResult, ProblemCode};
+use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::extract::{ClientIp, Json, optional_json};
+use crate::http::problems::{JsonBody, LooseJsonBody, RateLimited, SignedIn, Unavailable};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -34,8 +35,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// At most 254 characters.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    /// 1 to 100 characters once trimmed, not all spaces, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// `customer` (default), `organizer` or `staff`; `admin` cannot be registered, and
     /// `organizer` not when `ORGANIZER_SIGNUP=closed`.
@@ -147,10 +158,9 @@ fn respond_with_tokens(
 
 /// Create an account (and sign in).
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = AuthResponse), (status = 403, description = "admin, or organizer while ORGANIZER_SIGNUP=closed"),
-              (status = 409, description = "email taken"),
-              (status = 422, description = "invalid input"), (status = 429, description = "rate limited"),
-              (status = 503, description = "too many sign-ins at once (Retry-After)")))]
+    responses((status = 201, body = AuthResponse), JsonBody, RateLimited, Unavailable,
+              (status = 403, description = "admin, or organizer while ORGANIZER_SIGNUP=closed", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "email taken (`email_taken`)", body = Problem, content_type = "application/problem+json")))]
 async fn register(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
@@ -186,9 +196,8 @@ async fn register(
 
 /// Sign in with email and password.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = AuthResponse), (status = 401, description = "wrong email or password"),
-              (status = 429, description = "rate limited"),
-              (status = 503, description = "too many sign-ins at once (Retry-After)")))]
+    responses((status = 200, body = AuthResponse), JsonBody, RateLimited, Unavailable,
+              (status = 401, description = "wrong email or password (`invalid_credentials`)", body = Problem, content_type = "application/problem+json")))]
 async fn login(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
@@ -248,7 +257,8 @@ fn presented_refresh_token(headers: &HeaderMap, body: Option<RefreshRequest>) ->
 /// Exchange a refresh token for new tokens. The old refresh token stops working;
 /// presenting it again revokes every token of its family.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body(content = Option<RefreshRequest>),
-    responses((status = 200, body = AuthResponse), (status = 401, description = "invalid, expired or reused token")))]
+    responses((status = 200, body = AuthResponse), LooseJsonBody, Unavailable,
+              (status = 401, description = "no, an invalid, expired or reused refresh token", body = Problem, content_type = "application/problem+json")))]
 async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     let presented = presented_refresh_token(&headers, optional_json(&body)?)?;
     let hash = hash_refresh_token(&presented);
@@ -314,7 +324,7 @@ async fn refresh(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
 
 /// Sign out: revokes the refresh token's whole family and clears the cookie.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body(content = Option<RefreshRequest>),
-    responses((status = 204, description = "signed out")))]
+    responses((status = 204, description = "signed out"), LooseJsonBody, Unavailable))]
 async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     if let Ok(token) = presented_refresh_token(&headers, optional_json(&body)?) {
         sqlx::query(
@@ -332,7 +342,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
 
 /// The signed-in user.
 #[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = UserOut), (status = 401, description = "not signed in")))]
+    responses((status = 200, body = UserOut), SignedIn, Unavailable))]
 async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<axum::Json<UserOut>> {
     let row: Option<UserOut> =
         sqlx::query_as("SELECT user_id, email, name, user_type, created_at FROM users WHERE user_id = $1")

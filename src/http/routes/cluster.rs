@@ -9,6 +9,7 @@ use crate::cluster::rpc::{self, EventCall};
 use crate::cluster::{CLUSTER_KEY_HEADER, Member, NodeOut};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Json, Path};
+use crate::http::problems::{SignedIn, Unavailable};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -43,8 +44,7 @@ pub struct ClusterOut {
 
 /// The nodes sharing this database, their heartbeats and how many events each runs.
 #[utoipa::path(get, path = "/cluster", tag = "system", security(("bearer" = [])),
-    responses((status = 200, body = ClusterOut),
-              (status = 401, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = ClusterOut), SignedIn, Unavailable,
               (status = 403, description = "not an administrator", body = Problem, content_type = "application/problem+json")))]
 async fn cluster_state(State(state): State<AppState>, user: AuthUser) -> ApiResult<axum::Json<ClusterOut>> {
     if !user.is_admin() {

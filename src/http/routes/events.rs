@@ -16,7 +16,8 @@ use crate::config::OrganizerSignup;
 use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::access::{EventRow, fetch_event, owned_event, visible_event};
 use crate::http::extract::{Json, OptionalJson, Path};
-use crate::http::schema::{EventOut, in_range};
+use crate::http::problems::{BadPath, Conflict, Forbidden, JsonBody, SignedIn, Unavailable};
+use crate::http::schema::{EventOut, SeatMapDoc, in_range};
 use crate::money::cancel::{self, CancellationOut};
 use crate::state::{AppState, ENDED_HOLD_RETENTION};
 use crate::store::loader::sales_window;
@@ -52,25 +53,43 @@ pub struct SalesWindowIn {
     pub opens_at: Option<DateTime<Utc>>,
     pub closes_at: Option<DateTime<Utc>>,
     /// 1–50 tickets per buyer (held + bought); default 10.
+    #[schema(minimum = 1, maximum = 50)]
     pub per_buyer_limit: Option<u32>,
     /// 5 s – 24 h; default 600 (10 minutes).
+    #[schema(minimum = 5, maximum = 86_400)]
     pub hold_ttl_secs: Option<u32>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEvent {
+    /// 1 to 200 characters once trimmed; no control characters but tab and newline.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub title: String,
     #[serde(default)]
+    #[schema(max_length = 10_000, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub description: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 50, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub category: Option<String>,
+    /// 1 to 200 characters once trimmed; no control characters but tab and newline.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub venue_name: String,
     #[serde(default)]
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub venue_address: Option<String>,
     pub event_date: DateTime<Utc>,
     /// ISO 4217 code; default JPY. Prices are integer minor units.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// Seed shape: with no `seat_map`, `total_seats` places of general admission at `base_price`.
     #[serde(default)]
@@ -79,7 +98,7 @@ pub struct CreateEvent {
     pub base_price: Option<i64>,
     /// Price tiers and sections (seated rows or general admission).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<SeatMapDoc>)]
     pub seat_map: Option<serde_json::Value>,
     #[serde(default)]
     pub sales_window: Option<SalesWindowIn>,
@@ -88,14 +107,28 @@ pub struct CreateEvent {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEvent {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub title: Option<String>,
+    #[schema(max_length = 10_000, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub description: Option<String>,
+    #[schema(max_length = 50, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub category: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub venue_name: Option<String>,
+    #[schema(max_length = 500, pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$")]
     pub venue_address: Option<String>,
     pub event_date: Option<DateTime<Utc>>,
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<SeatMapDoc>)]
     pub seat_map: Option<serde_json::Value>,
     pub sales_window: Option<SalesWindowIn>,
 }
@@ -104,7 +137,7 @@ pub struct UpdateEvent {
 pub struct EventDetails {
     #[serde(flatten)]
     pub event: EventOut,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<SeatMapDoc>)]
     pub seat_map: Option<serde_json::Value>,
     /// Live counts per section (published events).
     pub availability: Option<AvailabilityOut>,
@@ -293,7 +326,8 @@ fn check_window(w: &SalesWindowIn, current: Option<&EventRow>) -> ApiResult<Chec
 
 /// Create an event (organizers). Starts as a draft.
 #[utoipa::path(post, path = "/events/create", tag = "events", request_body = CreateEvent, security(("bearer" = [])),
-    responses((status = 201, body = EventOut), (status = 403, description = "not an organizer"), (status = 422, description = "invalid input")))]
+    responses((status = 201, body = EventOut), JsonBody, SignedIn, Unavailable,
+              (status = 403, description = "not an organizer", body = Problem, content_type = "application/problem+json")))]
 async fn create_event(
     State(state): State<AppState>,
     user: AuthUser,
@@ -362,7 +396,8 @@ async fn create_event(
 /// Update an event (its organizer). See the module docs for what may change when.
 #[utoipa::path(put, path = "/events/{event_id}/update", tag = "events", request_body = UpdateEvent, security(("bearer" = [])),
     params(("event_id" = Uuid, Path)),
-    responses((status = 200, body = EventOut), (status = 403), (status = 404), (status = 409, description = "not allowed in this state"), (status = 422)))]
+    responses((status = 200, body = EventOut), BadPath, JsonBody, SignedIn, Forbidden, Unavailable,
+              (status = 409, description = "not allowed in this state", body = Problem, content_type = "application/problem+json")))]
 async fn update_event(
     State(state): State<AppState>,
     user: AuthUser,
@@ -496,7 +531,8 @@ async fn check_map_against_db(tx: &mut sqlx::PgConnection, event_id: Uuid, layou
 /// Delete an event that never sold or held anything.
 #[utoipa::path(delete, path = "/events/{event_id}/delete", tag = "events", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)),
-    responses((status = 204), (status = 403), (status = 404), (status = 409, description = "has holds or sales: close or cancel it")))]
+    responses((status = 204), BadPath, SignedIn, Forbidden, Unavailable,
+              (status = 409, description = "has holds or sales: close or cancel it", body = Problem, content_type = "application/problem+json")))]
 async fn delete_event(
     State(state): State<AppState>,
     user: AuthUser,
@@ -592,7 +628,8 @@ async fn require_approved_organizer(state: &AppState, user: &AuthUser) -> ApiRes
 /// Publish a draft: it becomes searchable and sells within its window.
 #[utoipa::path(post, path = "/events/{event_id}/publish", tag = "events", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)),
-    responses((status = 200, body = EventOut), (status = 403, description = "organizer not approved yet"), (status = 409)))]
+    responses((status = 200, body = EventOut), BadPath, SignedIn, Conflict, Unavailable,
+              (status = 403, description = "not the event's organizer, or not approved yet", body = Problem, content_type = "application/problem+json")))]
 async fn publish_event(
     State(state): State<AppState>,
     user: AuthUser,
@@ -603,7 +640,8 @@ async fn publish_event(
 
 /// Close sales; tickets sold stay valid.
 #[utoipa::path(post, path = "/events/{event_id}/close", tag = "events", security(("bearer" = [])),
-    params(("event_id" = Uuid, Path)), responses((status = 200, body = EventOut), (status = 409)))]
+    params(("event_id" = Uuid, Path)),
+    responses((status = 200, body = EventOut), BadPath, SignedIn, Forbidden, Conflict, Unavailable))]
 async fn close_event(
     State(state): State<AppState>,
     user: AuthUser,
@@ -617,7 +655,11 @@ async fn close_event(
 pub struct CancelEventRequest {
     /// Why, in a sentence buyers are shown (1 to 1,000 characters). Default:
     /// "The organizer cancelled the event."
-    #[schema(min_length = 1, max_length = 1000)]
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -638,9 +680,7 @@ const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// `GET /events/{id}/cancellation`). Idempotent: cancelling again answers the progress.
 #[utoipa::path(post, path = "/events/{event_id}/cancel", tag = "events", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)), request_body(content = Option<CancelEventRequest>),
-    responses((status = 200, body = CancelledEventOut), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "bad reason", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = CancelledEventOut), BadPath, JsonBody, SignedIn, Forbidden, Unavailable))]
 async fn cancel_event(
     State(state): State<AppState>,
     user: AuthUser,
@@ -670,7 +710,7 @@ async fn cancel_event(
 /// Where the event's cancellation stands (its organizer and admins).
 #[utoipa::path(get, path = "/events/{event_id}/cancellation", tag = "events", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)),
-    responses((status = 200, body = CancellationOut), (status = 403, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = CancellationOut), BadPath, SignedIn, Forbidden, Unavailable,
               (status = 404, description = "no such event, or not cancelled", body = Problem, content_type = "application/problem+json")))]
 async fn cancellation_progress(
     State(state): State<AppState>,
@@ -682,8 +722,9 @@ async fn cancellation_progress(
 }
 
 /// The event's seat map.
-#[utoipa::path(get, path = "/events/{event_id}/seatmap", tag = "events", params(("event_id" = Uuid, Path)),
-    responses((status = 200, description = "the seat map"), (status = 404)))]
+#[utoipa::path(get, path = "/events/{event_id}/seatmap", tag = "events", security((), ("bearer" = [])), params(("event_id" = Uuid, Path)),
+    responses((status = 200, body = SeatMapDoc), BadPath, SignedIn, Unavailable,
+              (status = 404, description = "no such event, or no seat map yet", body = Problem, content_type = "application/problem+json")))]
 async fn get_seat_map(
     State(state): State<AppState>,
     MaybeAuthUser(user): MaybeAuthUser,
@@ -699,8 +740,8 @@ async fn get_seat_map(
 
 /// Replace the seat map (same rules as update).
 #[utoipa::path(put, path = "/events/{event_id}/seatmap", tag = "events", security(("bearer" = [])),
-    params(("event_id" = Uuid, Path)), request_body(content = Object),
-    responses((status = 200, body = EventOut), (status = 409), (status = 422)))]
+    params(("event_id" = Uuid, Path)), request_body = SeatMapDoc,
+    responses((status = 200, body = EventOut), BadPath, JsonBody, SignedIn, Forbidden, Conflict, Unavailable))]
 async fn put_seat_map(
     state: State<AppState>,
     user: AuthUser,
@@ -713,7 +754,7 @@ async fn put_seat_map(
 /// Set the sales window.
 #[utoipa::path(put, path = "/events/{event_id}/sales-window", tag = "events", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)), request_body = SalesWindowIn,
-    responses((status = 200, body = EventOut), (status = 409), (status = 422)))]
+    responses((status = 200, body = EventOut), BadPath, JsonBody, SignedIn, Forbidden, Conflict, Unavailable))]
 async fn put_sales_window(
     state: State<AppState>,
     user: AuthUser,
@@ -724,8 +765,8 @@ async fn put_sales_window(
 }
 
 /// An event with live availability.
-#[utoipa::path(get, path = "/events/{event_id}/details", tag = "events", params(("event_id" = Uuid, Path)),
-    responses((status = 200, body = EventDetails), (status = 404)))]
+#[utoipa::path(get, path = "/events/{event_id}/details", tag = "events", security((), ("bearer" = [])), params(("event_id" = Uuid, Path)),
+    responses((status = 200, body = EventDetails), BadPath, SignedIn, Unavailable))]
 async fn event_details(
     State(state): State<AppState>,
     MaybeAuthUser(user): MaybeAuthUser,

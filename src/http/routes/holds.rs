@@ -5,9 +5,10 @@
 //! indistinguishable from a missing one); administrators may act on any.
 
 use crate::auth::AuthUser;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{Json, Path, idempotency_key};
-use crate::http::schema::{HoldOut, HoldRequest};
+use crate::http::problems::{BadPath, JsonBody, SignedIn, Unavailable};
+use crate::http::schema::{HoldOut, HoldRequest, HoldSelectionDoc};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -22,11 +23,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Hold seats for a while (the hold TTL of the event's sales window).
 #[utoipa::path(post, path = "/events/{event_id}/holds", tag = "holds", security(("bearer" = [])),
-    params(("event_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "retries return the first hold")),
-    request_body = HoldRequest,
-    responses((status = 201, body = HoldOut), (status = 404, description = "no such event on sale"),
-              (status = 409, description = "sold out, seats taken, limit, sale not open or closed"),
-              (status = 422, description = "invalid selection"), (status = 503, description = "overloaded; see Retry-After")))]
+    params(("event_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "retries return the first hold (1 to 255 visible ASCII characters)", pattern = "^[!-~]{1,255}$")),
+    request_body = HoldSelectionDoc,
+    responses((status = 201, body = HoldOut), BadPath, JsonBody, SignedIn, Unavailable,
+              (status = 404, description = "no such event on sale", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "sold out, seats taken, limit, sale not open or closed", body = Problem, content_type = "application/problem+json")))]
 async fn create_hold(
     State(state): State<AppState>,
     user: AuthUser,
@@ -59,7 +60,7 @@ async fn hold_owner(state: &AppState, user: &AuthUser, hold_id: Uuid) -> ApiResu
 
 /// One of your holds.
 #[utoipa::path(get, path = "/holds/{hold_id}", tag = "holds", security(("bearer" = [])), params(("hold_id" = Uuid, Path)),
-    responses((status = 200, body = HoldOut), (status = 404)))]
+    responses((status = 200, body = HoldOut), BadPath, SignedIn, Unavailable))]
 async fn get_hold(
     State(state): State<AppState>,
     user: AuthUser,
@@ -96,7 +97,8 @@ async fn stored_hold(state: &AppState, event_id: Uuid, hold_id: Uuid) -> ApiResu
 
 /// Release one of your holds; its seats go back on sale.
 #[utoipa::path(delete, path = "/holds/{hold_id}", tag = "holds", security(("bearer" = [])), params(("hold_id" = Uuid, Path)),
-    responses((status = 200, body = HoldOut), (status = 404), (status = 409, description = "already purchased or expired")))]
+    responses((status = 200, body = HoldOut), BadPath, SignedIn, Unavailable,
+              (status = 409, description = "already purchased or expired", body = Problem, content_type = "application/problem+json")))]
 async fn release_hold(
     State(state): State<AppState>,
     user: AuthUser,

@@ -20,7 +20,8 @@ use crate::auth::qr::{self, TicketClaim};
 use crate::error::Problem;
 use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::http::extract::{Json, Path, Query, idempotency_key};
-use crate::http::schema::{HoldOut, HoldRequest, PageParams};
+use crate::http::problems::{BadPath, BadQuery, JsonBody, LooseJsonBody, NotFound, RateLimited, SignedIn, Unavailable};
+use crate::http::schema::{HoldOut, HoldRequest, PageParams, QuantitySelectionDoc, SeatsSelectionDoc};
 use crate::money::{Paid, pay, payment_error, webhook};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -30,7 +31,9 @@ use axum::response::{IntoResponse, Response};
 use boxoffice_actors::{BuyerId, EventId, HoldId, HoldStatus, HoldView, Payment};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, OneOfBuilder, Schema};
+use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -47,7 +50,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
-    /// A payment method id from the provider, e.g. `pm_card_visa`.
+    /// A payment method id from the provider, e.g. `pm_card_visa`: 1 to 255 visible ASCII characters.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     pub payment_method: String,
     /// Include each ticket's QR code as a base64 PNG (default true).
     #[serde(default = "yes")]
@@ -59,7 +63,8 @@ fn yes() -> bool {
 }
 
 /// The seed's purchase request: one seat (`seat_number`), several (`seats`) or a quantity.
-#[derive(Deserialize, ToSchema)]
+/// Documented as [`PurchaseRequestDoc`].
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseRequest {
     pub event_id: Uuid,
@@ -71,10 +76,69 @@ pub struct PurchaseRequest {
     pub section: Option<String>,
     #[serde(default)]
     pub allow_split: bool,
-    /// A payment method id, e.g. `pm_card_visa` (the test provider also takes the seed's `card`).
     pub payment_method: String,
     #[serde(default = "yes")]
     pub include_qr_image: bool,
+}
+
+/// The document's view of [`PurchaseRequest`]: the event and the payment
+/// ([`PurchaseCommonDoc`]) with exactly one way to choose places — one seat
+/// ([`OneSeatDoc`]), seats or a quantity (as a hold takes them) — each shape a
+/// closed object, so `oneOf` them is exactly what the handler accepts.
+pub struct PurchaseRequestDoc;
+
+impl PartialSchema for PurchaseRequestDoc {
+    fn schema() -> RefOr<Schema> {
+        let shapes = [OneSeatDoc::schema(), SeatsSelectionDoc::schema(), QuantitySelectionDoc::schema()]
+            .map(|selection| closed_union(PurchaseCommonDoc::schema(), selection));
+        shapes
+            .into_iter()
+            .fold(OneOfBuilder::new(), OneOfBuilder::item)
+            .description(Some("One seat (`seat_number`), several (`seats`) or a `quantity`, with the payment."))
+            .into()
+    }
+}
+
+impl ToSchema for PurchaseRequestDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "PurchaseRequest".into()
+    }
+}
+
+/// The members of both objects, and no others.
+fn closed_union(a: RefOr<Schema>, b: RefOr<Schema>) -> RefOr<Schema> {
+    let (RefOr::T(Schema::Object(mut a)), RefOr::T(Schema::Object(b))) = (a, b) else {
+        unreachable!("derived struct schemas are inline objects")
+    };
+    a.properties.extend(b.properties);
+    a.required.extend(b.required);
+    a.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+    a.description = None;
+    a.into()
+}
+
+/// What every purchase names besides its places.
+#[derive(ToSchema)]
+#[allow(dead_code)] // schema only
+pub struct PurchaseCommonDoc {
+    pub event_id: Uuid,
+    /// Optional; must be the caller if given (the buyer comes from the token).
+    pub purchaser_id: Option<Uuid>,
+    /// A payment method id, e.g. `pm_card_visa` (the test provider also takes the seed's `card`):
+    /// 1 to 255 visible ASCII characters.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
+    pub payment_method: String,
+    /// Include each ticket's QR code as a base64 PNG (default true).
+    pub include_qr_image: Option<bool>,
+}
+
+/// One seat.
+#[derive(ToSchema)]
+#[allow(dead_code)] // schema only
+pub struct OneSeatDoc {
+    /// A seat label such as `A-12`.
+    #[schema(min_length = 1, max_length = 80)]
+    pub seat_number: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -217,8 +281,9 @@ fn check_payment_method(pm: &str) -> ApiResult<()> {
 #[utoipa::path(post, path = "/holds/{hold_id}/purchase", tag = "purchases", security(("bearer" = [])),
     params(("hold_id" = Uuid, Path)), request_body = PayRequest,
     responses((status = 201, body = PurchaseOut), (status = 202, body = PendingOut, description = "payment needs the buyer's action, or tickets are being issued"),
-              (status = 402, description = "declined"), (status = 404), (status = 409, description = "seats gone or sale closed (refunded if charged)"),
-              (status = 503, description = "provider unavailable")))]
+              BadPath, JsonBody, SignedIn, RateLimited, Unavailable,
+              (status = 402, description = "declined (`payment_declined`)", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "seats gone or sale closed (refunded if charged)", body = Problem, content_type = "application/problem+json")))]
 async fn purchase_hold(
     State(state): State<AppState>,
     user: AuthUser,
@@ -241,10 +306,13 @@ async fn purchase_hold(
 /// Hold, pay and issue in one request: the flash-sale path. Send an
 /// `Idempotency-Key` so a retry returns the first result and never charges twice.
 #[utoipa::path(post, path = "/tickets/purchase", tag = "purchases", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "retries return the first result")),
-    request_body = PurchaseRequest,
-    responses((status = 201, body = PurchaseOut), (status = 402, description = "declined"), (status = 403, description = "purchaser_id is not you"),
-              (status = 409, description = "sold out / seats taken / limit / not open"), (status = 503, description = "overloaded or provider unavailable")))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "retries return the first result (1 to 255 visible ASCII characters)", pattern = "^[!-~]{1,255}$")),
+    request_body = PurchaseRequestDoc,
+    responses((status = 201, body = PurchaseOut), (status = 202, body = PendingOut, description = "payment needs the buyer's action, or tickets are being issued"),
+              JsonBody, SignedIn, NotFound, RateLimited, Unavailable,
+              (status = 402, description = "declined (`payment_declined`)", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "purchaser_id is not you", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "sold out / seats taken / limit / not open", body = Problem, content_type = "application/problem+json")))]
 async fn purchase_tickets(
     State(state): State<AppState>,
     user: AuthUser,
@@ -286,7 +354,8 @@ async fn purchase_tickets(
 /// exactly once (retried by the reconciler until it succeeds). 200 means stored.
 #[utoipa::path(post, path = "/payments/stripe/webhook", tag = "purchases", request_body(content = Object),
     responses((status = 200, description = "stored (and processed, or to be processed); or seen before"),
-              (status = 400, description = "bad signature", body = Problem, content_type = "application/problem+json")))]
+              LooseJsonBody, Unavailable,
+              (status = 400, description = "no, a malformed or a wrong signature (`bad_signature`)", body = Problem, content_type = "application/problem+json")))]
 async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     let event = state.payments.parse_webhook(&body, signature).map_err(payment_error)?;
@@ -312,7 +381,7 @@ pub struct TestAuthentication {
 /// (`pm_card_threeDSecure2Required`). Then pay again with the same payment
 /// method to get the tickets. 404 with Stripe.
 #[utoipa::path(post, path = "/payments/test/authenticate", tag = "purchases", request_body = TestAuthentication,
-    responses((status = 204, description = "decided"),
+    responses((status = 204, description = "decided"), JsonBody,
               (status = 404, description = "no such pending charge, or not the test provider", body = Problem, content_type = "application/problem+json")))]
 async fn test_authenticate(
     State(state): State<AppState>,
@@ -336,7 +405,7 @@ pub struct OrdersOut {
 
 /// Your orders (purchased holds), newest first.
 #[utoipa::path(get, path = "/orders", tag = "purchases", security(("bearer" = [])), params(PageParams),
-    responses((status = 200, body = OrdersOut)))]
+    responses((status = 200, body = OrdersOut), BadQuery, SignedIn, Unavailable))]
 async fn order_history(
     State(state): State<AppState>,
     user: AuthUser,

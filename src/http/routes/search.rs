@@ -4,6 +4,7 @@
 use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::http::access::{EVENT_COLUMNS, EventRow};
 use crate::http::extract::Query;
+use crate::http::problems::{BadQuery, Unavailable};
 use crate::http::schema::EventOut;
 use crate::state::AppState;
 use crate::store::search::{Filters, Order};
@@ -83,7 +84,7 @@ const MAX_PAGE: u32 = 10_000;
 /// Search published events: filtered, ranked, counted and paged in memory
 /// (`store::search`); only the page's rows come from the database.
 #[utoipa::path(get, path = "/events/search", tag = "events", params(SearchParams),
-    responses((status = 200, body = SearchResult), (status = 400)))]
+    responses((status = 200, body = SearchResult), BadQuery, Unavailable))]
 async fn search_events(
     State(state): State<AppState>,
     Query(p): Query<SearchParams>,

@@ -8,6 +8,7 @@ use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::access::{EventRow, owned_event, visible_event};
 use crate::http::extract::{Json, Path};
 use crate::http::live::{LiveEventOut, LiveHub, SeatsOut, seats_out};
+use crate::http::problems::{BadPath, JsonBody, SignedIn, Unavailable};
 use crate::state::AppState;
 use axum::Extension;
 use axum::extract::State;
@@ -42,12 +43,11 @@ async fn check_event(state: &AppState, user: Option<&AuthUser>, event_id: Uuid) 
 /// Every seat's state — one letter per seat, a string per row — and each
 /// section's counts, with the version a live stream continues from. Answered from
 /// the event's live state, not the database.
-#[utoipa::path(get, path = "/events/{event_id}/seats", tag = "events", params(("event_id" = Uuid, Path)),
-    responses((status = 200, body = SeatsOut),
-              (status = 400, description = "malformed event id", body = Problem, content_type = "application/problem+json"),
+#[utoipa::path(get, path = "/events/{event_id}/seats", tag = "events", security((), ("bearer" = [])),
+    params(("event_id" = Uuid, Path)),
+    responses((status = 200, body = SeatsOut), BadPath, SignedIn, Unavailable,
               (status = 404, description = "no such event (drafts are visible to their organizer only)", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "the event has no seat map yet", body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "the event is busy or moving between nodes; retry after Retry-After", body = Problem, content_type = "application/problem+json")))]
+              (status = 409, description = "the event has no seat map yet", body = Problem, content_type = "application/problem+json")))]
 async fn seat_status(
     State(state): State<AppState>,
     MaybeAuthUser(user): MaybeAuthUser,
@@ -66,13 +66,13 @@ async fn seat_status(
 /// snapshot when that is too long ago. Signed in as the event's organizer (or an
 /// admin), the stream also carries a `stats` frame every 2 s (SaleStatsOut):
 /// orders in the last minute, orders, revenue, holds expiring within a minute.
-#[utoipa::path(get, path = "/events/{event_id}/live", tag = "events",
-    params(("event_id" = Uuid, Path), ("Last-Event-ID" = Option<u64>, Header, description = "version of the last frame received")),
+#[utoipa::path(get, path = "/events/{event_id}/live", tag = "events", security((), ("bearer" = [])),
+    params(("event_id" = Uuid, Path), ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "version of the last frame received")),
     responses((status = 200, description = "text/event-stream of `snapshot` (SeatsOut), `changes` (ChangesOut) and, for organizers, `stats` (SaleStatsOut) frames", body = LiveEventOut, content_type = "text/event-stream"),
-              (status = 400, description = "malformed event id or Last-Event-ID", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "no such event", body = Problem, content_type = "application/problem+json"),
+              BadPath, SignedIn, Unavailable,
+              (status = 404, description = "no such event (drafts are visible to their organizer only)", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "the event has no seat map yet", body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "the event is busy or moving between nodes", body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "a Last-Event-ID that is not a frame's version (`invalid_field`)", body = Problem, content_type = "application/problem+json")))]
 async fn live(
     State(state): State<AppState>,
     Extension(hub): Extension<Arc<LiveHub>>,
@@ -82,10 +82,15 @@ async fn live(
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<axum::response::sse::Event, Infallible>>>> {
     let last_seen = match headers.get("last-event-id") {
         None => None,
-        Some(v) => Some(v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
-            ApiError::invalid(ProblemCode::InvalidField, "Last-Event-ID is the version of a frame (a number)")
-                .with("field", "Last-Event-ID")
-        })?),
+        // Read as the document's int64 (a version never reaches 2^63).
+        Some(v) => Some(
+            v.to_str().ok().and_then(|v| v.trim().parse::<i64>().ok()).and_then(|v| u64::try_from(v).ok()).ok_or_else(
+                || {
+                    ApiError::invalid(ProblemCode::InvalidField, "Last-Event-ID is the version of a frame (a number)")
+                        .with("field", "Last-Event-ID")
+                },
+            )?,
+        ),
     };
     let row = check_event(&state, user.as_ref(), event_id).await?;
     let organizer = user.as_ref().is_some_and(|u| u.is_admin() || u.id == row.organizer_id);
@@ -139,15 +144,10 @@ fn labels(input: SeatLabelsIn) -> ApiResult<Vec<String>> {
 /// (409 `seats_taken`), an unknown label too (422 `unknown_seat`).
 #[utoipa::path(post, path = "/events/{event_id}/seats/block", tag = "events", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)), request_body = SeatLabelsIn,
-    responses((status = 200, body = BlockedOut),
-              (status = 400, description = "malformed body or id", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "not signed in", body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = BlockedOut), BadPath, JsonBody, SignedIn, Unavailable,
               (status = 403, description = "not the event's organizer", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "no such event on sale", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "a seat is held or sold (`seats` lists them)", body = Problem, content_type = "application/problem+json"),
-              (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "no seats, too many, or an unknown label", body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "the event is busy; retry", body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "no seats, too many, or an unknown label", body = Problem, content_type = "application/problem+json")))]
 async fn block_seats(
     State(state): State<AppState>,
     user: AuthUser,
@@ -181,14 +181,9 @@ async fn block_seats(
 /// Puts blocked seats back on sale; seats that are not blocked are left as they are.
 #[utoipa::path(post, path = "/events/{event_id}/seats/unblock", tag = "events", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)), request_body = SeatLabelsIn,
-    responses((status = 200, body = BlockedOut),
-              (status = 400, description = "malformed body or id", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "not signed in", body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = BlockedOut), BadPath, JsonBody, SignedIn, Unavailable,
               (status = 403, description = "not the event's organizer", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "no such event on sale", body = Problem, content_type = "application/problem+json"),
-              (status = 415, description = "not JSON", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "no seats, too many, or an unknown label", body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "the event is busy; retry", body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "no seats, too many, or an unknown label", body = Problem, content_type = "application/problem+json")))]
 async fn unblock_seats(
     State(state): State<AppState>,
     user: AuthUser,

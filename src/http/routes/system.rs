@@ -1,7 +1,7 @@
 //! Operational routes: health, readiness, metrics, the OpenAPI document and a
 //! browsable API page; plus the fallback 404.
 
-use crate::error::{ApiError, ProblemCode};
+use crate::error::{ApiError, Problem, ProblemCode};
 use crate::state::AppState;
 use crate::store::db;
 use axum::extract::State;
@@ -33,7 +33,8 @@ async fn healthz() -> &'static str {
 
 /// The database is reachable and migrated.
 #[utoipa::path(get, path = "/readyz", tag = "system",
-    responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
+    responses((status = 200, description = "ready"),
+              (status = 503, description = "not ready: the database is unreachable or not migrated (`unavailable`)", body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     match db::migrations_applied(&state.db).await {
         Ok(true) => Ok("ready"),
