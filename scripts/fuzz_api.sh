@@ -16,12 +16,19 @@
 #      `in: path` is a failure (schemathesis would never send it), fixed in the copy it fuzzes;
 #   5. runs `st run` on that document with bounded examples per operation and a time budget,
 #      hostile values mixed into generated strings and integers, each request signed in as the
-#      role its route is for (or as someone else, or anonymously), checking:
+#      role its route is for (or as someone else, or anonymously), with every check
+#      schemathesis has (`--checks all`, set in its config file) — among them:
 #        not_a_server_error           no 5xx, ever
-#        response_schema_conformance  2xx bodies match the documented schemas
-#        problem_json_errors          every 4xx/5xx is application/problem+json with a `code`
-#                                     and a `status` equal to the HTTP status (hook below)
-#      and afterwards that the server is still up, listing the ERROR lines of its log;
+#        status_code_conformance      every status answered is documented for the operation
+#        response_schema_conformance  bodies (and SSE frames) match the documented schemas
+#        positive_data_acceptance     schema-valid requests are accepted (2xx, 401/403/404/409)
+#        negative_data_rejection      schema-invalid requests are refused with a 4xx
+#        ignored_auth, missing_required_header   bearer routes refuse missing or made-up tokens
+#        use_after_free, ensure_resource_availability, unsupported_method, ... (`st run --help`)
+#      plus our own problem_json_errors: every 4xx/5xx is application/problem+json with a
+#      `code` and a `status` equal to the HTTP status (hook below). The few exceptions, each
+#      for the operations it names and why, are in the config file below. Afterwards it checks
+#      that the server is still up, listing the ERROR lines of its log;
 #   6. stops the server and drops the database on exit, failure or Ctrl-C.
 # Exits non-zero if schemathesis found a failure, the document misplaces parameters, the server
 # died, or on any setup error. Each failure prints a curl line that reproduces it.
@@ -302,7 +309,7 @@ def _role_for(path):
 
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
-    """Half the cases name real objects; most go out with the token of the role the route is for."""
+    """Half the cases name real objects."""
     params = case.path_parameters or {}
     if params and _pick(case, "ids", 2) == 0:
         for name in params:
@@ -310,15 +317,28 @@ def before_call(ctx, case, **kwargs):
                 params[name] = IDS["draft_id"] if _pick(case, "draft", 4) == 0 else IDS["event_id"]
             elif name in IDS:
                 params[name] = IDS[name]
-    # The Authorization header is set here rather than with `st run --header`, which would win
-    # over any change a hook makes.
-    who = _pick(case, "token", 8)
-    if who == 0:
-        return  # keep what was generated: no token, or a made-up one
-    role = _role_for(case.path) if who > 2 else ["other", "customer"][who - 1]
-    if case.headers is None:
-        case.headers = {}
-    case.headers["Authorization"] = "Bearer " + TOKENS[role]
+
+
+@schemathesis.auth(refresh_interval=None)
+class SeededTokens:
+    """Most cases go out with the token of the role their route is for, some as someone else.
+
+    An auth provider rather than a header set in a hook (or `st run --header`), so schemathesis
+    knows these credentials are real: `ignored_auth` then probes the same request without them
+    and with made-up ones, and cases that leave out `Authorization` on purpose
+    (`missing_required_header`) are left without it.
+    """
+
+    def get(self, case, ctx):
+        who = _pick(case, "token", 8)
+        if who == 0:
+            return None  # keep what was generated: no token, or a made-up one
+        return TOKENS[_role_for(case.path) if who > 2 else ["other", "customer"][who - 1]]
+
+    def set(self, case, token, ctx):
+        if case.headers is None:
+            case.headers = {}
+        case.headers["Authorization"] = "Bearer " + token
 
 
 @schemathesis.check
@@ -409,6 +429,36 @@ probability = 0.25
 [generation.dictionaries.integer]
 dictionary = "hostile_integers"
 probability = 0.25
+
+# Every check, built-in and custom (`--checks all`). Said here rather than on the command line,
+# where it would override the per-operation exceptions below.
+[checks]
+enabled = true
+
+# Exceptions to every check, each for the operations it names only.
+#
+# Bodies that name an event's seats, sections or tiers, or times relative to now: a seat label
+# the event does not have (422 `unknown_seat`, `unknown_section`), a seat map whose rows name a
+# tier it does not list (422 `invalid_seat_map`), an event date in the past or a sales window
+# that closes before it opens (422) are rules about the data, not its shape, that no schema
+# states (like an id that names nothing, which is a 404). Schema-valid bodies may get 422 here.
+[[operations]]
+include-name-regex = '^(POST /events/\{event_id\}/(holds|seats/block|seats/unblock)|POST /tickets/purchase|POST /events/create|PUT /events/\{event_id\}/(update|seatmap|sales-window))$'
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+
+# Stripe's webhook accepts a delivery only with Stripe's signature over it (400 `bad_signature`),
+# which the fuzzer cannot make: no schema-valid body is accepted without it.
+[[operations]]
+include-name = "POST /payments/stripe/webhook"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "413", "5xx"]
+
+# TEMPORARY: src/http/routes/tickets.rs (being reworked on another branch) does not declare its
+# problem responses or parameter bounds yet; its operations are the PENDING list of the unit test
+# in src/http/mod.rs. Remove this once that list is empty.
+[[operations]]
+include-name-regex = '^(GET /tickets/user/|GET /tickets/\{ticket_id\}/qr$|POST /tickets/\{ticket_id\}/(cancel|validate)$|(GET|POST) /events/\{event_id\}/staff$|DELETE /events/\{event_id\}/staff/)'
+checks.status_code_conformance.enabled = false
+checks.positive_data_acceptance.enabled = false
 EOF
 
 # ---------------------------------------------------------------------------------------------
@@ -418,7 +468,6 @@ EOF
 section "schemathesis: $max_examples examples per operation and cycle, ${max_time}s budget"
 st_args=(
     run "$work/openapi.json" --url "$base_url"
-    --checks "not_a_server_error,response_schema_conformance,problem_json_errors"
     --max-examples "$max_examples"
     --max-time "$max_time"
     --workers 2
@@ -474,7 +523,7 @@ if ((doc_problems > 0)); then
     failures+=("the OpenAPI document misplaces $doc_problems parameter(s)")
 fi
 if ((${#failures[@]} == 0)); then
-    echo "fuzz_api: no failures (checks: not_a_server_error, response_schema_conformance, problem_json_errors)"
+    echo "fuzz_api: no failures (every schemathesis check, and problem_json_errors)"
     exit 0
 fi
 printf 'fuzz_api: FAILED: %s\n' "${failures[@]}"

@@ -355,8 +355,9 @@ cargo test --workspace "$@" || failed+=(test)
 
 # ---- BEGIN fuzz (scripts/fuzz_api.sh) -------------------------------------------------------
 # After the tests, schemathesis fuzzes the HTTP API from its OpenAPI document against the server
-# binary `cargo test` just built, on a fresh database of the PostgreSQL above (no 5xx, documented
-# 2xx bodies, every error a problem document). About three minutes; BOXOFFICE_FUZZ=0 skips it,
+# binary `cargo test` just built, on a fresh database of the PostgreSQL above (every schemathesis
+# check: no 5xx, documented statuses and bodies, valid requests accepted and invalid ones refused;
+# and every error a problem document). About three minutes; BOXOFFICE_FUZZ=0 skips it,
 # BOXOFFICE_FUZZ_MAX_TIME / BOXOFFICE_FUZZ_MAX_EXAMPLES bound it (see scripts/fuzz_api.sh).
 if [[ ${BOXOFFICE_FUZZ:-1} != 0 ]]; then
     section "scripts/fuzz_api.sh (BOXOFFICE_FUZZ=0 skips)"
