@@ -13,6 +13,7 @@ use crate::auth::{AuthUser, Role};
 use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::access::owned_event;
 use crate::http::extract::{Json, Path, Query};
+use crate::http::problems::{JsonBody, Unavailable};
 use crate::http::schema::PageParams;
 use crate::money::refund_ticket;
 use crate::state::AppState;
@@ -313,7 +314,7 @@ async fn validate_ticket(
 /// ticket): staff assigned to the event, its organizer or an admin. Admits once.
 #[utoipa::path(post, path = "/events/{event_id}/check-ins", tag = "tickets", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)), request_body = ValidateRequest,
-    responses((status = 200, body = ValidateOut),
+    responses((status = 200, body = ValidateOut), JsonBody, Unavailable,
               (status = 400, description = "unreadable body or path", body = Problem, content_type = "application/problem+json"),
               (status = 401, description = "no or bad access token", body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "not staff of this event", body = Problem, content_type = "application/problem+json"),
