@@ -29,7 +29,7 @@ impl Loader for FreshEvent {
         let layout = Layout::compile(&self.0).map_err(|e| LoadError::Failed(e.to_string()));
         Box::pin(async move {
             let window = SalesWindow { per_buyer_limit: u32::MAX, ..SalesWindow::always_open() };
-            Ok(EventSnapshot { layout: layout?, window, holds: Vec::new(), blocked: Vec::new() })
+            Ok(EventSnapshot { layout: layout?, window, holds: Vec::new(), blocked: Vec::new(), epoch: 0 })
         })
     }
 }

@@ -65,6 +65,7 @@ async fn database() -> Db {
 fn hold_created(event: Uuid, buyer: Uuid, n: u64) -> Record {
     Record {
         event: EventId(event),
+        epoch: 0,
         change: Change::HoldCreated {
             hold: HoldRecord {
                 id: HoldId::new(),

@@ -313,6 +313,12 @@ impl Change {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub event: EventId,
+    /// The ownership epoch of the actor that made the change (the lease it was
+    /// activated under; 0 without leases): the journal refuses a record whose epoch
+    /// is no longer the event's, even from this node, so a stopped actor's late
+    /// write cannot land after a newer activation loaded the event.
+    #[serde(default)]
+    pub epoch: i64,
     pub change: Change,
 }
 

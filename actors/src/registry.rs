@@ -34,6 +34,9 @@ pub struct EventSnapshot {
     pub holds: Vec<HoldRecord>,
     /// Seats the organizer took off sale (labels).
     pub blocked: Vec<String>,
+    /// The ownership epoch this activation holds the event at (0 without leases);
+    /// every record the actor journals carries it.
+    pub epoch: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +213,7 @@ impl Registry {
         let inbox = Arc::new(Inbox::default());
         let args = EventArgs {
             event,
+            epoch: snapshot.epoch,
             inventory,
             journal: Arc::clone(&self.journal),
             clock: Arc::clone(&self.clock),

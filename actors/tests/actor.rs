@@ -44,7 +44,7 @@ impl Loader for TestLoader {
                 return Err(LoadError::NotFound);
             }
             let layout = Layout::compile(&map).map_err(|e| LoadError::Failed(e.to_string()))?;
-            Ok(EventSnapshot { layout, window, holds: journal.holds(event), blocked: Vec::new() })
+            Ok(EventSnapshot { layout, window, holds: journal.holds(event), blocked: Vec::new(), epoch: 0 })
         })
     }
 }

@@ -76,8 +76,8 @@ pub struct PgJournal {
 #[derive(Debug)]
 enum WriteError {
     Db(sqlx::Error),
-    /// This node no longer holds these events' leases at its epoch.
-    Fenced(Vec<Uuid>),
+    /// This node no longer holds these events at these epochs.
+    Fenced(Vec<(Uuid, i64)>),
     /// The COMMIT was sent and its answer lost: the batch may or may not be in.
     InDoubt(sqlx::Error),
 }
@@ -335,7 +335,7 @@ impl Writer {
                 tracing::warn!(events = lost.len(), "journal refused changes of events another node owns now");
                 let mut rest = Vec::with_capacity(records.len());
                 for (record, ack) in records.into_iter().zip(acks) {
-                    if lost.contains(&record.event.0) {
+                    if lost.contains(&(record.event.0, record.epoch)) {
                         metrics::counter!("boxoffice_fencing_rejections_total").increment(1);
                         ack.done(Err(JournalError::Fenced));
                     } else {
@@ -343,8 +343,12 @@ impl Writer {
                     }
                 }
                 if let Some(leases) = &self.leases {
-                    for event in &lost {
-                        leases.forget(*event);
+                    // Only a lease this node still believes in at that epoch is gone; a
+                    // stale record of an earlier activation leaves the current one be.
+                    for (event, epoch) in &lost {
+                        if leases.epoch(*event) == Some(*epoch) {
+                            leases.forget(*event);
+                        }
                     }
                 }
                 if !rest.is_empty() {
@@ -546,10 +550,10 @@ async fn write_batch(
         .execute(&mut *tx)
         .await?;
     if let Some(leases) = leases {
-        let mut events: Vec<Uuid> = records.iter().map(|r| r.event.0).collect();
-        events.sort_unstable();
-        events.dedup();
-        let lost = leases.fenced_in(&mut tx, &events).await?;
+        let mut writes: Vec<(Uuid, i64)> = records.iter().map(|r| (r.event.0, r.epoch)).collect();
+        writes.sort_unstable();
+        writes.dedup();
+        let lost = leases.fenced_in(&mut tx, &writes).await?;
         if !lost.is_empty() {
             return Err(WriteError::Fenced(lost));
         }

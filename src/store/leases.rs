@@ -171,21 +171,28 @@ impl Leases {
     }
 
     /// The journal's check, run first in each of its transactions: locks the lease
-    /// rows of `events` and returns those this node no longer holds at its epoch.
-    pub async fn fenced_in(&self, tx: &mut sqlx::PgConnection, events: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
-        let epochs: Vec<i64> = events.iter().map(|e| self.epoch(*e).unwrap_or(0)).collect();
-        let held: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT l.event_id FROM event_leases l
+    /// rows of the events written and returns the (event, epoch) pairs — each record
+    /// carries the epoch its actor was activated under — that this node no longer
+    /// holds. A stopped actor's late record fails even when this node holds the event
+    /// again under a newer epoch.
+    pub async fn fenced_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        writes: &[(Uuid, i64)],
+    ) -> sqlx::Result<Vec<(Uuid, i64)>> {
+        let (events, epochs): (Vec<Uuid>, Vec<i64>) = writes.iter().copied().unzip();
+        let held: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT l.event_id, l.epoch FROM event_leases l
              JOIN UNNEST($1::uuid[], $2::int8[]) AS u(event, epoch) ON l.event_id = u.event AND l.epoch = u.epoch
              WHERE l.node_id = $3
              ORDER BY l.event_id
              FOR SHARE OF l",
         )
-        .bind(events)
+        .bind(&events)
         .bind(&epochs)
         .bind(&self.node_id)
         .fetch_all(&mut *tx)
         .await?;
-        Ok(events.iter().copied().filter(|e| !held.contains(e)).collect())
+        Ok(writes.iter().copied().filter(|w| !held.contains(w)).collect())
     }
 }

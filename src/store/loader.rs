@@ -123,19 +123,20 @@ async fn load(
     // The lease first, then the holds: a takeover commits after the previous
     // owner's last write (the journal holds the lease row), so what is read next
     // is everything it wrote.
-    if let Some(leases) = &leases {
-        leases.acquire(&pool, event.0).await.map_err(|e| match e {
+    let epoch = match &leases {
+        Some(leases) => leases.acquire(&pool, event.0).await.map_err(|e| match e {
             AcquireError::Held { node } => LoadError::NotOwner(Some(node)),
             AcquireError::Db(e) => failed(e),
-        })?;
-    }
+        })?,
+        None => 0,
+    };
 
     let mut conn = pool.acquire().await.map_err(failed)?;
     let holds = load_holds(&mut conn, event.0, retention).await.map_err(|e| match e {
         HoldsError::Db(e) => failed(e),
         HoldsError::Corrupt(msg) => LoadError::Failed(msg),
     })?;
-    Ok(EventSnapshot { layout, window, holds, blocked: row.blocked_seats })
+    Ok(EventSnapshot { layout, window, holds, blocked: row.blocked_seats, epoch })
 }
 
 impl Loader for PgLoader {

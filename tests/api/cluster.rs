@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-fn hold_created(event: Uuid, buyer: Uuid, seat: &str) -> Record {
+fn hold_created(event: Uuid, buyer: Uuid, seat: &str, epoch: i64) -> Record {
     Record {
         event: EventId(event),
+        epoch,
         change: Change::HoldCreated {
             hold: HoldRecord {
                 id: HoldId::new(),
@@ -53,8 +54,8 @@ async fn a_deposed_owners_writes_are_refused_and_the_new_owners_go_through() {
 
     let epoch_a = a.acquire(&app.db, event).await.expect("A takes the free lease");
     assert!(b.acquire(&app.db, event).await.is_err(), "B cannot take a live lease");
-    assert_eq!(append(&journal_a, hold_created(event, buyer, "A-1")).await, Ok(()), "the owner writes");
-    assert_eq!(append(&journal_b, hold_created(event, buyer, "A-2")).await, Err(JournalError::Fenced));
+    assert_eq!(append(&journal_a, hold_created(event, buyer, "A-1", epoch_a)).await, Ok(()), "the owner writes");
+    assert_eq!(append(&journal_b, hold_created(event, buyer, "A-2", epoch_a)).await, Err(JournalError::Fenced));
 
     // A stalls past its lease; B takes the event over. A still believes it owns it.
     sqlx::query("UPDATE event_leases SET expires_at = now() - interval '1 second' WHERE event_id = $1")
@@ -65,8 +66,8 @@ async fn a_deposed_owners_writes_are_refused_and_the_new_owners_go_through() {
     let epoch_b = b.acquire(&app.db, event).await.expect("B takes the expired lease");
     assert!(epoch_b > epoch_a, "taking over increments the epoch");
     assert_eq!(a.epoch(event), Some(epoch_a), "A has not noticed");
-    assert_eq!(append(&journal_a, hold_created(event, buyer, "A-3")).await, Err(JournalError::Fenced));
-    assert_eq!(append(&journal_b, hold_created(event, buyer, "A-3")).await, Ok(()));
+    assert_eq!(append(&journal_a, hold_created(event, buyer, "A-3", epoch_a)).await, Err(JournalError::Fenced));
+    assert_eq!(append(&journal_b, hold_created(event, buyer, "A-3", epoch_b)).await, Ok(()));
     let seats: Vec<serde_json::Value> =
         sqlx::query_scalar("SELECT items FROM holds WHERE event_id = $1 ORDER BY created_at")
             .bind(event)
@@ -75,4 +76,33 @@ async fn a_deposed_owners_writes_are_refused_and_the_new_owners_go_through() {
             .unwrap();
     assert_eq!(seats.len(), 2, "only the owners' writes are stored: {seats:?}");
     assert_eq!(a.epoch(event), None, "a fenced writer forgets the lease");
+}
+
+#[tokio::test]
+async fn a_stopped_activations_late_write_is_refused_after_the_same_node_loads_the_event_again() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (buyer, _, _) = app.user("customer").await;
+    let event = app.published_event(&org, None, None).await;
+    let node = Arc::new(Leases::new("node-a".into(), Duration::from_secs(60)));
+    let (journal, _) = PgJournal::start(app.db.clone(), JournalConfig::default(), Some(Arc::clone(&node)));
+
+    // An activation writes under its epoch; the node then loads the event again (after
+    // stepping down in an outage, say), which takes a new epoch.
+    let first = node.acquire(&app.db, event).await.expect("the node takes the lease");
+    assert_eq!(append(&journal, hold_created(event, buyer, "A-1", first)).await, Ok(()));
+    let second = node.acquire(&app.db, event).await.expect("the node takes it again");
+    assert!(second > first, "every activation takes a new epoch");
+    // The earlier activation's late record is refused; the current one's is written, and
+    // the refusal does not make the node forget the lease it holds now.
+    assert_eq!(append(&journal, hold_created(event, buyer, "A-2", first)).await, Err(JournalError::Fenced));
+    assert_eq!(node.epoch(event), Some(second));
+    assert_eq!(append(&journal, hold_created(event, buyer, "A-3", second)).await, Ok(()));
+    let stored: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT items->'seats'->0 FROM holds WHERE event_id = $1 ORDER BY created_at")
+            .bind(event)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(stored, [serde_json::json!("A-1"), serde_json::json!("A-3")]);
 }

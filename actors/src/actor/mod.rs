@@ -152,6 +152,8 @@ const MAX_REQUESTS_PER_BATCH: usize = 4096;
 /// What an actor starts from.
 pub struct EventArgs {
     pub event: EventId,
+    /// The ownership epoch of this activation (see `Record::epoch`).
+    pub epoch: i64,
     pub inventory: SeatInventory,
     pub journal: Arc<dyn Journal>,
     pub clock: Arc<dyn Clock>,
@@ -196,6 +198,7 @@ impl Waiter {
 
 pub struct EventState {
     event: EventId,
+    epoch: i64,
     inventory: SeatInventory,
     journal: Arc<dyn Journal>,
     clock: Arc<dyn Clock>,
@@ -306,6 +309,7 @@ impl Actor for EventActor {
         inventory.start_versions_at(u64::try_from(now.0).unwrap_or(0).saturating_mul(1_000));
         let mut state = EventState {
             event: args.event,
+            epoch: args.epoch,
             inventory,
             journal: args.journal,
             clock: args.clock,
@@ -542,7 +546,7 @@ impl EventState {
         let token = self.waiting.insert(hold, waiter);
         self.changes_in_last_batch += 1;
         let ack = Ack::to_actor(hold, token, Arc::clone(&self.inbox));
-        self.journal.append(Record { event: self.event, change }, ack);
+        self.journal.append(Record { event: self.event, epoch: self.epoch, change }, ack);
     }
 
     fn settle(&mut self, token: u32, ok: bool, now: UnixMs) {
