@@ -441,9 +441,10 @@ enabled = true
 # the event does not have (422 `unknown_seat`, `unknown_section`), a seat map whose rows name a
 # tier it does not list (422 `invalid_seat_map`), an event date in the past or a sales window
 # that closes before it opens (422) are rules about the data, not its shape, that no schema
-# states (like an id that names nothing, which is a 404). Schema-valid bodies may get 422 here.
+# states (like an id that names nothing, which is a 404); so is a ticket code that only the
+# server can sign (422 `invalid_qr`). Schema-valid bodies may get 422 here.
 [[operations]]
-include-name-regex = '^(POST /events/\{event_id\}/(holds|seats/block|seats/unblock)|POST /tickets/purchase|POST /events/create|PUT /events/\{event_id\}/(update|seatmap|sales-window))$'
+include-name-regex = '^(POST /events/\{event_id\}/(holds|seats/block|seats/unblock|check-ins)|POST /tickets/purchase|POST /events/create|PUT /events/\{event_id\}/(update|seatmap|sales-window))$'
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 
 # Stripe's webhook accepts a delivery only with Stripe's signature over it (400 `bad_signature`),
