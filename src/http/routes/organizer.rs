@@ -167,10 +167,11 @@ const CSV_HEADER: [&str; 12] = [
     "currency",
 ];
 
-/// The event's orders, newest first, as JSON or as CSV (one line per ticket, the
-/// same page of orders). Its organizer or an admin.
+/// The event's orders, newest first, as JSON or as CSV (one line per ticket): CSV
+/// with `format=csv` or a standard `Accept: text/csv` header, every order unless
+/// `page` or `per_page` is given. Its organizer or an admin.
 #[utoipa::path(get, path = "/events/{event_id}/orders", tag = "organizer", security(("bearer" = [])),
-    params(("event_id" = Uuid, Path), OrdersParams, ("Accept" = Option<String>, Header, description = "`text/csv` for CSV")),
+    params(("event_id" = Uuid, Path), OrdersParams),
     responses((status = 200, description = "JSON, or CSV (`Content-Disposition: attachment`): a header line, then one \
                 line per ticket; cells that would start a formula are prefixed with `'`",
                content((EventOrders = "application/json"), (String = "text/csv; charset=utf-8"))), Unavailable,
