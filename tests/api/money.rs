@@ -269,7 +269,18 @@ async fn cancelling_an_event_cancels_refunds_releases_and_reports_progress() {
     assert_eq!(r.status(), StatusCode::OK);
     let out: Value = r.json().await.unwrap();
     assert_eq!(out["status"], "cancelled");
-    let c = &out["cancellation"];
+    // The route waits a moment for the job; on a busy machine it answers while the job
+    // still runs (`in_progress`), and the job finishes on its own.
+    let status = out["cancellation"]["status"].as_str().unwrap().to_owned();
+    assert!(status == "completed" || status == "in_progress", "{out}");
+    let progress = format!("/events/{id}/cancellation");
+    let finished: Value = boxoffice_testkit::poll(Duration::from_secs(30), Duration::from_millis(200), || async {
+        let c: Value = app.get(&progress, Some(&org)).await.json().await.unwrap();
+        if c["status"] == "completed" { Ok(c) } else { Err(c) }
+    })
+    .await
+    .unwrap_or_else(|c| panic!("the cancellation finishes: {c}"));
+    let c = &finished;
     assert_eq!(c["status"], "completed", "{out}");
     assert_eq!(c["reason"], "Venue flooded");
     assert_eq!(c["tickets_cancelled"], 4);
