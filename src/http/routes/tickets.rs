@@ -13,7 +13,7 @@ use crate::auth::{AuthUser, Role};
 use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::access::owned_event;
 use crate::http::extract::{Json, Path, Query};
-use crate::http::problems::{JsonBody, Unavailable};
+use crate::http::problems::{BadPath, BadQuery, Forbidden, JsonBody, SignedIn, Unavailable};
 use crate::http::schema::PageParams;
 use crate::money::refund_ticket;
 use crate::state::AppState;
@@ -74,7 +74,8 @@ pub struct TicketList {
 
 /// A user's tickets (only their own, or any for administrators).
 #[utoipa::path(get, path = "/tickets/user/{user_id}", tag = "tickets", security(("bearer" = [])),
-    params(("user_id" = Uuid, Path), PageParams), responses((status = 200, body = TicketList), (status = 403)))]
+    params(("user_id" = Uuid, Path), PageParams),
+    responses((status = 200, body = TicketList), BadPath, BadQuery, SignedIn, Forbidden, Unavailable))]
 async fn user_tickets(
     State(state): State<AppState>,
     user: AuthUser,
@@ -138,11 +139,12 @@ async fn owned_ticket(state: &AppState, user: &AuthUser, ticket_id: Uuid) -> Api
 #[serde(deny_unknown_fields)]
 pub struct QrParams {
     /// `png` (default) or `svg`.
+    #[param(pattern = "^(png|svg)$")]
     pub format: Option<String>,
     /// Signed link: its expiry, unix seconds. With `sig`, no access token is needed.
     pub exp: Option<i64>,
     /// Signed link: base64url HMAC-SHA256 over the ticket id and `exp` (the ticket's `qr_link`).
-    #[param(max_length = 64)]
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub sig: Option<String>,
 }
 
@@ -150,7 +152,7 @@ pub struct QrParams {
 /// signed link (`exp` and `sig`, from the purchase email or the ticket's `qr_link`).
 #[utoipa::path(get, path = "/tickets/{ticket_id}/qr", tag = "tickets", security((), ("bearer" = [])),
     params(("ticket_id" = Uuid, Path), QrParams),
-    responses((status = 200, description = "image/png or image/svg+xml"),
+    responses((status = 200, description = "image/png or image/svg+xml"), BadPath, BadQuery, Unavailable,
               (status = 400, description = "bad query", body = Problem, content_type = "application/problem+json"),
               (status = 401, description = "no link and no token", body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "link expired (`link_expired`) or not valid (`invalid_link`)",
@@ -206,7 +208,8 @@ pub struct CancelOut {
 /// Cancel one of your tickets before the event: refunds it and puts the seat back on sale. Idempotent.
 #[utoipa::path(post, path = "/tickets/{ticket_id}/cancel", tag = "tickets", security(("bearer" = [])),
     params(("ticket_id" = Uuid, Path)),
-    responses((status = 200, body = CancelOut), (status = 404), (status = 409, description = "used, or the event has started")))]
+    responses((status = 200, body = CancelOut), BadPath, SignedIn, Unavailable,
+              (status = 409, description = "used, or the event has started", body = Problem, content_type = "application/problem+json")))]
 async fn cancel_ticket(
     State(state): State<AppState>,
     user: AuthUser,
@@ -291,9 +294,10 @@ fn verify_code(state: &AppState, code: &str) -> ApiResult<TicketClaim> {
 /// Check a ticket in at the door: verifies the signed code, then admits once.
 #[utoipa::path(post, path = "/tickets/{ticket_id}/validate", tag = "tickets", security(("bearer" = [])),
     params(("ticket_id" = Uuid, Path)), request_body = ValidateRequest,
-    responses((status = 200, body = ValidateOut), (status = 403, description = "not staff of this event"),
-              (status = 409, description = "already used (says when and by whom) or cancelled"),
-              (status = 422, description = "forged, altered or foreign code")))]
+    responses((status = 200, body = ValidateOut), BadPath, JsonBody, SignedIn, Unavailable,
+              (status = 403, description = "not staff of this event", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "already used (says when and by whom) or cancelled", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "forged, altered or foreign code", body = Problem, content_type = "application/problem+json")))]
 async fn validate_ticket(
     State(state): State<AppState>,
     user: AuthUser,
@@ -458,7 +462,8 @@ pub struct StaffOut {
 
 /// Staff assigned to scan this event (its organizer).
 #[utoipa::path(get, path = "/events/{event_id}/staff", tag = "tickets", security(("bearer" = [])),
-    params(("event_id" = Uuid, Path)), responses((status = 200, body = Vec<StaffOut>)))]
+    params(("event_id" = Uuid, Path)),
+    responses((status = 200, body = Vec<StaffOut>), BadPath, SignedIn, Forbidden, Unavailable))]
 async fn list_staff(
     State(state): State<AppState>,
     user: AuthUser,
@@ -478,7 +483,8 @@ async fn list_staff(
 /// Assign a staff member to scan this event (its organizer).
 #[utoipa::path(post, path = "/events/{event_id}/staff", tag = "tickets", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)), request_body = AssignStaff,
-    responses((status = 204), (status = 404), (status = 422, description = "not a staff user")))]
+    responses((status = 204), BadPath, JsonBody, SignedIn, Forbidden, Unavailable,
+              (status = 422, description = "not a staff user", body = Problem, content_type = "application/problem+json")))]
 async fn assign_staff(
     State(state): State<AppState>,
     user: AuthUser,
@@ -503,7 +509,8 @@ async fn assign_staff(
 
 /// Remove a staff member from this event (its organizer).
 #[utoipa::path(delete, path = "/events/{event_id}/staff/{staff_id}", tag = "tickets", security(("bearer" = [])),
-    params(("event_id" = Uuid, Path), ("staff_id" = Uuid, Path)), responses((status = 204), (status = 404)))]
+    params(("event_id" = Uuid, Path), ("staff_id" = Uuid, Path)),
+    responses((status = 204), BadPath, SignedIn, Forbidden, Unavailable))]
 async fn unassign_staff(
     State(state): State<AppState>,
     user: AuthUser,
