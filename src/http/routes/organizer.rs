@@ -12,7 +12,7 @@ use crate::error::{ApiResult, Problem};
 use crate::http::access::owned_event;
 use crate::http::csv;
 use crate::http::extract::{Path, Query};
-use crate::http::problems::Unavailable;
+use crate::http::problems::{BadPath, BadQuery, SignedIn, Unavailable};
 use crate::http::schema::PageParams;
 use crate::state::AppState;
 use axum::extract::State;
@@ -55,9 +55,7 @@ pub struct OrganizerEvents {
 
 /// Your own events, every status (drafts included), newest first.
 #[utoipa::path(get, path = "/organizer/events", tag = "organizer", security(("bearer" = [])), params(PageParams),
-    responses((status = 200, body = OrganizerEvents), Unavailable,
-              (status = 400, description = "paging out of bounds", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "no or bad access token", body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = OrganizerEvents), BadQuery, SignedIn, Unavailable,
               (status = 403, description = "not an organizer", body = Problem, content_type = "application/problem+json")))]
 async fn my_events(
     State(state): State<AppState>,
@@ -174,9 +172,8 @@ const CSV_HEADER: [&str; 12] = [
     params(("event_id" = Uuid, Path), OrdersParams),
     responses((status = 200, description = "JSON, or CSV (`Content-Disposition: attachment`): a header line, then one \
                 line per ticket; cells that would start a formula are prefixed with `'`",
-               content((EventOrders = "application/json"), (String = "text/csv; charset=utf-8"))), Unavailable,
-              (status = 400, description = "bad query or path", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "no or bad access token", body = Problem, content_type = "application/problem+json"),
+               content((EventOrders = "application/json"), (String = "text/csv; charset=utf-8"))),
+              BadPath, BadQuery, SignedIn, Unavailable,
               (status = 403, description = "another's published event", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "no such event, or another's draft", body = Problem,
                content_type = "application/problem+json")))]
@@ -326,9 +323,7 @@ pub struct SalesSummary {
 /// refunds, orders, and sales per section. Its organizer or an admin.
 #[utoipa::path(get, path = "/events/{event_id}/summary", tag = "organizer", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)),
-    responses((status = 200, body = SalesSummary), Unavailable,
-              (status = 400, description = "bad path", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "no or bad access token", body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = SalesSummary), BadPath, SignedIn, Unavailable,
               (status = 403, description = "another's published event", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "no such event, or another's draft", body = Problem,
                content_type = "application/problem+json")))]

@@ -318,9 +318,7 @@ async fn validate_ticket(
 /// ticket): staff assigned to the event, its organizer or an admin. Admits once.
 #[utoipa::path(post, path = "/events/{event_id}/check-ins", tag = "tickets", security(("bearer" = [])),
     params(("event_id" = Uuid, Path)), request_body = ValidateRequest,
-    responses((status = 200, body = ValidateOut), JsonBody, Unavailable,
-              (status = 400, description = "unreadable body or path", body = Problem, content_type = "application/problem+json"),
-              (status = 401, description = "no or bad access token", body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = ValidateOut), BadPath, JsonBody, SignedIn, Unavailable,
               (status = 403, description = "not staff of this event", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "no such ticket", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "`already_used` (with `first_checked_in_at` and `checked_in_by`), \
