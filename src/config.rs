@@ -210,6 +210,12 @@ pub struct ServeArgs {
     /// Login/register attempts per client IP and per email per minute.
     #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_rate_limit_per_minute: u32,
+    /// Waiting-room joins per client IP per minute (`POST /events/{id}/queue`).
+    #[arg(long, env = "QUEUE_JOINS_PER_IP_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_joins_per_ip_per_minute: u32,
+    /// How often an event's owner opens its waiting room and admits the next in line, milliseconds.
+    #[arg(long, env = "WAITING_ROOM_TICK_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub waiting_room_tick_ms: u64,
     /// Proxies whose X-Forwarded-For is believed: IPs or CIDRs separated by commas (10.0.0.0/8,::1); unset = none, the TCP peer is the client.
     #[arg(long, env = "TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
@@ -326,6 +332,8 @@ pub struct Settings {
     pub refresh_ttl: Duration,
     pub cookie_secure: bool,
     pub auth_rate_limit_per_minute: u32,
+    pub queue_joins_per_ip_per_minute: u32,
+    pub waiting_room_tick: Duration,
     /// argon2 computations at once.
     pub password_hash_concurrency: usize,
     /// Peers whose `X-Forwarded-For` names the client.
@@ -491,6 +499,8 @@ impl Settings {
             refresh_ttl: Duration::from_secs(args.refresh_ttl_secs),
             cookie_secure: args.cookie_secure,
             auth_rate_limit_per_minute: args.auth_rate_limit_per_minute,
+            queue_joins_per_ip_per_minute: args.queue_joins_per_ip_per_minute,
+            waiting_room_tick: Duration::from_millis(args.waiting_room_tick_ms),
             password_hash_concurrency: match args.password_hash_concurrency {
                 Some(n) => n as usize,
                 None => std::thread::available_parallelism().map_or(1, usize::from),

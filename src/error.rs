@@ -123,6 +123,11 @@ problem_codes! {
     NoAdjacentSeats = "no_adjacent_seats",
     /// the event has no seat map yet
     NoSeatMap = "no_seat_map",
+    /// the event has no waiting room to join
+    NoWaitingRoom = "no_waiting_room",
+    /// the event's waiting room is active and the caller has no valid admission for it
+    /// (`queue_state`, `position`, `ahead` say where they stand)
+    NotAdmitted = "not_admitted",
     /// no such resource (or not yours)
     NotFound = "not_found",
     /// the user is not an organizer (only organizers are approved)

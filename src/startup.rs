@@ -6,6 +6,7 @@
 //! command (`create_user`), which needs the same database wiring.
 
 use crate::auth::accounts::{self, NewAccount};
+use crate::auth::admission::AdmissionSigner;
 use crate::auth::password::{self, Passwords};
 use crate::auth::qr::{QrSigner, link_expiry};
 use crate::auth::rate_limit::RateLimiter;
@@ -26,6 +27,7 @@ use crate::store::embedded_pg::EmbeddedPostgres;
 use crate::store::journal::{JournalConfig, PgJournal};
 use crate::store::leases::Leases;
 use crate::store::loader::PgLoader;
+use crate::store::queue::{Joiner, RoomCache};
 use crate::store::search::SearchIndex;
 use crate::workers::availability;
 use crate::workers::notify::Notifier;
@@ -194,6 +196,11 @@ impl Application {
         };
         // Peers answer within the event call budget; past it, the call is given up.
         let call_timeout = settings.event_call_timeout + Duration::from_secs(1);
+        // The waiting rooms' owner writes get their own connections: a crowd polling
+        // its places must not starve the admissions it waits for.
+        let rooms_pool = db::connect_with_timeout(url.expose_secret(), 2, JOURNAL_ACQUIRE_TIMEOUT)
+            .await
+            .context("connecting the waiting rooms' ticker to PostgreSQL")?;
         let upkeep_pool = db::connect_with_timeout(url.expose_secret(), 2, JOURNAL_ACQUIRE_TIMEOUT)
             .await
             .context("connecting the cluster's upkeep to PostgreSQL")?;
@@ -202,6 +209,7 @@ impl Application {
         cluster.register().await.context("joining the cluster")?;
         tracing::info!(node = cluster.node_id(), url = %cluster.me().advertise_url, "node registered");
         let charges = ChargeLog::start(pool.clone(), settings.charge_grace);
+        let joins = Joiner::start(pool.clone());
         let state = AppState(Arc::new(Shared {
             cluster,
             charges,
@@ -212,6 +220,10 @@ impl Application {
             payment_throttle: Default::default(),
             passwords: Passwords::new(settings.password_hash_concurrency, password::DEFAULT_MAX_WAIT),
             payments,
+            admissions: AdmissionSigner::new(&qr),
+            rooms: RoomCache::default(),
+            joins,
+            queue_join_limiter: RateLimiter::new(settings.queue_joins_per_ip_per_minute, Duration::from_secs(60)),
             qr,
             metrics: metrics_handle(),
             cache: Cache::new(redis.as_ref()),
@@ -227,6 +239,7 @@ impl Application {
             tokio::spawn(search.keep_in_sync()),
             tokio::spawn(crate::money::reconcile::run(state.clone())),
             tokio::spawn(cluster_upkeep(state.clone())),
+            tokio::spawn(crate::workers::waiting_room::run(state.clone(), rooms_pool)),
         ];
         Ok(Self { listener, router, state, journal_writers, embedded, background, relay: (relay_stop, relay_task) })
     }

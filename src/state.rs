@@ -5,6 +5,7 @@
 //! It lives at the crate root, above `http/` and `money/` that use it, so neither
 //! imports the other for it.
 
+use crate::auth::admission::AdmissionSigner;
 use crate::auth::password::Passwords;
 use crate::auth::qr::QrSigner;
 use crate::auth::rate_limit::RateLimiter;
@@ -17,6 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::payments::PaymentProvider;
 use crate::store::cache::Cache;
 use crate::store::charges::ChargeLog;
+use crate::store::queue::{Joiner, RoomCache};
 use crate::store::search::SearchIndex;
 use boxoffice_actors::{
     Availability, BuyerId, EventError, EventId, HoldId, HoldView, IdempotencyKey, Payment, Registry, Sale, SeatDelta,
@@ -54,6 +56,14 @@ pub struct Shared {
     pub passwords: Passwords,
     pub payments: Arc<dyn PaymentProvider>,
     pub qr: QrSigner,
+    /// Signs and checks waiting-room admissions (key derived from the QR key).
+    pub admissions: AdmissionSigner,
+    /// Waiting-room settings by event, for the hold path.
+    pub rooms: RoomCache,
+    /// Waiting-room joins, group-committed (see `store::queue::Joiner`).
+    pub joins: Joiner,
+    /// Waiting-room joins per client address.
+    pub queue_join_limiter: RateLimiter,
     pub settings: Settings,
     pub metrics: Option<PrometheusHandle>,
     /// Best-effort Redis cache; a miss or no-op whenever Redis is absent or down.

@@ -4,7 +4,8 @@
 //! - [`inventory`]: `SeatInventory`, the pure state machine of one event's seats;
 //! - [`actor`]: `EventActor`, which owns one inventory and serialises every change;
 //! - [`handle`] and [`registry`]: the typed client and the `EventId → actor` map;
-//! - [`journal`] and [`record`]: the persistence port and what it writes.
+//! - [`journal`] and [`record`]: the persistence port and what it writes;
+//! - [`waiting_room`]: the waiting room's pure decisions (shuffle, pacing).
 //!
 //! **Invariant:** this crate knows nothing of HTTP, SQL or payment providers; the
 //! service plugs those in through the `Journal`, `Loader` and `Clock` ports
@@ -20,6 +21,7 @@ pub mod journal;
 pub mod record;
 pub mod registry;
 pub mod seatmap;
+pub mod waiting_room;
 
 pub use actor::{ActorConfig, Availability, EventActor};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -1,6 +1,6 @@
 //! Authentication and authorisation: roles, the proven caller (`AuthUser`),
 //! passwords, access and refresh tokens, login rate limits, and the signed codes
-//! tickets carry (`qr`). The routes are in `http::routes::auth`; the extractors
+//! tickets carry (`qr`) and waiting-room admissions (`admission`). The routes are in `http::routes::auth`; the extractors
 //! that produce an `AuthUser` from a request are in `http::extract`.
 //!
 //! Access tokens are 15-minute HS256 JWTs checked for `exp`, `iss` and `aud`.
@@ -8,6 +8,7 @@
 //! rotated one again revokes its whole family. See docs/domain.md, "Accounts and tokens".
 
 pub mod accounts;
+pub mod admission;
 pub mod password;
 pub mod qr;
 pub mod rate_limit;

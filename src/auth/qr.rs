@@ -93,6 +93,21 @@ impl QrSigner {
         Self { active, retired, link_keys }
     }
 
+    /// Keys for another kind of signature, derived from the active then the retired
+    /// keys under `label` (as the link keys are), so signatures of different kinds
+    /// never verify as each other.
+    pub fn derived_keys(&self, label: &[u8]) -> Vec<[u8; 32]> {
+        std::iter::once(&self.active)
+            .chain(&self.retired)
+            .map(|(_, key)| {
+                let mut mac =
+                    Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes()).expect("HMAC takes any key length");
+                mac.update(label);
+                mac.finalize().into_bytes().into()
+            })
+            .collect()
+    }
+
     fn link_mac(key: &[u8; 32], ticket_id: Uuid, exp: i64) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
         mac.update(ticket_id.as_bytes());

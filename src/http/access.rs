@@ -31,6 +31,8 @@ pub struct EventRow {
     pub per_buyer_limit: i32,
     pub hold_ttl_secs: i32,
     pub has_seat_map: bool,
+    /// The waiting room's settings (`events.waiting_room`), if any.
+    pub waiting_room: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -39,7 +41,7 @@ pub const EVENT_COLUMNS: &str =
     "e.event_id, e.organizer_id, u.name AS organizer_name, e.title, e.description, e.category,
     e.venue_name, e.venue_address, e.event_date, e.currency, e.status, e.total_seats, e.taken_count, e.min_price,
     e.max_price, e.opens_at, e.closes_at, e.per_buyer_limit, e.hold_ttl_secs, (e.seat_map IS NOT NULL) AS has_seat_map,
-    e.created_at, e.updated_at";
+    e.waiting_room, e.created_at, e.updated_at";
 
 impl From<EventRow> for EventOut {
     fn from(r: EventRow) -> Self {
@@ -64,6 +66,10 @@ impl From<EventRow> for EventOut {
                 closes_at: r.closes_at,
                 per_buyer_limit: r.per_buyer_limit,
                 hold_ttl_secs: r.hold_ttl_secs,
+                waiting_room: r
+                    .waiting_room
+                    .and_then(|v| serde_json::from_value::<crate::store::queue::RoomSettings>(v).ok())
+                    .map(Into::into),
             },
             has_seat_map: r.has_seat_map,
             created_at: r.created_at,

@@ -14,7 +14,10 @@
 //!
 //! The event's organizer (and administrators) also get a `stats` frame every
 //! [`STATS_EVERY`]: orders in the last minute, revenue kept, holds expiring within
-//! a minute — read from PostgreSQL once per feed, not per subscriber.
+//! a minute — read from PostgreSQL once per feed, not per subscriber. When the
+//! event has a waiting room, every subscriber gets a `queue` frame whenever the
+//! room changes (checked every [`ROOM_EVERY`]): how far admission has got, the
+//! rate, and a sell-out, which everyone waiting so learns at once.
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -33,6 +36,8 @@ use uuid::Uuid;
 pub const TICK: Duration = Duration::from_millis(200);
 /// How often organizers get a `stats` frame.
 pub const STATS_EVERY: Duration = Duration::from_secs(2);
+/// How often a feed looks at the event's waiting room.
+pub const ROOM_EVERY: Duration = Duration::from_secs(1);
 /// A feed without subscribers stops after this long.
 const IDLE_STOP: Duration = Duration::from_secs(10);
 /// Frames a subscriber may fall behind before it catches up on its own.
@@ -165,15 +170,32 @@ pub struct SaleStatsOut {
     pub holds_active: i64,
 }
 
+/// The `queue` frame: the event's waiting room as everyone may see it. A buyer
+/// whose `position` (from `GET /events/{id}/queue/me`) is at most
+/// `admitted_through` has been admitted and fetches the admission there.
+#[derive(Serialize, ToSchema, PartialEq)]
+pub struct QueueStatusOut {
+    pub opened: bool,
+    /// The highest place admitted so far.
+    pub admitted_through: i64,
+    pub admitted_total: i64,
+    /// Admissions per minute now (the setting, or observed with `auto`).
+    pub rate_per_minute: u64,
+    /// Nothing is left to sell (with `waitlist`, people stay queued for returns).
+    pub sold_out: bool,
+    pub waitlist: bool,
+}
+
 /// One Server-Sent Event of `GET /events/{id}/live`. For the OpenAPI document
 /// only: frames are written by [`Frame`].
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct LiveEventOut {
-    /// `snapshot`, `changes` or (organizers) `stats`.
-    #[schema(pattern = "^(snapshot|changes|stats)$")]
+    /// `snapshot`, `changes`, `queue` (events with a waiting room) or (organizers) `stats`.
+    #[schema(pattern = "^(snapshot|changes|queue|stats)$")]
     pub event: String,
-    /// JSON: a SeatsOut (`snapshot`), ChangesOut (`changes`) or SaleStatsOut (`stats`).
+    /// JSON: a SeatsOut (`snapshot`), ChangesOut (`changes`), QueueStatusOut (`queue`)
+    /// or SaleStatsOut (`stats`).
     #[schema(content_media_type = "application/json")]
     pub data: String,
     /// The seat version the frame brings the subscriber to (for `Last-Event-ID`).
@@ -195,6 +217,7 @@ enum FrameKind {
     Snapshot,
     Changes,
     Stats,
+    Queue,
 }
 
 impl Frame {
@@ -214,6 +237,11 @@ impl Frame {
         Self { kind: FrameKind::Stats, from: 0, version: 0, data }
     }
 
+    fn queue(status: &QueueStatusOut) -> Self {
+        let data = serde_json::to_string(status).expect("queue status serialises");
+        Self { kind: FrameKind::Queue, from: 0, version: 0, data }
+    }
+
     /// As an SSE event; `id` is the seat version the subscriber has (a `stats`
     /// frame repeats it, so `Last-Event-ID` always names seat state).
     pub fn event(&self, id: u64) -> Event {
@@ -221,6 +249,7 @@ impl Frame {
             FrameKind::Snapshot => "snapshot",
             FrameKind::Changes => "changes",
             FrameKind::Stats => "stats",
+            FrameKind::Queue => "queue",
         };
         Event::default().id(id.to_string()).event(kind).data(&self.data)
     }
@@ -237,6 +266,8 @@ struct Feed {
     tx: broadcast::Sender<Arc<Frame>>,
     /// The latest `stats` frame, for organizers (`None` until the first).
     stats: watch::Sender<Option<Arc<Frame>>>,
+    /// The latest `queue` frame (`None` while the event has no waiting room).
+    room: watch::Sender<Option<Arc<Frame>>>,
     snapshot: Mutex<Option<(Instant, Arc<Frame>)>>,
     /// The version of the last frame sent to every subscriber.
     latest: AtomicU64,
@@ -250,6 +281,8 @@ pub struct Subscription {
     rx: broadcast::Receiver<Arc<Frame>>,
     /// Organizers: the feed's `stats` frames.
     stats: Option<watch::Receiver<Option<Arc<Frame>>>>,
+    /// The feed's `queue` frames.
+    room: Option<watch::Receiver<Option<Arc<Frame>>>>,
     feed: Arc<Feed>,
     state: AppState,
     sent: u64,
@@ -271,6 +304,7 @@ impl LiveHub {
             snapshot: Mutex::new(None),
             latest: AtomicU64::new(0),
             stats: watch::channel(None).0,
+            room: watch::channel(None).0,
         });
         feeds.insert(event, feed.clone());
         tokio::spawn(self.clone().run(feed.clone()));
@@ -296,6 +330,9 @@ impl LiveHub {
             rx.mark_changed();
             rx
         });
+        let mut room = feed.room.subscribe();
+        room.mark_changed();
+        let room = Some(room);
         let delta = match last_seen {
             Some(v) => self.state.event(EventId(event)).seat_changes(v).await?,
             None => None,
@@ -306,13 +343,14 @@ impl LiveHub {
         };
         metrics::gauge!("boxoffice_live_subscribers").increment(1.0);
         let stopping = self.state.stopping.subscribe();
-        Ok(Subscription { sent: first.version, first, rx, stats, feed, stopping, state: self.state.clone() })
+        Ok(Subscription { sent: first.version, first, rx, stats, room, feed, stopping, state: self.state.clone() })
     }
 
     async fn run(self: Arc<Self>, feed: Arc<Feed>) {
         let mut seen: Option<u64> = None;
         let mut idle = Duration::ZERO;
         let mut since_stats = STATS_EVERY;
+        let mut since_room = ROOM_EVERY;
         loop {
             tokio::time::sleep(TICK).await;
             if *self.state.stopping.borrow() {
@@ -327,6 +365,24 @@ impl LiveHub {
                         feed.stats.send_replace(Some(Arc::new(Frame::stats(&stats))));
                     }
                     Err(e) => tracing::debug!(event = %feed.event, error = %e, "live feed: no sale stats"),
+                }
+            }
+            since_room += TICK;
+            if since_room >= ROOM_EVERY && feed.room.receiver_count() > 0 {
+                since_room = Duration::ZERO;
+                match queue_status(&self.state, feed.event).await {
+                    Ok(Some(status)) => {
+                        let frame = Frame::queue(&status);
+                        feed.room.send_if_modified(|latest| {
+                            let changed = latest.as_ref().is_none_or(|f| f.data != frame.data);
+                            if changed {
+                                *latest = Some(Arc::new(frame));
+                            }
+                            changed
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(event = %feed.event, error = %e, "live feed: no queue status"),
                 }
             }
             if feed.tx.receiver_count() == 0 {
@@ -381,6 +437,32 @@ impl Feed {
     }
 }
 
+/// `event`'s waiting room as everyone may see it; `None` without an active room.
+async fn queue_status(state: &AppState, event: Uuid) -> Result<Option<QueueStatusOut>, sqlx::Error> {
+    let Some(settings) = state.rooms.active(&state.db, event).await? else { return Ok(None) };
+    let room = crate::store::queue::room(&state.db, event).await?;
+    Ok(Some(QueueStatusOut {
+        opened: room.opened_at.is_some(),
+        admitted_through: room.admitted_through,
+        admitted_total: room.admitted_total,
+        rate_per_minute: crate::http::admission::rate_for_estimate(Some(&settings), &room, chrono::Utc::now()),
+        sold_out: room.sold_out_at.is_some(),
+        waitlist: settings.waitlist,
+    }))
+}
+
+/// The next value of an optional watch: pending forever without one, `None`
+/// once its sender is gone.
+async fn next_watched(rx: &mut Option<watch::Receiver<Option<Arc<Frame>>>>) -> Option<Option<Arc<Frame>>> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// The organizer's figures of `event`, from PostgreSQL.
 async fn sale_stats(state: &AppState, event: Uuid) -> Result<SaleStatsOut, sqlx::Error> {
     sqlx::query_as(
@@ -417,21 +499,18 @@ impl Subscription {
 
     async fn next_frame(&mut self) -> Option<Arc<Frame>> {
         loop {
-            let received = match &mut self.stats {
-                Some(stats) => tokio::select! {
-                    changed = stats.changed() => {
-                        if changed.is_err() {
-                            return None;
-                        }
-                        let frame = stats.borrow_and_update().clone();
-                        match frame {
-                            Some(frame) => return Some(frame),
-                            None => continue,
-                        }
-                    }
-                    received = self.rx.recv() => received,
+            let received = tokio::select! {
+                watched = next_watched(&mut self.stats) => match watched {
+                    None => return None,
+                    Some(Some(frame)) => return Some(frame),
+                    Some(None) => continue,
                 },
-                None => self.rx.recv().await,
+                watched = next_watched(&mut self.room) => match watched {
+                    None => return None,
+                    Some(Some(frame)) => return Some(frame),
+                    Some(None) => continue,
+                },
+                received = self.rx.recv() => received,
             };
             let frame = match received {
                 Ok(frame) if frame.version <= self.sent => continue,

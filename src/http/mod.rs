@@ -3,13 +3,14 @@
 //! engine calls on the event's actor and answer; they never decide a seat.
 //!
 //! Shared by several routes and so kept here, not in a route file: extractors
-//! (`extract`), request/response bodies used by more than one route (`schema`)
-//! and ownership look-ups (`access`); CSV writing for exports (`csv`), kept out
-//! of routes so it is tested on its own; and the live seat-map feeds (`live`, one
+//! (`extract`), request/response bodies used by more than one route (`schema`),
+//! ownership look-ups (`access`), the waiting room's gate and views (`admission`);
+//! CSV writing for exports (`csv`), kept out of routes so it is tested on its own; and the live seat-map feeds (`live`, one
 //! fan-out per event for `GET /events/{id}/live`). Route modules never import
 //! each other.
 
 pub mod access;
+pub mod admission;
 pub mod csv;
 pub mod extract;
 pub mod live;
@@ -32,7 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 #[openapi(
     info(title = "boxoffice", description = "Ticket sales built for flash sales. Errors are RFC 9457 problem documents with a stable `code`."),
     modifiers(&BearerAuth),
-    components(schemas(Problem, ProblemCode, live::SeatsOut, live::ChangesOut, live::SaleStatsOut))
+    components(schemas(Problem, ProblemCode, live::SeatsOut, live::ChangesOut, live::SaleStatsOut, live::QueueStatusOut))
 )]
 struct ApiDoc;
 
@@ -58,6 +59,7 @@ fn documented() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::search::router())
         .merge(routes::holds::router())
         .merge(routes::purchases::router())
+        .merge(routes::queue::router())
         .merge(routes::tickets::router())
         .merge(routes::organizer::router())
         .merge(routes::system::router())

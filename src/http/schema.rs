@@ -4,6 +4,7 @@
 
 use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::store::datetime;
+use crate::store::queue::RoomSettings;
 use boxoffice_actors::inventory::MAX_UNITS_PER_HOLD;
 use boxoffice_actors::{HoldView, Items, Selection};
 use chrono::{DateTime, Utc};
@@ -264,6 +265,94 @@ pub struct SalesWindowOut {
     pub closes_at: Option<DateTime<Utc>>,
     pub per_buyer_limit: i32,
     pub hold_ttl_secs: i32,
+    /// The waiting room, when the event has one (see `docs/domain.md`, "Waiting room").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoomOut>,
+}
+
+/// `"auto"`: admit as many as the sale can absorb.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoRate {
+    Auto,
+}
+
+/// Admissions per minute (1 to 1,000,000), or `"auto"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum RateIn {
+    PerMinute(u32),
+    Auto(AutoRate),
+}
+
+/// The waiting room of an event: off by default.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRoomIn {
+    pub enabled: bool,
+    /// Admissions per minute, or `"auto"` (default).
+    #[serde(default)]
+    pub rate_per_minute: Option<RateIn>,
+    /// How long an admission lasts to start a hold: 5 s – 1 h; default 600.
+    #[serde(default)]
+    #[schema(minimum = 5, maximum = 3600)]
+    pub admission_ttl_secs: Option<u32>,
+    /// Keep people queued after a sell-out, for returns (default false).
+    #[serde(default)]
+    pub waitlist: Option<bool>,
+}
+
+impl WaitingRoomIn {
+    /// The stored settings, or a 422 `invalid_sales_window`.
+    pub fn settings(&self) -> ApiResult<RoomSettings> {
+        let rate_per_minute = match self.rate_per_minute {
+            None | Some(RateIn::Auto(_)) => None,
+            Some(RateIn::PerMinute(n)) if (1..=1_000_000).contains(&n) => Some(n),
+            Some(RateIn::PerMinute(_)) => {
+                return Err(ApiError::invalid(
+                    ProblemCode::InvalidSalesWindow,
+                    "waiting_room.rate_per_minute is 1 to 1000000 or \"auto\"",
+                ));
+            }
+        };
+        let admission_ttl_secs = match self.admission_ttl_secs {
+            None => 600,
+            Some(n) if (5..=3600).contains(&n) => n,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    ProblemCode::InvalidSalesWindow,
+                    "waiting_room.admission_ttl_secs is 5 to 3600",
+                ));
+            }
+        };
+        Ok(RoomSettings {
+            enabled: self.enabled,
+            rate_per_minute,
+            admission_ttl_secs,
+            waitlist: self.waitlist.unwrap_or(false),
+        })
+    }
+}
+
+/// An event's waiting-room settings.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WaitingRoomOut {
+    pub enabled: bool,
+    /// Admissions per minute, or `"auto"`.
+    pub rate_per_minute: RateIn,
+    pub admission_ttl_secs: u32,
+    pub waitlist: bool,
+}
+
+impl From<RoomSettings> for WaitingRoomOut {
+    fn from(s: RoomSettings) -> Self {
+        Self {
+            enabled: s.enabled,
+            rate_per_minute: s.rate_per_minute.map_or(RateIn::Auto(AutoRate::Auto), RateIn::PerMinute),
+            admission_ttl_secs: s.admission_ttl_secs,
+            waitlist: s.waitlist,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

@@ -15,6 +15,7 @@ pub mod journal;
 pub mod leases;
 pub mod loader;
 pub mod outbox;
+pub mod queue;
 pub mod search;
 
 use boxoffice_actors::UnixMs;

@@ -225,6 +225,39 @@ async fn sales_window_not_open_yet_says_when() {
 }
 
 #[tokio::test]
+async fn a_sales_window_time_sent_as_null_is_cleared_and_one_left_out_is_kept() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (_, buyer, _) = app.user("customer").await;
+    let window = json!({"opens_at": "2029-06-01T10:00:00Z", "closes_at": "2029-12-01T10:00:00Z"});
+    let id = app.published_event(&org, None, Some(window)).await;
+    let put = |body: Value| {
+        let app = &app;
+        let org = org.clone();
+        async move { app.request(Method::PUT, &format!("/events/{id}/sales-window"), Some(&org), Some(body)).await }
+    };
+    // Only the limit: both times kept.
+    let r = put(json!({"per_buyer_limit": 3})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["sales_window"]["opens_at"], "2029-06-01T10:00:00Z", "{body}");
+    assert_eq!(body["sales_window"]["closes_at"], "2029-12-01T10:00:00Z");
+    // opens_at null: on sale from now on; closes_at untouched.
+    let r = put(json!({"opens_at": null})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["sales_window"]["opens_at"].is_null(), "{body}");
+    assert_eq!(body["sales_window"]["closes_at"], "2029-12-01T10:00:00Z");
+    let r = app.post(&format!("/events/{id}/holds"), Some(&buyer), json!({"quantity": 1})).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "the cleared opening applies to the live event");
+    // closes_at null: never closes.
+    let r = put(json!({"closes_at": null})).await;
+    let body: Value = r.json().await.unwrap();
+    assert!(body["sales_window"]["closes_at"].is_null(), "{body}");
+    assert_eq!(body["sales_window"]["per_buyer_limit"], 3);
+}
+
+#[tokio::test]
 async fn search_filters_sorts_and_pages_published_events_only() {
     let app = spawn_app().await;
     let (_, org, _) = app.user("organizer").await;

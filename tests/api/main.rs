@@ -23,3 +23,4 @@ mod stripe;
 mod system;
 mod ticket_links;
 mod tls;
+mod waiting_room;

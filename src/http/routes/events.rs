@@ -17,11 +17,12 @@ use crate::error::{ApiError, ApiResult, Problem, ProblemCode};
 use crate::http::access::{EventRow, fetch_event, owned_event, visible_event};
 use crate::http::extract::{Json, OptionalJson, Path};
 use crate::http::problems::{BadPath, Conflict, Forbidden, JsonBody, SignedIn, Unavailable};
-use crate::http::schema::{EventOut, SeatMapDoc, in_range};
+use crate::http::schema::{EventOut, SeatMapDoc, WaitingRoomIn, in_range};
 use crate::money::cancel::{self, CancellationOut};
 use crate::state::{AppState, ENDED_HOLD_RETENTION};
 use crate::store::loader::sales_window;
 use crate::store::outbox::{self, Topic};
+use crate::store::queue::{self, RoomSettings};
 use axum::extract::State;
 use axum::http::StatusCode;
 use boxoffice_actors::{Availability, EventId, Layout, SeatMap};
@@ -50,14 +51,29 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SalesWindowIn {
-    pub opens_at: Option<DateTime<Utc>>,
-    pub closes_at: Option<DateTime<Utc>>,
+    /// `null` = on sale from publication; left out = unchanged on update.
+    #[serde(default, deserialize_with = "sent")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub opens_at: Option<Option<DateTime<Utc>>>,
+    /// `null` = never closes (until the event); left out = unchanged on update.
+    #[serde(default, deserialize_with = "sent")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub closes_at: Option<Option<DateTime<Utc>>>,
     /// 1–50 tickets per buyer (held + bought); default 10.
     #[schema(minimum = 1, maximum = 50)]
     pub per_buyer_limit: Option<u32>,
     /// 5 s – 24 h; default 600 (10 minutes).
     #[schema(minimum = 5, maximum = 86_400)]
     pub hold_ttl_secs: Option<u32>,
+    /// The waiting room (off unless given; `{"enabled": false}` turns it off).
+    #[serde(default)]
+    pub waiting_room: Option<WaitingRoomIn>,
+}
+
+/// A field that was sent, `null` included (`Some(None)`), as opposed to left out
+/// (`None`, through `#[serde(default)]`).
+fn sent<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -293,10 +309,12 @@ struct CheckedWindow {
     closes_at: Option<DateTime<Utc>>,
     per_buyer_limit: i32,
     hold_ttl_secs: i32,
+    /// `Some` when the request sets the waiting room.
+    waiting_room: Option<RoomSettings>,
 }
 
 fn check_window(w: &SalesWindowIn, current: Option<&EventRow>) -> ApiResult<CheckedWindow> {
-    if w.opens_at.into_iter().chain(w.closes_at).any(|t| !in_range(t)) {
+    if w.opens_at.flatten().into_iter().chain(w.closes_at.flatten()).any(|t| !in_range(t)) {
         return Err(ApiError::invalid(
             ProblemCode::InvalidSalesWindow,
             "opens_at and closes_at are in years 1 to 9999",
@@ -312,14 +330,15 @@ fn check_window(w: &SalesWindowIn, current: Option<&EventRow>) -> ApiResult<Chec
         Some(_) => return Err(ApiError::invalid(ProblemCode::InvalidSalesWindow, "hold_ttl_secs is 5 to 86400")),
         None => current.map_or(600, |c| c.hold_ttl_secs),
     };
-    let opens_at = w.opens_at.or(current.and_then(|c| c.opens_at));
-    let closes_at = w.closes_at.or(current.and_then(|c| c.closes_at));
+    let opens_at = w.opens_at.unwrap_or_else(|| current.and_then(|c| c.opens_at));
+    let closes_at = w.closes_at.unwrap_or_else(|| current.and_then(|c| c.closes_at));
     if let (Some(o), Some(c)) = (opens_at, closes_at)
         && c <= o
     {
         return Err(ApiError::invalid(ProblemCode::InvalidSalesWindow, "closes_at must be after opens_at"));
     }
-    Ok(CheckedWindow { opens_at, closes_at, per_buyer_limit, hold_ttl_secs })
+    let waiting_room = w.waiting_room.as_ref().map(WaitingRoomIn::settings).transpose()?;
+    Ok(CheckedWindow { opens_at, closes_at, per_buyer_limit, hold_ttl_secs, waiting_room })
 }
 
 // ---- handlers -------------------------------------------------------------------
@@ -387,6 +406,9 @@ async fn create_event(
     .bind(window.hold_ttl_secs)
     .execute(&state.db)
     .await?;
+    if let Some(room) = &window.waiting_room {
+        queue::save_settings(&mut *state.db.acquire().await?, id, room, window.opens_at).await?;
+    }
     outbox::record(&state.db, Topic::EventCreated, id, serde_json::json!({"event_id": id})).await?;
     state.invalidate_event(id).await;
     let row = fetch_event(&state, id).await?.ok_or_else(|| ApiError::internal("created event vanished"))?;
@@ -470,6 +492,9 @@ async fn update_event(
         .bind(w.hold_ttl_secs)
         .execute(&mut *tx)
         .await?;
+        if let Some(room) = &w.waiting_room {
+            queue::save_settings(&mut tx, event_id, room, w.opens_at).await?;
+        }
     }
     if let Some(m) = &map {
         sqlx::query(
@@ -508,11 +533,13 @@ async fn update_event(
             closes_at: current.closes_at,
             per_buyer_limit: current.per_buyer_limit,
             hold_ttl_secs: current.hold_ttl_secs,
+            waiting_room: None,
         });
         let event_date = req.event_date.unwrap_or(current.event_date);
         let sw = sales_window(&current.status, event_date, w.opens_at, w.closes_at, w.per_buyer_limit, w.hold_ttl_secs);
         handle.set_window(sw).await?;
     }
+    state.rooms.invalidate(event_id);
     state.invalidate_event(event_id).await;
     let row = fetch_event(&state, event_id).await?.ok_or_else(|| ApiError::not_found("event"))?;
     Ok(axum::Json(row.into()))
@@ -562,6 +589,8 @@ async fn delete_event(
             _ => e.into(),
         },
     )?;
+    // Its waiting room's queue goes with it (`queue_entries` has no foreign key).
+    sqlx::query("DELETE FROM queue_entries WHERE event_id = $1").bind(event_id).execute(&mut *tx).await?;
     outbox::record(&mut *tx, Topic::EventDeleted, event_id, serde_json::json!({"event_id": event_id})).await?;
     tx.commit().await?;
     state.invalidate_event(event_id).await;

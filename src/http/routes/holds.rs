@@ -6,6 +6,7 @@
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::admission;
 use crate::http::extract::{Json, Path, idempotency_key};
 use crate::http::problems::{BadPath, JsonBody, SignedIn, Unavailable};
 use crate::http::schema::{HoldOut, HoldRequest, HoldSelectionDoc};
@@ -23,9 +24,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Hold seats for a while (the hold TTL of the event's sales window).
 #[utoipa::path(post, path = "/events/{event_id}/holds", tag = "holds", security(("bearer" = [])),
-    params(("event_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "retries return the first hold (1 to 255 visible ASCII characters)", pattern = "^[!-~]{1,255}$")),
+    params(("event_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "retries return the first hold (1 to 255 visible ASCII characters)", pattern = "^[!-~]{1,255}$"),
+           ("Queue-Admission" = Option<String>, Header, description = "the admission token from `GET /events/{id}/queue/me`, while the event's waiting room is active")),
     request_body = HoldSelectionDoc,
     responses((status = 201, body = HoldOut), BadPath, JsonBody, SignedIn, Unavailable,
+              (status = 403, description = "the waiting room is active and this request has no valid admission (`not_admitted`, with `queue_state`, `position`, `ahead`)", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "no such event on sale", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "sold out, seats taken, limit, sale not open or closed", body = Problem, content_type = "application/problem+json")))]
 async fn create_hold(
@@ -38,6 +41,7 @@ async fn create_hold(
     let key = idempotency_key(&headers)?;
     let selection = req.selection()?;
     let currency = state.event_currency(event_id).await?;
+    let admitted = admission::require(&state, event_id, user.id, &headers).await?;
     let result = state.event(EventId(event_id)).hold(BuyerId(user.id), selection, key).await;
     let outcome = match &result {
         Ok(_) => "ok",
@@ -47,6 +51,9 @@ async fn create_hold(
     metrics::counter!("boxoffice_holds_total", "outcome" => outcome).increment(1);
     let view = result?;
     state.hold_owners.insert(view.id.0, event_id, user.id);
+    if admitted {
+        admission::used(&state, event_id, user.id).await;
+    }
     Ok((StatusCode::CREATED, axum::Json(HoldOut::new(event_id, currency, view))))
 }
 

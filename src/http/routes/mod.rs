@@ -8,6 +8,7 @@ pub mod events;
 pub mod holds;
 pub mod organizer;
 pub mod purchases;
+pub mod queue;
 pub mod search;
 pub mod seats;
 pub mod system;

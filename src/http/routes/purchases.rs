@@ -19,6 +19,7 @@ use crate::auth::AuthUser;
 use crate::auth::qr::{self, TicketClaim};
 use crate::error::Problem;
 use crate::error::{ApiError, ApiResult, ProblemCode};
+use crate::http::admission;
 use crate::http::extract::{Json, Path, Query, idempotency_key};
 use crate::http::problems::{BadPath, BadQuery, JsonBody, LooseJsonBody, NotFound, RateLimited, SignedIn, Unavailable};
 use crate::http::schema::{HoldOut, HoldRequest, PageParams, QuantitySelectionDoc, SeatsSelectionDoc};
@@ -306,12 +307,13 @@ async fn purchase_hold(
 /// Hold, pay and issue in one request: the flash-sale path. Send an
 /// `Idempotency-Key` so a retry returns the first result and never charges twice.
 #[utoipa::path(post, path = "/tickets/purchase", tag = "purchases", security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "retries return the first result (1 to 255 visible ASCII characters)", pattern = "^[!-~]{1,255}$")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "retries return the first result (1 to 255 visible ASCII characters)", pattern = "^[!-~]{1,255}$"),
+           ("Queue-Admission" = Option<String>, Header, description = "the admission token from `GET /events/{id}/queue/me`, while the event's waiting room is active")),
     request_body = PurchaseRequestDoc,
     responses((status = 201, body = PurchaseOut), (status = 202, body = PendingOut, description = "payment needs the buyer's action, or tickets are being issued"),
               JsonBody, SignedIn, NotFound, RateLimited, Unavailable,
               (status = 402, description = "declined (`payment_declined`)", body = Problem, content_type = "application/problem+json"),
-              (status = 403, description = "purchaser_id is not you", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "purchaser_id is not you (`forbidden`), or the waiting room is active and this request has no valid admission (`not_admitted`)", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "sold out / seats taken / limit / not open", body = Problem, content_type = "application/problem+json")))]
 async fn purchase_tickets(
     State(state): State<AppState>,
@@ -336,7 +338,11 @@ async fn purchase_tickets(
     let event_id = req.event_id;
     let currency = state.event_currency(event_id).await?;
     let buyer = BuyerId(user.id);
+    let admitted = admission::require(&state, event_id, user.id, &headers).await?;
     let view = state.event(EventId(event_id)).hold(buyer, selection, key).await?;
+    if admitted {
+        admission::used(&state, event_id, user.id).await;
+    }
     let hold = view.id;
     match pay(&state, event_id, &currency, view, &req.payment_method).await {
         Ok(paid) => Ok(paid_response(&state, event_id, hold.0, currency, paid, req.include_qr_image)),

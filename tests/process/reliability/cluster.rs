@@ -1,6 +1,7 @@
 //! Several nodes on one PostgreSQL: buyers spread over all of them never get more
 //! tickets than places; killing an event's owner moves the event to another node within
-//! the lease TTL; a paused owner that wakes up after losing its lease cannot write.
+//! the lease TTL; a paused owner that wakes up after losing its lease cannot write;
+//! killing the owner of an event's waiting room keeps every place in its line.
 
 use super::checks::{assert_no_seat_twice, assert_sales_durable};
 use super::client::{
@@ -20,19 +21,20 @@ const LEASE_TTL: Duration = Duration::from_millis(LEASE_TTL_MS);
 
 /// `n` node specs on the rig's database, each with its own directory and node id.
 fn node_specs(rig: &Rig, n: usize) -> Vec<ServerSpec> {
+    node_specs_with(rig, n, &[])
+}
+
+/// [`node_specs`] with `extra` settings for every node.
+fn node_specs_with(rig: &Rig, n: usize, extra: &[(&str, &str)]) -> Vec<ServerSpec> {
     (0..n)
         .map(|i| {
             let dir = rig.dir.path().join(format!("node{i}"));
             std::fs::create_dir_all(&dir).expect("node directory");
-            server_on(
-                &rig.db_url,
-                &dir,
-                &[
-                    ("NODE_ID", &format!("node{i}")),
-                    ("LEASE_TTL_MS", &LEASE_TTL_MS.to_string()),
-                    ("RECONCILE_INTERVAL_MS", "500"),
-                ],
-            )
+            let node_id = format!("node{i}");
+            let ttl = LEASE_TTL_MS.to_string();
+            let mut env = vec![("NODE_ID", node_id.as_str()), ("LEASE_TTL_MS", &ttl), ("RECONCILE_INTERVAL_MS", "500")];
+            env.extend_from_slice(extra);
+            server_on(&rig.db_url, &dir, &env)
         })
         .collect()
 }
@@ -459,4 +461,90 @@ async fn a_node_that_loses_the_database_stops_serving_before_its_leases_expire()
             let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&rig.db).await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_owner_of_a_waiting_room_keeps_every_place() {
+    let rig = Rig::new("cluster-waiting-room", &[]).await;
+    let extra = [("WAITING_ROOM_TICK_MS", "50"), ("QUEUE_JOINS_PER_IP_PER_MINUTE", "100000")];
+    let mut nodes = Nodes::start(&rig, node_specs_with(&rig, 3, &extra)).await;
+    let (bases, client) = (nodes.bases.clone(), nodes.client.clone());
+    let opens_at = chrono::Utc::now() + chrono::TimeDelta::seconds(3);
+    // One admission a minute: everyone but the first few is still waiting after the kill.
+    let window = json!({"opens_at": opens_at, "waiting_room": {"enabled": true, "rate_per_minute": 1}});
+    let event = create_event(&client, &bases[0], &nodes.organizer, general_map(100), window).await;
+    let buyers = create_users(&rig.db, 30, Role::Customer).await;
+    for (i, buyer) in buyers.iter().enumerate() {
+        let r = client
+            .post(format!("{}/events/{event}/queue", bases[i % bases.len()]))
+            .bearer_auth(&buyer.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "join");
+    }
+    eventually("the room opens", Duration::from_secs(30), || async {
+        let admitted: Option<i64> = sqlx::query_scalar(
+            "SELECT admitted_total FROM queue_rooms WHERE event_id = $1::uuid AND opened_at IS NOT NULL",
+        )
+        .bind(&event)
+        .fetch_optional(&rig.db)
+        .await
+        .unwrap();
+        admitted.is_some_and(|n| n >= 1)
+    })
+    .await;
+    let place = |base: String, token: String| {
+        let client = client.clone();
+        let event = event.clone();
+        async move {
+            let r = client.get(format!("{base}/events/{event}/queue/me")).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<serde_json::Value>().await.unwrap()["position"].as_i64().expect("a place")
+        }
+    };
+    let mut before = Vec::new();
+    for buyer in &buyers {
+        before.push(place(bases[0].clone(), buyer.token.clone()).await);
+    }
+    let mut sorted = before.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=30).collect::<Vec<i64>>(), "30 places, each once");
+
+    let owner_id = owner(&rig.db, &event).await.expect("someone owns the event");
+    let victim: usize = owner_id.trim_start_matches("node").parse().unwrap();
+    nodes.running[victim].take().unwrap().sigkill();
+    let survivor = bases[(victim + 1) % bases.len()].clone();
+    // The new owner takes the room over: its pacer starts afresh, so it lets the next
+    // in line in at once, in order of place, without drawing the places again.
+    eventually("another node admits the next in line", LEASE_TTL + Duration::from_secs(20), || async {
+        let new_owner = owner(&rig.db, &event).await;
+        let admitted: i64 = sqlx::query_scalar("SELECT admitted_total FROM queue_rooms WHERE event_id = $1::uuid")
+            .bind(&event)
+            .fetch_one(&rig.db)
+            .await
+            .unwrap();
+        new_owner.is_some_and(|o| o != owner_id) && admitted >= 2
+    })
+    .await;
+    for (buyer, was) in buyers.iter().zip(&before) {
+        assert_eq!(place(survivor.clone(), buyer.token.clone()).await, *was, "a place changed in the move");
+    }
+    let admitted: Vec<i64> = sqlx::query_scalar(
+        "SELECT position FROM queue_entries WHERE event_id = $1::uuid AND admitted_at IS NOT NULL ORDER BY position",
+    )
+    .bind(&event)
+    .fetch_all(&rig.db)
+    .await
+    .unwrap();
+    assert_eq!(admitted, (1..=admitted.len() as i64).collect::<Vec<_>>(), "admitted in order of place");
+    let (shuffled, epoch): (i32, Option<i64>) =
+        sqlx::query_as("SELECT shuffled, opened_epoch FROM queue_rooms WHERE event_id = $1::uuid")
+            .bind(&event)
+            .fetch_one(&rig.db)
+            .await
+            .unwrap();
+    assert_eq!(shuffled, 30, "the pre-queue was shuffled once");
+    assert!(epoch.is_some());
+    drop(nodes);
 }
