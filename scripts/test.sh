@@ -2,7 +2,8 @@
 # The one test command: ./scripts/test.sh [extra `cargo test` arguments]
 #
 # On a Debian machine with the Rust toolchain it:
-#   1. installs what is missing: redis-server and PostgreSQL (apt-get), localstripe (pip);
+#   1. installs what is missing: redis-server, PostgreSQL, Chromium and ChromeDriver (apt-get),
+#      localstripe (pip);
 #   2. starts private, throwaway services on free loopback ports, in a temporary directory:
 #      PostgreSQL (fsync off: test data is disposable), redis-server (no persistence) and
 #      localstripe (a fake, stateful Stripe API);
@@ -14,11 +15,15 @@
 #        BOXOFFICE_TEST_STRIPE_URL    http://127.0.0.1:PORT (localstripe; any `sk_test_...` key)
 #        BOXOFFICE_TEST_REDIS_SERVER  path of redis-server, for tests that start their own
 #        BOXOFFICE_TEST_PG_BIN_DIR    directory with initdb/pg_ctl/postgres (embedded-mode tests)
+#        BOXOFFICE_TEST_CHROMIUM      path of chromium, driven headless by the browser tests
+#        BOXOFFICE_TEST_CHROMEDRIVER  path of chromedriver (each browser test binary starts its own)
 #   4. stops the services and removes the temporary directory on exit, failure or Ctrl-C.
 # Exits non-zero if any step failed.
 #
 # Options (environment):
 #   BOXOFFICE_TEST_ONLY_SERVICES=1  start the services, check each answers, stop them; no cargo.
+#   BOXOFFICE_LINT=0                skip fmt and clippy (quicker runs of a few tests while working).
+# Arguments go to `cargo test`; with `-p PACKAGE` only that package is tested.
 #   BOXOFFICE_PG_BIN_DIR=DIR        use the PostgreSQL binaries in DIR instead of searching.
 #   LOCALSTRIPE_VERSION=X.Y.Z       localstripe version to install if missing (default below).
 #
@@ -113,11 +118,18 @@ missing=()
 have redis-server || missing+=(redis-server)
 pg_bin_dir=$(find_pg_bin_dir) || missing+=(postgresql)
 have python3 || missing+=(python3)
+# The web app's tests drive a real, headless Chromium through ChromeDriver (WebDriver).
+chromium=$(command -v chromium || true)
+chromedriver=$(command -v chromedriver || true)
+[[ -n $chromium ]] || missing+=(chromium)
+[[ -n $chromedriver ]] || missing+=(chromium-driver)
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 if [[ -z $pg_bin_dir ]]; then
     pg_bin_dir=$(find_pg_bin_dir) || die "no PostgreSQL binaries found even after installing postgresql"
 fi
 redis_server=$(command -v redis-server) || die "redis-server not found even after installing it"
+chromium=$(command -v chromium) || die "chromium not found even after installing it"
+chromedriver=$(command -v chromedriver) || die "chromedriver not found even after installing chromium-driver"
 
 if $is_root && ! id -u postgres >/dev/null 2>&1; then
     echo "creating the postgres user (PostgreSQL refuses to run as root)"
@@ -150,6 +162,7 @@ fi
 
 echo "PostgreSQL: $pg_bin_dir ($("$pg_bin_dir/pg_ctl" --version))"
 echo "Redis:      $redis_server ($("$redis_server" --version | cut -d' ' -f3))"
+echo "Chromium:   $chromium ($("$chromium" --version 2>/dev/null | head -1)), $chromedriver"
 echo "localstripe $("$python" -c 'import importlib.metadata as m; print(m.version("localstripe"))') ($python)"
 
 # ---------------------------------------------------------------------------------------------
@@ -322,6 +335,8 @@ export BOXOFFICE_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
 export BOXOFFICE_TEST_STRIPE_URL="http://127.0.0.1:$stripe_port"
 export BOXOFFICE_TEST_REDIS_SERVER="$redis_server"
 export BOXOFFICE_TEST_PG_BIN_DIR="$pg_bin_dir"
+export BOXOFFICE_TEST_CHROMIUM="$chromium"
+export BOXOFFICE_TEST_CHROMEDRIVER="$chromedriver"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 
 if [[ ${BOXOFFICE_TEST_ONLY_SERVICES:-} == 1 ]]; then
@@ -346,12 +361,19 @@ EOF
 fi
 
 failed=()
-section "cargo fmt --all -- --check"
-cargo fmt --all -- --check || failed+=(fmt)
-section "cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings || failed+=(clippy)
-section "cargo test --workspace $*"
-cargo test --workspace "$@" || failed+=(test)
+if [[ ${BOXOFFICE_LINT:-1} != 0 ]]; then
+    section "cargo fmt --all -- --check"
+    cargo fmt --all -- --check || failed+=(fmt)
+    section "cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings || failed+=(clippy)
+fi
+# `-p PACKAGE` among the arguments tests that package alone (`--workspace` would win).
+scope=(--workspace)
+for arg in "$@"; do
+    case $arg in -p | --package | -p* | --package=*) scope=() ;; esac
+done
+section "cargo test ${scope[*]} $*"
+cargo test "${scope[@]}" "$@" || failed+=(test)
 
 # ---- BEGIN fuzz (scripts/fuzz_api.sh) -------------------------------------------------------
 # After the tests, schemathesis fuzzes the HTTP API from its OpenAPI document against the server

@@ -177,6 +177,12 @@ pub struct ServeArgs {
     /// Stripe API base URL (e.g. a local localstripe); unset = Stripe's.
     #[arg(long, env = "STRIPE_API_BASE")]
     pub stripe_api_base: Option<String>,
+    /// Stripe publishable key (pk_...): the web app's checkout then uses Stripe Elements; unset = the test-card form.
+    #[arg(long, env = "STRIPE_PUBLISHABLE_KEY")]
+    pub stripe_publishable_key: Option<String>,
+    /// Serve the web app's files from this directory instead of the copies built into the binary (development).
+    #[arg(long, env = "WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
     /// Key that signs ticket QR codes (HMAC-SHA256); unset = generated and kept in the data dir.
     #[arg(long, env = "QR_SIGNING_KEY", hide_env_values = true)]
     pub qr_signing_key: Option<String>,
@@ -322,6 +328,9 @@ pub struct Settings {
     pub stripe_secret_key: Option<SecretString>,
     pub stripe_webhook_secret: Option<SecretString>,
     pub stripe_api_base: Option<String>,
+    pub stripe_publishable_key: Option<String>,
+    /// Where the web app's files are read from; `None` = built into the binary.
+    pub web_dir: Option<PathBuf>,
     pub qr_signing_key: Option<SecretString>,
     pub qr_key_id: String,
     pub qr_retired_keys: Vec<(String, SecretString)>,
@@ -489,6 +498,8 @@ impl Settings {
             stripe_secret_key: secret(&args.stripe_secret_key),
             stripe_webhook_secret: secret(&args.stripe_webhook_secret),
             stripe_api_base: given(&args.stripe_api_base).map(str::to_owned),
+            stripe_publishable_key: given(&args.stripe_publishable_key).map(str::to_owned),
+            web_dir: args.web_dir.clone(),
             qr_signing_key: secret(&args.qr_signing_key),
             qr_key_id: key_id("QR_KEY_ID", args.qr_key_id.trim())?,
             qr_retired_keys: retired_keys(given(&args.qr_retired_keys))?,

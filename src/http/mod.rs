@@ -19,6 +19,7 @@ pub mod problems;
 pub mod routes;
 pub mod schema;
 pub mod server;
+pub mod web;
 
 use crate::error::{Problem, ProblemCode};
 use crate::state::AppState;
@@ -98,6 +99,7 @@ pub fn router(state: AppState) -> axum::Router {
     let openapi = Arc::new(openapi);
     api.merge(routes::system::docs_router(openapi))
         .merge(routes::cluster::internal_router())
+        .merge(web::router())
         .layer(layers::from_fn(middleware::record_request))
         .layer(layers::from_fn_with_state(state.settings.request_timeout, middleware::request_timeout))
         .layer(RequestBodyLimitLayer::new(state.settings.max_body_bytes))

@@ -94,3 +94,76 @@ async fn a_scan_admits_once_and_refuses_the_wrong_door_a_cancelled_ticket_and_fo
     assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn organizers_assign_staff_by_email_and_staff_list_the_events_they_scan() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (staff_id, staff, _) = app.user("staff").await;
+    let (_, customer, _) = app.user("customer").await;
+    let staff_email: String = sqlx::query_scalar("SELECT email FROM users WHERE user_id = $1")
+        .bind(staff_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let customer_email: String =
+        sqlx::query_scalar("SELECT email FROM users WHERE user_id <> $1 AND user_type = 'customer'")
+            .bind(staff_id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let later = app.published_event(&org, None, None).await;
+    let sooner = {
+        let r = app
+            .post(
+                "/events/create",
+                Some(&org),
+                json!({"title": "Matinee", "venue_name": "Hall", "event_date": "2029-01-01T14:00:00Z",
+                       "seat_map": boxoffice_testkit::small_map()}),
+            )
+            .await;
+        let id = r.json::<Value>().await.unwrap()["event_id"].as_str().unwrap().to_owned();
+        app.post(&format!("/events/{id}/publish"), Some(&org), json!({})).await;
+        id
+    };
+
+    // By email, in any case; twice is once.
+    for email in [staff_email.to_uppercase(), staff_email.clone()] {
+        let r = app.post(&format!("/events/{later}/staff"), Some(&org), json!({"email": email})).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    let r = app.post(&format!("/events/{sooner}/staff"), Some(&org), json!({"staff_id": staff_id})).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let listed: Value = app.get(&format!("/events/{later}/staff"), Some(&org)).await.json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    // Not a staff account, no account, both or neither: refused, nothing assigned.
+    for (body, status, code) in [
+        (json!({"email": customer_email}), StatusCode::UNPROCESSABLE_ENTITY, "not_staff"),
+        (json!({"email": "nobody@example.com"}), StatusCode::UNPROCESSABLE_ENTITY, "not_staff"),
+    ] {
+        let r = app.post(&format!("/events/{later}/staff"), Some(&org), body).await;
+        assert_problem(r, status, code).await;
+    }
+    for body in [json!({"email": staff_email, "staff_id": staff_id}), json!({})] {
+        let r = app.post(&format!("/events/{later}/staff"), Some(&org), body.clone()).await;
+        assert!(r.status().is_client_error(), "{body}: {}", r.status());
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+    let listed: Value = app.get(&format!("/events/{later}/staff"), Some(&org)).await.json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    // The staff member's own list: soonest first.
+    let mine: Value = app.get("/staff/events", Some(&staff)).await.json().await.unwrap();
+    let ids: Vec<&str> = mine["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![sooner.as_str(), later.to_string().as_str()], "{mine}");
+    assert_eq!(mine["events"][0]["title"], "Matinee");
+    // Unassigned: gone from the list.
+    let r = app.request(reqwest::Method::DELETE, &format!("/events/{later}/staff/{staff_id}"), Some(&org), None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let mine: Value = app.get("/staff/events", Some(&staff)).await.json().await.unwrap();
+    assert_eq!(mine["events"].as_array().unwrap().len(), 1);
+    // Only staff (and admins) have such a list.
+    let r = app.get("/staff/events", Some(&customer)).await;
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+}

@@ -24,3 +24,4 @@ mod system;
 mod ticket_links;
 mod tls;
 mod waiting_room;
+mod web;

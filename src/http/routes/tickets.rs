@@ -38,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(check_in_by_scan))
         .routes(routes!(list_staff, assign_staff))
         .routes(routes!(unassign_staff))
+        .routes(routes!(staff_events))
 }
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
@@ -443,11 +444,27 @@ async fn refusal(state: &AppState, ticket_id: Uuid, event_id: Uuid) -> ApiError 
     }
 }
 
+/// Who to assign: a staff user's id, or the email of their account.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum AssignStaff {
+    ById(StaffById),
+    ByEmail(StaffByEmail),
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AssignStaff {
+pub struct StaffById {
     /// A user whose role is `staff`.
     pub staff_id: Uuid,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaffByEmail {
+    /// The email of a user whose role is `staff` (case-insensitive).
+    #[schema(max_length = 254)]
+    pub email: String,
 }
 
 #[derive(Serialize, ToSchema, sqlx::FromRow)]
@@ -490,16 +507,31 @@ async fn assign_staff(
     Json(req): Json<AssignStaff>,
 ) -> ApiResult<StatusCode> {
     owned_event(&state, &user, event_id).await?;
-    let role: Option<String> = sqlx::query_scalar("SELECT user_type FROM users WHERE user_id = $1")
-        .bind(req.staff_id)
-        .fetch_optional(&state.db)
-        .await?;
-    if role.as_deref() != Some("staff") {
-        return Err(ApiError::invalid(ProblemCode::NotStaff, "staff_id must be a user with the staff role"));
-    }
+    // Either way the answer for a missing account is the one for a non-staff account.
+    let staff: Option<(Uuid, String)> = match &req {
+        AssignStaff::ById(by) => {
+            sqlx::query_as("SELECT user_id, user_type FROM users WHERE user_id = $1")
+                .bind(by.staff_id)
+                .fetch_optional(&state.db)
+                .await?
+        }
+        AssignStaff::ByEmail(by) => {
+            sqlx::query_as("SELECT user_id, user_type FROM users WHERE lower(email) = lower($1)")
+                .bind(by.email.trim())
+                .fetch_optional(&state.db)
+                .await?
+        }
+    };
+    let Some((staff_id, "staff")) = staff.as_ref().map(|(id, role)| (*id, role.as_str())) else {
+        let what = match req {
+            AssignStaff::ById(_) => "staff_id must be a user with the staff role",
+            AssignStaff::ByEmail(_) => "email must be the account of a user with the staff role",
+        };
+        return Err(ApiError::invalid(ProblemCode::NotStaff, what));
+    };
     sqlx::query("INSERT INTO staff_assignments (event_id, staff_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(event_id)
-        .bind(req.staff_id)
+        .bind(staff_id)
         .execute(&state.db)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -521,4 +553,48 @@ async fn unassign_staff(
         .execute(&state.db)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema, sqlx::FromRow)]
+pub struct StaffEvent {
+    pub event_id: Uuid,
+    pub title: String,
+    /// `published`, `closed` or `cancelled` (drafts are not listed).
+    pub status: String,
+    pub event_date: DateTime<Utc>,
+    pub venue_name: String,
+    pub assigned_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StaffEvents {
+    pub events: Vec<StaffEvent>,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+/// The events you are assigned to scan (staff), soonest first; events that started
+/// more than a day ago are left out.
+#[utoipa::path(get, path = "/staff/events", tag = "tickets", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, body = StaffEvents), BadQuery, SignedIn, Unavailable,
+              (status = 403, description = "not a staff user", body = Problem, content_type = "application/problem+json")))]
+async fn staff_events(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(p): Query<PageParams>,
+) -> ApiResult<axum::Json<StaffEvents>> {
+    user.require(&[Role::Staff])?;
+    let (page, per_page, limit, offset) = p.limits()?;
+    let events = sqlx::query_as(
+        "SELECT e.event_id, e.title, e.status, e.event_date, e.venue_name, s.created_at AS assigned_at
+         FROM staff_assignments s JOIN events e ON e.event_id = s.event_id
+         WHERE s.staff_id = $1 AND e.status <> 'draft' AND e.event_date > now() - interval '1 day'
+         ORDER BY e.event_date, e.event_id LIMIT $2 OFFSET $3",
+    )
+    .bind(user.id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(axum::Json(StaffEvents { events, page, per_page }))
 }

@@ -12,6 +12,17 @@ use uuid::Uuid;
 /// The `JWT_SECRET` of every in-process server: tests sign their own tokens with it.
 pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long!!";
 
+/// The password of every account the harness registers.
+pub const TEST_PASSWORD: &str = "correct horse battery";
+
+/// An account registered by [`TestApp::register`].
+pub struct Registered {
+    pub id: Uuid,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub email: String,
+}
+
 /// A server running in the test's runtime on a random loopback port.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
@@ -93,21 +104,28 @@ impl TestApp {
 
     /// Registers a user of `role` called `name`: (user id, access token, refresh token).
     pub async fn user_named(&self, role: &str, name: &str) -> (Uuid, String, String) {
+        let account = self.register(role, name).await;
+        (account.id, account.access_token, account.refresh_token)
+    }
+
+    /// Registers a user of `role` called `name` with [`TEST_PASSWORD`] and a fresh email.
+    pub async fn register(&self, role: &str, name: &str) -> Registered {
         let email = format!("{}-{}@example.com", role, Uuid::new_v4().simple());
         let r = self
             .post(
                 "/auth/register",
                 None,
-                json!({"email": email, "password": "correct horse battery", "name": name, "user_type": role}),
+                json!({"email": email, "password": TEST_PASSWORD, "name": name, "user_type": role}),
             )
             .await;
         assert_eq!(r.status(), StatusCode::CREATED, "register {role}");
         let v: Value = r.json().await.unwrap();
-        (
-            v["user"]["user_id"].as_str().unwrap().parse().unwrap(),
-            v["access_token"].as_str().unwrap().into(),
-            v["refresh_token"].as_str().unwrap().into(),
-        )
+        Registered {
+            id: v["user"]["user_id"].as_str().unwrap().parse().unwrap(),
+            access_token: v["access_token"].as_str().unwrap().into(),
+            refresh_token: v["refresh_token"].as_str().unwrap().into(),
+            email,
+        }
     }
 
     /// An administrator, signed in: (user id, access token). Registered as a customer and
@@ -124,7 +142,7 @@ impl TestApp {
             .fetch_one(&self.db)
             .await
             .expect("admin email");
-        let r = self.post("/auth/login", None, json!({"email": email, "password": "correct horse battery"})).await;
+        let r = self.post("/auth/login", None, json!({"email": email, "password": TEST_PASSWORD})).await;
         assert_eq!(r.status(), StatusCode::OK, "admin login");
         (id, r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().into())
     }

@@ -2,12 +2,13 @@
 //! a fresh database, a free port, a private Redis server, localstripe, a private PostgreSQL
 //! cluster, the server in-process ([`spawn_app`]) or as a child process ([`ServerSpec`]),
 //! bounded waiting ([`poll`], [`eventually`]) and the checks every HTTP test uses
-//! ([`assert_problem`], [`problem`]).
+//! ([`assert_problem`], [`problem`]); and a real browser for the web app ([`browser`]).
 //!
 //! The services come from the environment `./scripts/test.sh` sets up (see [`required_env`]).
 //! A test that needs one it cannot find fails with a message saying so; nothing is skipped.
 
 mod app;
+pub mod browser;
 mod db;
 mod localstripe;
 mod postgres;
@@ -15,7 +16,9 @@ mod process;
 mod redis;
 mod wait;
 
-pub use app::{TEST_JWT_SECRET, TestApp, assert_problem, problem, small_map, spawn_app, spawn_app_on};
+pub use app::{
+    Registered, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, assert_problem, problem, small_map, spawn_app, spawn_app_on,
+};
 pub use db::{fresh_database, migrated_database};
 pub use localstripe::localstripe_url;
 pub use postgres::PrivatePostgres;
