@@ -35,6 +35,48 @@ pub enum Command {
     /// Several nodes (--spawn, --nodes >= 2): SIGKILL an event's owner, time the first
     /// successful hold through another node, restart the node; repeat.
     Failover(FailoverArgs),
+    /// A bare axum server that parses and echoes a purchase-sized JSON body (POST /echo):
+    /// the baseline `http-ratio` compares boxoffice with.
+    EchoServer(EchoArgs),
+    /// In one run: the echo server, POST /events/{id}/holds and POST /tickets/purchase (GA,
+    /// quantity 1, rotating buyers), each driven by the same closed-loop client; req/s,
+    /// p50/p99 and the ratios holds/echo and purchases/echo.
+    HttpRatio(RatioArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EchoArgs {
+    /// Address to listen on (loopback only; port 0 picks a free one, printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub bind: String,
+    /// Stop after this many seconds, whatever happens.
+    #[arg(long, default_value_t = 3_600)]
+    pub max_secs: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RatioArgs {
+    /// Measured seconds per endpoint (echo, holds, purchases), per client.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub measure_secs: u64,
+    /// Connections of the closed-loop client (each one request in flight).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4_096))]
+    pub connections: u64,
+    /// Buyers whose tokens the requests rotate through (registered during setup; each
+    /// may hold 50 places per event).
+    #[arg(long, default_value_t = 500)]
+    pub buyers: u32,
+    /// Requests per second the fastest endpoint might reach: sizes the events so that no
+    /// event sells out and no buyer reaches a limit during the run.
+    #[arg(long, default_value_t = 40_000)]
+    pub expected_max_rate: u64,
+    /// Also measure with this `wrk` binary (one thread, --connections, a generated Lua
+    /// script rotating buyer tokens), after the built-in client.
+    #[arg(long, value_name = "PATH")]
+    pub wrk: Option<PathBuf>,
+    /// Echo server to use instead of starting one (`loadtest echo-server`), http://127.0.0.1:PORT.
+    #[arg(long, value_name = "URL")]
+    pub echo_url: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -105,6 +147,9 @@ pub struct OutputArgs {
     /// No live progress bar (a line every 5 s instead).
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Also write the JSON report here; `-` writes it to stdout (the human summary then goes to stderr).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -118,6 +163,13 @@ pub enum Scenario {
     /// A flash sale of many events at once (--events, default 200), the seats split
     /// evenly between them; with --nodes, the events spread over the nodes.
     ManyEvents,
+    /// The flash sale on general-admission pools: --seats places split over --ga-sections
+    /// sections; a basket holds 1-4 places in one section, then pays; until sold out.
+    Ga,
+    /// --queue-buyers join an event's waiting room within --join-window-secs before its
+    /// opening (and --late-join-ratio of them after it), are admitted and buy one place
+    /// each; the same rush without the room first, for comparison (needs --spawn).
+    WaitingRoom,
 }
 
 impl SaleArgs {
@@ -137,6 +189,8 @@ impl Scenario {
             Scenario::HoldStorm => "hold-storm",
             Scenario::Browse => "browse",
             Scenario::ManyEvents => "many-events",
+            Scenario::Ga => "ga",
+            Scenario::WaitingRoom => "waiting-room",
         }
     }
 }
@@ -158,6 +212,15 @@ pub struct SaleArgs {
     /// Seats per row.
     #[arg(long, default_value_t = 50)]
     pub seats_per_row: u32,
+    /// ga: general-admission sections the places (--seats) are split over.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub ga_sections: u32,
+    /// Fail the run (exit 1) when the mean of orders per second is below this (like a k6 threshold).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub min_rate: Option<f64>,
+    /// Fail the run (exit 1) when the basket latency p99 is above this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub p99_max: Option<f64>,
     /// Buyers registered before the sale.
     #[arg(long, default_value_t = 5_000)]
     pub buyers: u32,
@@ -217,6 +280,33 @@ pub struct SaleArgs {
     /// Random seed (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    #[command(flatten)]
+    pub room: RoomArgs,
+}
+
+/// The `waiting-room` scenario.
+#[derive(Args, Debug, Clone)]
+pub struct RoomArgs {
+    /// Buyers of the waiting-room scenario (each buys one place; inserted straight into
+    /// PostgreSQL, their tokens signed with the spawned server's key).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue_buyers: u32,
+    /// Buyers join within this many seconds before the opening.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub join_window_secs: u64,
+    /// Share of buyers who join after the opening instead (spread over as long again):
+    /// their join order against their admission order is the rank correlation reported.
+    #[arg(long, default_value_t = 0.1)]
+    pub late_join_ratio: f64,
+    /// The room's admissions per minute, or `auto`.
+    #[arg(long, default_value = "auto")]
+    pub room_rate: String,
+    /// How long an admission lasts, seconds.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u32).range(5..=3600))]
+    pub admission_ttl_secs: u32,
+    /// Skip the run without the room (the comparison).
+    #[arg(long)]
+    pub no_baseline: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -122,6 +122,35 @@ pub struct CpuUse {
     /// CPU seconds of every other process on the machine (other builds, tests…): they
     /// compete with the run and make its figures a lower bound.
     pub other_processes_secs: Option<f64>,
+    /// CPU per order (acknowledged purchase), in µs: where the time goes (a sale only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_order_us: Option<PerOrder>,
+}
+
+/// CPU time per order, in microseconds of CPU.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct PerOrder {
+    pub orders: u64,
+    pub server: Option<f64>,
+    pub postgres: Option<f64>,
+    /// The generator itself (user + system).
+    pub loadtest: f64,
+}
+
+impl CpuUse {
+    /// The same, with the CPU per order of `orders` orders (none when there were none).
+    pub fn per_order(mut self, orders: u64) -> Self {
+        self.per_order_us = (orders > 0).then(|| {
+            let us = |secs: f64| secs * 1e6 / orders as f64;
+            PerOrder {
+                orders,
+                server: self.server_secs.map(us),
+                postgres: self.postgres_secs.map(us),
+                loadtest: us(self.loadtest_user_secs + self.loadtest_system_secs),
+            }
+        });
+        self
+    }
 }
 
 pub fn between(a: &Snapshot, b: &Snapshot) -> CpuUse {
@@ -159,6 +188,7 @@ pub fn between(a: &Snapshot, b: &Snapshot) -> CpuUse {
         machine_busy_percent: busy,
         machine_iowait_percent: iowait,
         other_processes_secs: other,
+        per_order_us: None,
     }
 }
 
@@ -182,6 +212,20 @@ mod tests {
         assert_eq!(used.node_percent.len(), 2);
         assert!((used.node_percent.iter().sum::<f64>() - used.server_percent.unwrap()).abs() < 1e-9);
         assert!(process_tree_cpu(pid).is_some());
+    }
+
+    #[test]
+    fn cpu_per_order_divides_each_process_by_the_orders() {
+        let pid = std::process::id();
+        let a = Snapshot::take(&[pid], None);
+        let mut used = between(&a, &Snapshot::take(&[pid], None));
+        (used.loadtest_user_secs, used.loadtest_system_secs, used.server_secs, used.postgres_secs) =
+            (0.3, 0.1, Some(2.0), Some(2.5));
+        let per = used.clone().per_order(5_000).per_order_us.expect("orders");
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-6);
+        assert_eq!(per.orders, 5_000);
+        assert!(close(per.server, 400.0) && close(per.postgres, 500.0) && close(Some(per.loadtest), 80.0), "{per:?}");
+        assert!(used.per_order(0).per_order_us.is_none());
     }
 
     #[test]

@@ -324,7 +324,7 @@ fn report(
         rates: Vec::new(),
         outcomes: Vec::new(),
         latency,
-        timeline: Timeline { columns: Vec::new(), rows: Vec::new() },
+        timeline: Timeline::default(),
         soak: None,
         checks,
         cpu: None,

@@ -156,7 +156,23 @@ impl Api {
         body: Option<Bytes>,
         idempotency_key: Option<&str>,
     ) -> Exchange {
+        self.send_with(method, path, auth, body, idempotency_key, &[]).await
+    }
+
+    /// [`Api::send`] with `extra` headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&HeaderValue>,
+        body: Option<Bytes>,
+        idempotency_key: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Exchange {
         let mut builder = Request::builder().method(method).uri(format!("{}{}", self.base(), path));
+        for (name, value) in extra {
+            builder = builder.header(*name, *value);
+        }
         if let Some(auth) = auth {
             builder = builder.header(AUTHORIZATION, auth);
         }

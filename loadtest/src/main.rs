@@ -14,11 +14,13 @@
 mod checks;
 mod cli;
 mod cpu;
+mod echo;
 mod failover;
 mod http;
 mod nodes;
 mod progress;
 mod prom;
+mod ratio;
 mod report;
 mod sale;
 mod search;
@@ -26,6 +28,8 @@ mod seats;
 mod server;
 mod setup;
 mod stats;
+mod thresholds;
+mod waiting_room;
 mod watchers;
 
 use anyhow::{Context, bail};
@@ -87,16 +91,38 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
         }
     });
+    if let Some(Command::EchoServer(args)) = &cli.command {
+        return echo::serve(args).await.map(|()| true);
+    }
     let mut target = Target::prepare(&cli.target).await?;
     let result = match &cli.command {
         Some(Command::SeedSearch(args)) => seed_search(&cli, &target, args).await,
         Some(Command::Failover(args)) => failover::run(&cli, &mut target, args).await,
+        Some(Command::HttpRatio(args)) => ratio::run(&cli, &target, args).await,
+        Some(Command::EchoServer(_)) => unreachable!("served above"),
+        None if cli.sale.scenario == Scenario::WaitingRoom => waiting_room::run(&cli, &target).await,
         None => flash_sale(&cli, &target).await,
     };
     let outcome = result.and_then(|report| {
-        print!("{}", report::to_text(&report));
+        let json_to_stdout = cli.output.json.as_deref() == Some(std::path::Path::new("-"));
+        let text = report::to_text(&report);
         let (json, html) = report::write(&report, &cli.output.out_dir)?;
-        println!("wrote {} and {}", json.display(), html.display());
+        let wrote = format!("wrote {} and {}", json.display(), html.display());
+        if json_to_stdout {
+            eprint!("{text}");
+            eprintln!("{wrote}");
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{text}");
+            println!("{wrote}");
+            if let Some(path) = &cli.output.json {
+                std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        for line in thresholds::missed(&report.checks) {
+            eprintln!("loadtest: threshold missed: {line}");
+        }
         Ok(report.passed)
     });
     let spawned = target.spawned();
@@ -288,9 +314,19 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     ];
     let used_seconds = (drained.saturating_duration_since(opens_at).as_secs() as usize + 1).min(stats.seconds().len());
     let used = &stats.seconds()[..used_seconds];
+    // A sale of a few seconds is charted in tenths of a second (counts only).
+    let span = drained.saturating_duration_since(opens_at);
+    let step = report::timeline_step(span.as_secs_f64());
+    let buckets = if step < Duration::from_secs(1) {
+        let n = (span.as_millis() / step.as_millis()) as usize + 1;
+        &stats.fine()[..n.min(stats.fine().len())]
+    } else {
+        used
+    };
     let timeline = Timeline {
+        step_ms: step.as_millis() as u64,
         columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows: used
+        rows: buckets
             .iter()
             .map(|s| {
                 let mut row: Vec<u64> = [
@@ -353,14 +389,23 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     };
     let capacity = sale.capacity();
     let c = &sale.counters;
-    let layout = format!(
-        "{} seats ({} sections, {} rows of up to {}), per-buyer limit {}",
-        sale.plan.capacity(),
-        sale.plan.sections(),
-        sale.plan.rows(),
-        args.seats_per_row,
-        args.per_buyer_limit
-    );
+    let layout = if sale.plan.is_general() {
+        format!(
+            "{} general-admission places in {} sections, per-buyer limit {}",
+            sale.plan.capacity(),
+            sale.plan.sections(),
+            args.per_buyer_limit
+        )
+    } else {
+        format!(
+            "{} seats ({} sections, {} rows of up to {}), per-buyer limit {}",
+            sale.plan.capacity(),
+            sale.plan.sections(),
+            sale.plan.rows(),
+            args.seats_per_row,
+            args.per_buyer_limit
+        )
+    };
     let mut facts = vec![match event_ids.as_slice() {
         [one] => fact("event", format!("{one}: {layout}")),
         many => fact("events", format!("{} events on sale at once, each {layout}", many.len())),
@@ -404,7 +449,10 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let hold_p99 = stats.histogram(Op::Hold).value_at_quantile(0.99) as f64 / 1000.0;
     let purchase_op = if args.one_shot { Op::OneShot } else { Op::Purchase };
     let purchase_p99 = stats.histogram(purchase_op).value_at_quantile(0.99) as f64 / 1000.0;
-    let cpu = cpu::between(&cpu_before, &cpu_after);
+    let cpu = cpu::between(&cpu_before, &cpu_after).per_order(orders as u64);
+    let basket = stats.histogram(Op::Basket);
+    let basket_p99 = (!basket.is_empty()).then(|| basket.value_at_quantile(0.99) as f64 / 1000.0);
+    checks.extend(thresholds::checks(args, purchases_mean, basket_p99));
     let per_node = match &pool {
         Some(pool) if event_ids.len() > 1 || api.nodes() > 1 => {
             match nodes::figures(pool, &event_ids, sale_secs, &cpu.node_percent).await {
@@ -469,6 +517,8 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         "purchases_per_s": {"peak_1s": purchases_rate, "mean": purchases_mean},
         "hold_p99_ms": hold_p99,
         "purchase_p99_ms": purchase_p99,
+        "basket_p99_ms": basket_p99,
+        "cpu_us_per_order": cpu.per_order_us,
         "errors": total(&live.errors),
         "lost_races": total(&live.lost_races),
     });
@@ -480,7 +530,8 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         target: target.description.clone(),
         started_at,
         config: serde_json::json!({
-            "run_id": run_id, "seats": args.seats, "events": event_ids.len(), "sections": args.sections, "seats_per_row": args.seats_per_row,
+            "run_id": run_id, "seats": args.seats, "events": event_ids.len(), "sections": args.sections, "seats_per_row": args.seats_per_row, "ga_sections": args.ga_sections,
+            "min_rate": args.min_rate, "p99_max_ms": args.p99_max,
             "buyers": args.buyers, "per_buyer_limit": args.per_buyer_limit, "max_per_hold": args.max_per_hold,
             "concurrency": args.concurrency, "rate": args.rate, "max_in_flight": args.max_in_flight,
             "one_shot": args.one_shot, "explicit_ratio": args.explicit_ratio, "browse_ratio": args.browse_ratio,

@@ -110,17 +110,48 @@ impl LatencyRow {
 /// Per second of the measured phase: counts, and (sale scenarios) the p50/p99 latency
 /// of the requests that ended in it (`p50_us`, `p99_us`, 0 when none) and the
 /// server's resident set size (`server_rss_mib`, 0 when unknown).
+///
+/// A sale shorter than [`crate::stats::FINE_SPAN`] is kept at a finer step
+/// (`step_ms`, 100): then each row is a tenth of a second and has no latency or RSS.
 #[derive(Serialize, Default)]
 pub struct Timeline {
     pub columns: Vec<String>,
-    /// rows[second][column]
+    /// rows[step][column]
     pub rows: Vec<Vec<u64>>,
+    /// Length of a row in milliseconds (0 means 1000).
+    pub step_ms: u64,
 }
 
-/// Best whole second of `column` and the mean over `secs`.
+impl Timeline {
+    /// Length of a row in seconds.
+    pub fn step_secs(&self) -> f64 {
+        if self.step_ms == 0 { 1.0 } else { self.step_ms as f64 / 1000.0 }
+    }
+}
+
+/// The step a sale of `secs` seconds is charted at: tenths of a second below
+/// [`crate::stats::FINE_SPAN`] (a per-second chart of it would be a point or two),
+/// whole seconds otherwise.
+pub fn timeline_step(secs: f64) -> std::time::Duration {
+    if secs < crate::stats::FINE_SPAN.as_secs_f64() {
+        crate::stats::FINE_STEP
+    } else {
+        std::time::Duration::from_secs(1)
+    }
+}
+
+/// Best whole second of `column` (the best run of rows covering one second) and the mean over `secs`.
 pub fn rate_row(what: &str, timeline: &Timeline, column: &str, total: u64, secs: f64) -> RateRow {
     let i = timeline.columns.iter().position(|c| c == column);
-    let peak = i.map_or(0, |i| timeline.rows.iter().map(|r| r[i]).max().unwrap_or(0));
+    let per_second = ((1.0 / timeline.step_secs()).round() as usize).max(1);
+    let peak = i.map_or(0, |i| {
+        let values: Vec<u64> = timeline.rows.iter().map(|r| r[i]).collect();
+        if values.len() <= per_second {
+            values.iter().sum()
+        } else {
+            values.windows(per_second).map(|w| w.iter().sum()).max().unwrap_or(0)
+        }
+    });
     RateRow {
         what: what.to_owned(),
         total,
@@ -269,6 +300,16 @@ pub fn to_text(r: &Report) -> String {
         }
         let _ = writeln!(w, "  postgres   {} ({} of a core)", opt(c.postgres_secs, " s"), opt(c.postgres_percent, "%"));
         let _ = writeln!(w, "  others     {} (every other process on the machine)", opt(c.other_processes_secs, " s"));
+        if let Some(p) = &c.per_order_us {
+            let _ = writeln!(
+                w,
+                "  per order  server {}, postgres {}, loadtest {:.0} µs of CPU ({} orders)",
+                opt(p.server.map(f64::round), " µs"),
+                opt(p.postgres.map(f64::round), " µs"),
+                p.loadtest,
+                thousands(p.orders)
+            );
+        }
         let _ = writeln!(
             w,
             "  machine    busy {} of all cores, I/O wait {}",
@@ -464,16 +505,70 @@ fn svg_chart(title: &str, series: &[Series], x: &Axis, y: &Axis) -> String {
     s
 }
 
-/// Round tick values from 0 to at least `max`.
+/// `n` with a thin space every three digits when it helps (10,000 and up): `1234`, `12,345`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    if n < 10_000 {
+        return digits;
+    }
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A tick label for `v` on an axis whose ticks are `step` apart: as many decimals as the
+/// step needs and no more (`0.6`, never `0.6000000000000001`), thousands separated.
+pub fn tick_label(v: f64, step: f64) -> String {
+    if v.abs() < step.abs() * 1e-6 {
+        return "0".to_owned();
+    }
+    let decimals = if step >= 1.0 || step <= 0.0 {
+        0
+    } else {
+        // The fewest decimals that show the step exactly (0.25 → 2, 0.5 → 1, 0.001 → 3).
+        (0..=6).find(|&d| ((step * 10f64.powi(d)).round() - step * 10f64.powi(d)).abs() < 1e-6).unwrap_or(6) as usize
+    };
+    if decimals == 0 {
+        let r = v.round();
+        return if r < 0.0 { format!("-{}", thousands(-r as u64)) } else { thousands(r as u64) };
+    }
+    let text = format!("{v:.decimals$}");
+    if text.starts_with("-0") && text.trim_start_matches(['-', '0', '.']).is_empty() {
+        text[1..].to_owned()
+    } else {
+        text
+    }
+}
+
+/// Round tick values from 0 to at least `max` (1, 2 or 5 times a power of ten apart).
 fn linear_ticks(max: f64) -> (f64, Vec<(f64, String)>) {
-    let max = max.max(1.0);
+    let max = if max > 0.0 && max.is_finite() { max } else { 1.0 };
     let raw = max / 5.0;
     let magnitude = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw).unwrap_or(magnitude * 10.0);
-    let top = (max / step).ceil() * step;
-    let ticks =
-        (0..=((top / step).round() as usize)).map(|i| (i as f64 * step, format!("{}", i as f64 * step))).collect();
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(magnitude * 10.0);
+    let count = (max / step - 1e-9).ceil().max(1.0) as usize;
+    let top = count as f64 * step;
+    let ticks = (0..=count).map(|i| (i as f64 * step, tick_label(i as f64 * step, step))).collect();
     (top, ticks)
+}
+
+/// The x axis of the timeline charts (seconds since the opening moment, whatever the
+/// step) and the throughput chart's title, which says the step.
+fn time_axis(r: &Report) -> (Axis, &'static str) {
+    let step = r.timeline.step_secs();
+    let secs = r.timeline.rows.len() as f64 * step;
+    let (top, xticks) = linear_ticks(secs);
+    let title = if step < 1.0 { "Throughput per second (in 100 ms steps)" } else { "Throughput per second" };
+    (Axis { label: "seconds since the opening moment", min: 0.0, max: top, log: false, ticks: xticks }, title)
 }
 
 fn throughput_chart(r: &Report) -> Option<String> {
@@ -481,22 +576,27 @@ fn throughput_chart(r: &Report) -> Option<String> {
         return None;
     }
     let wanted = ["holds", "purchases", "tickets", "releases", "browses", "requests", "lost_races", "errors"];
+    let step = r.timeline.step_secs();
     let series: Vec<Series> = wanted
         .iter()
         .filter_map(|name| {
             let i = r.timeline.columns.iter().position(|c| c == name)?;
-            let points: Vec<(f64, f64)> =
-                r.timeline.rows.iter().enumerate().map(|(t, row)| (t as f64 + 0.5, row[i] as f64)).collect();
+            // A count per step, plotted as a rate per second at the middle of its step.
+            let points: Vec<(f64, f64)> = r
+                .timeline
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(t, row)| ((t as f64 + 0.5) * step, row[i] as f64 / step))
+                .collect();
             points.iter().any(|p| p.1 > 0.0).then(|| Series { name: format!("{name} /s"), points })
         })
         .collect();
     let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
     let (top, yticks) = linear_ticks(max);
-    let secs = r.timeline.rows.len() as f64;
-    let (_, xticks) = linear_ticks(secs);
-    let x = Axis { label: "seconds since the opening moment", min: 0.0, max: secs.max(1.0), log: false, ticks: xticks };
+    let (x, title) = time_axis(r);
     let y = Axis { label: "per second", min: 0.0, max: top, log: false, ticks: yticks };
-    Some(svg_chart("Throughput per second", &series, &x, &y))
+    Some(svg_chart(title, &series, &x, &y))
 }
 
 /// Timeline columns over time: (column, legend, divisor of the stored value).
@@ -512,7 +612,7 @@ fn timeline_chart(r: &Report, title: &str, y_label: &'static str, wanted: &[(&st
                 .iter()
                 .enumerate()
                 .filter(|(_, row)| row[i] > 0)
-                .map(|(t, row)| (t as f64 + 0.5, row[i] as f64 / divisor))
+                .map(|(t, row)| ((t as f64 + 0.5) * r.timeline.step_secs(), row[i] as f64 / divisor))
                 .collect();
             (!points.is_empty()).then(|| Series { name: (*name).to_owned(), points })
         })
@@ -522,9 +622,7 @@ fn timeline_chart(r: &Report, title: &str, y_label: &'static str, wanted: &[(&st
     }
     let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
     let (top, yticks) = linear_ticks(max);
-    let secs = r.timeline.rows.len() as f64;
-    let (_, xticks) = linear_ticks(secs);
-    let x = Axis { label: "seconds since the opening moment", min: 0.0, max: secs.max(1.0), log: false, ticks: xticks };
+    let (x, _) = time_axis(r);
     let y = Axis { label: y_label, min: 0.0, max: top, log: false, ticks: yticks };
     Some(svg_chart(title, &series, &x, &y))
 }
@@ -553,7 +651,7 @@ fn latency_chart(r: &Report) -> Option<String> {
     let yticks = (lo.log10() as i32..=hi.log10() as i32)
         .map(|e| {
             let v = 10f64.powi(e);
-            (v, if v < 1.0 { format!("{v}") } else { format!("{v:.0}") })
+            (v, tick_label(v, v))
         })
         .collect();
     let xticks =
@@ -695,7 +793,7 @@ pub fn to_html(r: &Report) -> String {
             "<h2>CPU during the measured phase</h2><table><tr><th>process</th><th>CPU s</th><th>% of a core</th></tr>\
              <tr><td>loadtest</td><td>{:.2}</td><td>{:.0}</td></tr><tr><td>server</td><td>{}</td><td>{}</td></tr>\
              <tr><td>postgres</td><td>{}</td><td>{}</td></tr><tr><td>every other process</td><td>{}</td><td></td></tr></table>\
-             <p>{:.2} s wall on {} cores; machine busy {} of all cores, I/O wait {}.</p>",
+             <p>{:.2} s wall on {} cores; machine busy {} of all cores, I/O wait {}.</p>{}",
             c.loadtest_user_secs + c.loadtest_system_secs,
             c.loadtest_percent,
             opt(c.server_secs, ""),
@@ -706,7 +804,14 @@ pub fn to_html(r: &Report) -> String {
             c.wall_secs,
             c.cores,
             opt(c.machine_busy_percent, "%"),
-            opt(c.machine_iowait_percent, "%")
+            opt(c.machine_iowait_percent, "%"),
+            c.per_order_us.as_ref().map_or(String::new(), |p| format!(
+                "<p>CPU per order ({} orders): server {}, PostgreSQL {}, loadtest {:.0} µs.</p>",
+                thousands(p.orders),
+                opt(p.server.map(f64::round), " µs"),
+                opt(p.postgres.map(f64::round), " µs"),
+                p.loadtest
+            ))
         );
     }
     if let Some(m) = &r.server_metrics {
@@ -771,6 +876,7 @@ mod tests {
             timeline: Timeline {
                 columns: vec!["holds".into(), "p50_us".into(), "p99_us".into(), "server_rss_mib".into()],
                 rows: vec![vec![3, 1_200, 4_000, 50], vec![5, 0, 0, 0]],
+                step_ms: 1000,
             },
             soak: None,
             checks: vec![],
@@ -778,6 +884,53 @@ mod tests {
             server_metrics: None,
             passed: true,
         }
+    }
+
+    #[test]
+    fn tick_labels_are_round_numbers() {
+        // 0.1 steps add up to 0.30000000000000004 and the like: never shown as such.
+        let (top, ticks) = linear_ticks(0.55);
+        assert!((top - 0.6).abs() < 1e-9, "{top}");
+        let labels: Vec<&str> = ticks.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(labels, ["0", "0.2", "0.4", "0.6"]);
+        let (_, ticks) = linear_ticks(0.7);
+        assert_eq!(ticks.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(), ["0", "0.2", "0.4", "0.6", "0.8"]);
+        let (_, ticks) = linear_ticks(2.1);
+        assert_eq!(ticks.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>(), ["0", "0.5", "1.0", "1.5", "2.0", "2.5"]);
+        let (top, ticks) = linear_ticks(48_123.0);
+        assert_eq!(top, 50_000.0);
+        assert_eq!(ticks.last().unwrap().1, "50,000");
+        assert_eq!(ticks[1].1, "10,000");
+        let (top, ticks) = linear_ticks(3_000.0);
+        assert_eq!((top, ticks.last().unwrap().1.as_str()), (3_000.0, "3000"));
+        assert_eq!(linear_ticks(0.0).0, 1.0);
+        assert_eq!(tick_label(0.001, 0.001), "0.001");
+        assert_eq!(tick_label(0.6000000000000001, 0.2), "0.6");
+        assert_eq!(tick_label(1_234_567.0, 1.0), "1,234,567");
+        assert_eq!(thousands(9_999), "9999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn short_sales_are_charted_in_tenths_of_a_second() {
+        assert_eq!(timeline_step(0.4), std::time::Duration::from_millis(100));
+        assert_eq!(timeline_step(4.9), std::time::Duration::from_millis(100));
+        assert_eq!(timeline_step(5.0), std::time::Duration::from_secs(1));
+        assert_eq!(timeline_step(120.0), std::time::Duration::from_secs(1));
+        let mut r = sample();
+        // 0.8 s of sale in 100 ms steps.
+        r.timeline =
+            Timeline { columns: vec!["holds".into()], rows: (0..8).map(|i| vec![10 + i]).collect(), step_ms: 100 };
+        // The best second is all eight tenths: 10 + 11 + … + 17.
+        assert_eq!(rate_row("holds", &r.timeline, "holds", 108, 0.8).peak_1s, 108);
+        let chart = throughput_chart(&r).expect("a chart");
+        assert!(chart.contains("in 100 ms steps"), "{chart}");
+        // 17 holds in the last tenth is 170 per second, so the y axis reaches 200; x reaches 1 s.
+        assert!(chart.contains(">200<") && chart.contains(">0.8<") && !chart.contains("00000001"), "{chart}");
+        let mut long = sample();
+        long.timeline.rows = (0..30).map(|_| vec![5, 1_000, 2_000, 50]).collect();
+        assert_eq!(rate_row("holds", &long.timeline, "holds", 150, 30.0).peak_1s, 5);
+        assert!(throughput_chart(&long).unwrap().contains(">30<"));
     }
 
     #[test]

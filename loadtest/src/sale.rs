@@ -140,6 +140,9 @@ struct HoldBody<'a> {
     seats: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     quantity: Option<u32>,
+    /// General admission: the section the places are in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    section: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     allow_split: bool,
 }
@@ -190,6 +193,8 @@ pub struct Venue {
     board: SeatBoard,
     /// The server answered `sold_out` with nothing of ours still held.
     sold_out: AtomicBool,
+    /// General admission: each section's name, and whether it answered `sold_out` for one place.
+    ga_sections: Vec<(String, AtomicBool)>,
 }
 
 impl Venue {
@@ -198,9 +203,31 @@ impl Venue {
             event_id,
             holds_path: format!("/events/{event_id}/holds"),
             details_path: format!("/events/{event_id}/details"),
-            board: SeatBoard::new(plan.capacity()),
+            board: SeatBoard::new(if plan.is_general() { 0 } else { plan.capacity() }),
             sold_out: AtomicBool::new(false),
+            ga_sections: if plan.is_general() {
+                (0..plan.sections()).map(|s| (SeatPlan::section_name(s), AtomicBool::new(false))).collect()
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    /// General admission: a section not seen sold out, at random; `None` when every one was.
+    fn ga_section(&self, rng: &mut SmallRng) -> Option<&str> {
+        let open: Vec<&str> =
+            self.ga_sections.iter().filter(|(_, full)| !full.load(Relaxed)).map(|(name, _)| name.as_str()).collect();
+        (!open.is_empty()).then(|| open[rng.random_range(0..open.len())])
+    }
+
+    /// General admission: `section` answered `sold_out` for one place; whether another may not have.
+    fn ga_full(&self, section: &str) -> bool {
+        for (name, full) in &self.ga_sections {
+            if name == section {
+                full.store(true, Relaxed);
+            }
+        }
+        self.ga_sections.iter().any(|(_, full)| !full.load(Relaxed))
     }
 }
 
@@ -483,7 +510,8 @@ impl Sale {
             return Next::BuyerDone;
         }
         let mut quantity = rng.random_range(1..=self.cfg.max_per_hold.clamp(1, left));
-        let mut explicit = rng.random_bool(self.cfg.explicit_ratio.clamp(0.0, 1.0));
+        let general = self.plan.is_general();
+        let mut explicit = !general && rng.random_bool(self.cfg.explicit_ratio.clamp(0.0, 1.0));
         let mut allow_split = false;
         let mut start = intended;
         let auth = &self.buyers[b as usize].auth();
@@ -496,10 +524,16 @@ impl Sale {
                 return Next::Again;
             }
             let seats = if explicit { venue.board.pick(&self.plan, quantity, rng) } else { None };
+            let section = if general { venue.ga_section(rng) } else { None };
+            if general && section.is_none() {
+                // Every section answered `sold_out` for one place.
+                return self.sold_out_for_one(venue).await;
+            }
             let selection = HoldBody {
                 seats: seats.as_deref(),
                 quantity: seats.is_none().then_some(quantity),
-                allow_split: seats.is_none() && allow_split,
+                section,
+                allow_split: !general && seats.is_none() && allow_split,
             };
             let key = Uuid::new_v4().simple().to_string();
             let exchange = if self.cfg.one_shot {
@@ -587,24 +621,9 @@ impl Sale {
                     quantity = 1;
                     explicit = false;
                 }
-                "sold_out" => {
-                    // Sold out for good once the server has nothing left that a release could
-                    // free; the event's buyers are done then, and the run once every event is.
-                    if self.cfg.scenario != Scenario::HoldStorm
-                        && crate::checks::counts(&self.api, venue.event_id)
-                            .await
-                            .is_ok_and(|c| c.available == 0 && c.held == 0)
-                    {
-                        if !venue.sold_out.swap(true, Relaxed)
-                            && self.venues_sold_out.fetch_add(1, Relaxed) + 1 == self.venues.len()
-                        {
-                            self.finish("sold out");
-                        }
-                        return Next::BuyerDone;
-                    }
-                    tokio::time::sleep(SOLD_OUT_RECHECK).await;
-                    return Next::Again;
-                }
+                // General admission: this section is full; another may not be.
+                "sold_out" if section.is_some_and(|s| venue.ga_full(s)) => {}
+                "sold_out" => return self.sold_out_for_one(venue).await,
                 "limit_exceeded" => return Next::BuyerDone,
                 "sale_not_open" => {
                     let wait = self.opens_at.saturating_duration_since(Instant::now()) + Duration::from_millis(5);
@@ -613,6 +632,26 @@ impl Sale {
                 _ => return Next::Again,
             }
         }
+        Next::Again
+    }
+
+    /// The server had not even one place: sold out for good once it has nothing left
+    /// that a release could free; the event's buyers are done then, and the run once
+    /// every event is. Otherwise wait a little and go again.
+    async fn sold_out_for_one(&self, venue: &Venue) -> Next {
+        if self.cfg.scenario != Scenario::HoldStorm
+            && crate::checks::counts(&self.api, venue.event_id).await.is_ok_and(|c| c.available == 0 && c.held == 0)
+        {
+            if !venue.sold_out.swap(true, Relaxed)
+                && self.venues_sold_out.fetch_add(1, Relaxed) + 1 == self.venues.len()
+            {
+                self.finish("sold out");
+            }
+            return Next::BuyerDone;
+        }
+        // Places may come back (a released hold): every section is worth asking again.
+        venue.ga_sections.iter().for_each(|(_, full)| full.store(false, Relaxed));
+        tokio::time::sleep(SOLD_OUT_RECHECK).await;
         Next::Again
     }
 

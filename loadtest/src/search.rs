@@ -349,7 +349,11 @@ pub async fn run(
     while per_second.len() > 1 && per_second.last() == Some(&0) {
         per_second.pop();
     }
-    let timeline = Timeline { columns: vec!["requests".into()], rows: per_second.iter().map(|n| vec![*n]).collect() };
+    let timeline = Timeline {
+        columns: vec!["requests".into()],
+        rows: per_second.iter().map(|n| vec![*n]).collect(),
+        step_ms: 1000,
+    };
     let p99_ms = m.all.value_at_quantile(0.99) as f64 / 1000.0;
     let errors = measured - ok;
     let checks = vec![

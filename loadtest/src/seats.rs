@@ -25,11 +25,16 @@ struct Row {
 /// Seated sections of numbered rows: `sections` sections, rows of `per_row`
 /// seats (the last row may be shorter), `seats` seats in all. Row labels are
 /// `S{section}R{row}` (unique across the event), seats `S3R12-7`.
+///
+/// Or ([`SeatPlan::general`]) general-admission sections `GA 1`, `GA 2`… of
+/// places without labels: no rows, and no seat index.
 pub struct SeatPlan {
     rows: Vec<Row>,
     by_label: HashMap<String, u32>,
     sections: u32,
     capacity: u32,
+    /// General admission: each section's places (empty for a seated plan).
+    general: Vec<u32>,
 }
 
 /// Price tiers, best first: the front sections are dearer.
@@ -52,7 +57,26 @@ impl SeatPlan {
             rows.push(Row { label, seats: per_row.min(seats - first), first, section });
         }
         let sections = rows.last().map_or(1, |r| r.section + 1);
-        Self { rows, by_label, sections, capacity: seats }
+        Self { rows, by_label, sections, capacity: seats, general: Vec::new() }
+    }
+
+    /// `places` general-admission places split as evenly as possible over `sections`
+    /// sections (the first ones get the remainder).
+    pub fn general(places: u32, sections: u32) -> Self {
+        let places = places.max(1);
+        let sections = sections.clamp(1, places);
+        let general = (0..sections).map(|s| places / sections + u32::from(s < places % sections)).collect();
+        Self { rows: Vec::new(), by_label: HashMap::new(), sections, capacity: places, general }
+    }
+
+    /// General admission: places without labels, bought by quantity in a section.
+    pub fn is_general(&self) -> bool {
+        !self.general.is_empty()
+    }
+
+    /// The name of general-admission section `s` (as in the seat map).
+    pub fn section_name(s: u32) -> String {
+        format!("GA {}", s + 1)
     }
 
     pub fn capacity(&self) -> u32 {
@@ -70,6 +94,16 @@ impl SeatPlan {
     /// The seat map in the server's format.
     pub fn to_json(&self) -> Value {
         let tier_of = |section: u32| TIERS[(section as usize * TIERS.len()) / self.sections as usize].0;
+        let tiers: Vec<Value> = TIERS.iter().map(|(code, price)| json!({"code": code, "price": price})).collect();
+        if self.is_general() {
+            let sections: Vec<Value> = (0..self.sections)
+                .map(|s| {
+                    let capacity = self.general[s as usize];
+                    json!({"name": Self::section_name(s), "tier": tier_of(s), "kind": "general", "capacity": capacity})
+                })
+                .collect();
+            return json!({"tiers": tiers, "sections": sections});
+        }
         let sections: Vec<Value> = (0..self.sections)
             .map(|s| {
                 let rows: Vec<Value> = self
@@ -81,7 +115,6 @@ impl SeatPlan {
                 json!({"name": format!("Section {}", s + 1), "tier": tier_of(s), "kind": "seated", "rows": rows})
             })
             .collect();
-        let tiers: Vec<Value> = TIERS.iter().map(|(code, price)| json!({"code": code, "price": price})).collect();
         json!({"tiers": tiers, "sections": sections})
     }
 
@@ -182,6 +215,22 @@ mod tests {
             .flat_map(|s| s["rows"].as_array().unwrap().iter().map(|r| r["seats"].as_u64().unwrap()))
             .sum();
         assert_eq!(seats, 1_003);
+    }
+
+    #[test]
+    fn general_admission_splits_the_places_over_its_sections() {
+        let plan = SeatPlan::general(1_003, 4);
+        assert!(plan.is_general());
+        assert_eq!((plan.capacity(), plan.sections(), plan.rows()), (1_003, 4, 0));
+        let map = plan.to_json();
+        let sections = map["sections"].as_array().unwrap();
+        let capacities: Vec<u64> = sections.iter().map(|s| s["capacity"].as_u64().unwrap()).collect();
+        assert_eq!(capacities, [251, 251, 251, 250]);
+        assert!(sections.iter().all(|s| s["kind"] == "general"));
+        assert_eq!(sections[3]["name"], SeatPlan::section_name(3));
+        assert_eq!(plan.index("GA 1-1"), None);
+        assert_eq!(SeatPlan::general(2, 4).sections(), 2);
+        assert!(!SeatPlan::new(100, 2, 10).is_general());
     }
 
     #[test]

@@ -136,6 +136,11 @@ impl Target {
         })
     }
 
+    /// The spawned servers' `JWT_SECRET`, to sign buyers' tokens without registering them.
+    pub fn jwt_secret(&self) -> Option<&str> {
+        self.restart.as_ref().map(|r| r.shared.jwt_secret.as_str())
+    }
+
     pub fn spawned(&self) -> bool {
         self.spawned.is_some()
     }
@@ -240,6 +245,8 @@ impl SpawnedServer {
         cmd.env("BIND", format!("127.0.0.1:{port}"))
             .env("BOXOFFICE_DATA_DIR", &data_dir)
             .env("AUTH_RATE_LIMIT_PER_MINUTE", SPAWN_AUTH_RATE_LIMIT)
+            // Every simulated buyer joins waiting rooms from 127.0.0.1.
+            .env("QUEUE_JOINS_PER_IP_PER_MINUTE", SPAWN_AUTH_RATE_LIMIT)
             .env("COOKIE_SECURE", "false")
             .env("NODE_ID", format!("node{node}"))
             .env("JWT_SECRET", &shared.jwt_secret)

@@ -222,7 +222,11 @@ pub async fn prepare(api: &Api, args: &SaleArgs, show_progress: bool) -> anyhow:
     let register_secs = started.elapsed().as_secs_f64();
 
     let events = args.event_count();
-    let plan = SeatPlan::new(args.seats / events, args.sections, args.seats_per_row);
+    let plan = if args.scenario == Scenario::Ga {
+        SeatPlan::general(args.seats / events, args.ga_sections)
+    } else {
+        SeatPlan::new(args.seats / events, args.sections, args.seats_per_row)
+    };
     // Whole milliseconds: the server keeps millisecond precision.
     let opens_at = (Utc::now() + chrono::Duration::seconds(args.lead_secs as i64)).trunc_subsecs(3);
     let organizer = Arc::new(organizer);

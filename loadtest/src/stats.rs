@@ -135,6 +135,23 @@ pub struct Live {
     pub seats_held: AtomicI64,
 }
 
+/// Counts one request of `op` that ended as `class` in a bucket of the timeline.
+fn count(bucket: &Second, op: Op, class: Class) {
+    bucket.requests.fetch_add(1, Relaxed);
+    let counter = match class {
+        Class::Ok => match op {
+            Op::Hold => &bucket.holds,
+            Op::Purchase | Op::OneShot => &bucket.purchases,
+            Op::Release => &bucket.releases,
+            Op::Search | Op::Details => &bucket.browses,
+            Op::GetHold | Op::Tickets | Op::Refresh | Op::Basket => return,
+        },
+        Class::LostRace => &bucket.lost_races,
+        Class::Error => &bucket.errors,
+    };
+    counter.fetch_add(1, Relaxed);
+}
+
 /// Count of responses by (operation, status) then problem code.
 type OutcomeMap = HashMap<(Op, u16), HashMap<String, u64>>;
 
@@ -148,11 +165,18 @@ struct Window {
     minutes: Vec<Option<Histogram<u64>>>,
 }
 
+/// The fine timeline's step: a sale shorter than [`FINE_SPAN`] is charted at this step.
+pub const FINE_STEP: Duration = Duration::from_millis(100);
+/// How much of the start of the timeline is also kept at [`FINE_STEP`].
+pub const FINE_SPAN: Duration = Duration::from_secs(5);
+
 pub struct Stats {
     origin: Instant,
     histograms: Vec<Mutex<Histogram<u64>>>,
     outcomes: Mutex<OutcomeMap>,
     seconds: Box<[Second]>,
+    /// The first [`FINE_SPAN`] again, in [`FINE_STEP`] buckets (counts only, no latency or RSS).
+    fine: Box<[Second]>,
     window: Mutex<Window>,
     pub live: Live,
     /// A few distinct transport error messages, for the report.
@@ -176,6 +200,7 @@ impl Stats {
             histograms: Op::ALL.iter().map(|_| Mutex::new(new_histogram())).collect(),
             outcomes: Mutex::new(HashMap::new()),
             seconds: (0..seconds).map(|_| Second::default()).collect(),
+            fine: (0..FINE_SPAN.as_millis() / FINE_STEP.as_millis()).map(|_| Second::default()).collect(),
             window: Mutex::new(Window {
                 second: 0,
                 current: new_histogram(),
@@ -201,6 +226,16 @@ impl Stats {
 
     pub fn seconds(&self) -> &[Second] {
         &self.seconds
+    }
+
+    /// The first [`FINE_SPAN`] of the timeline in [`FINE_STEP`] buckets.
+    pub fn fine(&self) -> &[Second] {
+        &self.fine
+    }
+
+    fn fine_bucket(&self, at: Instant) -> Option<&Second> {
+        let i = at.saturating_duration_since(self.origin).as_millis() / FINE_STEP.as_millis();
+        self.fine.get(usize::try_from(i).ok()?)
     }
 
     /// Records one request that took `latency` and ended at `at`.
@@ -231,38 +266,23 @@ impl Stats {
             }
         }
         let class = classify(exchange);
-        let second = self.second(at);
-        second.requests.fetch_add(1, Relaxed);
+        count(self.second(at), op, class);
+        if let Some(bucket) = self.fine_bucket(at) {
+            count(bucket, op, class);
+        }
         self.live.requests.fetch_add(1, Relaxed);
+        let live = &self.live;
         match class {
             Class::Ok => match op {
-                Op::Hold => {
-                    second.holds.fetch_add(1, Relaxed);
-                    self.live.holds_ok.fetch_add(1, Relaxed);
-                }
-                Op::Purchase | Op::OneShot => {
-                    second.purchases.fetch_add(1, Relaxed);
-                    self.live.purchases_ok.fetch_add(1, Relaxed);
-                }
-                Op::Release => {
-                    second.releases.fetch_add(1, Relaxed);
-                    self.live.releases_ok.fetch_add(1, Relaxed);
-                }
-                Op::Search | Op::Details => {
-                    second.browses.fetch_add(1, Relaxed);
-                    self.live.browses_ok.fetch_add(1, Relaxed);
-                }
-                Op::GetHold | Op::Tickets | Op::Refresh | Op::Basket => {}
+                Op::Hold => live.holds_ok.fetch_add(1, Relaxed),
+                Op::Purchase | Op::OneShot => live.purchases_ok.fetch_add(1, Relaxed),
+                Op::Release => live.releases_ok.fetch_add(1, Relaxed),
+                Op::Search | Op::Details => live.browses_ok.fetch_add(1, Relaxed),
+                Op::GetHold | Op::Tickets | Op::Refresh | Op::Basket => 0,
             },
-            Class::LostRace => {
-                second.lost_races.fetch_add(1, Relaxed);
-                self.live.lost_races.fetch_add(1, Relaxed);
-            }
-            Class::Error => {
-                second.errors.fetch_add(1, Relaxed);
-                self.live.errors.fetch_add(1, Relaxed);
-            }
-        }
+            Class::LostRace => live.lost_races.fetch_add(1, Relaxed),
+            Class::Error => live.errors.fetch_add(1, Relaxed),
+        };
         class
     }
 
@@ -318,6 +338,9 @@ impl Stats {
 
     pub fn add_tickets(&self, n: u64, at: Instant) {
         self.second(at).tickets.fetch_add(n, Relaxed);
+        if let Some(bucket) = self.fine_bucket(at) {
+            bucket.tickets.fetch_add(n, Relaxed);
+        }
         self.live.tickets_sold.fetch_add(n, Relaxed);
     }
 
@@ -348,6 +371,24 @@ mod tests {
 
     fn reply(status: u16, body: &'static str) -> Exchange {
         Ok(Reply::new(status, None, bytes::Bytes::from_static(body.as_bytes())))
+    }
+
+    #[test]
+    fn the_first_seconds_are_also_counted_in_tenths() {
+        let origin = Instant::now();
+        let stats = Stats::new(origin, 10);
+        let at = |ms: u64| origin + Duration::from_millis(ms);
+        stats.record(Op::Hold, Duration::from_millis(1), &reply(201, "{}"), at(150));
+        stats.record(Op::Purchase, Duration::from_millis(1), &reply(201, "{}"), at(199));
+        stats.add_tickets(3, at(199));
+        stats.record(Op::Hold, Duration::from_millis(1), &reply(201, "{}"), at(6_000));
+        let fine = stats.fine();
+        assert_eq!(fine.len(), 50);
+        assert_eq!((fine[1].holds.load(Relaxed), fine[1].purchases.load(Relaxed)), (1, 1));
+        assert_eq!((fine[1].tickets.load(Relaxed), fine[1].requests.load(Relaxed)), (3, 2));
+        assert_eq!(fine.iter().map(|b| b.requests.load(Relaxed)).sum::<u64>(), 2, "past the fine span");
+        assert_eq!(stats.seconds()[0].requests.load(Relaxed), 2);
+        assert_eq!(stats.live.holds_ok.load(Relaxed), 2);
     }
 
     #[test]
