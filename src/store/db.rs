@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20261206000030, "blocked_seats", include_str!("../../migrations/20261206000030_blocked_seats.sql")),
     (20261206000040, "journal batches", include_str!("../../migrations/20261206000040_journal_batches.sql")),
     (20261206000050, "waiting room", include_str!("../../migrations/20261206000050_waiting_room.sql")),
+    (20261206000060, "hot hold updates", include_str!("../../migrations/20261206000060_hot_hold_updates.sql")),
 ];
 
 pub fn migrator() -> Migrator {
