@@ -243,6 +243,9 @@ pub struct ServeArgs {
     /// Concurrent group-commit transactions.
     #[arg(long, env = "JOURNAL_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub journal_writers: u32,
+    /// During a rush (the journal committing over 1,000 records a second) the outbox relay waits up to this long, milliseconds, so the database serves the sale first; 0 = never wait.
+    #[arg(long, env = "OUTBOX_RUSH_DEFER_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub outbox_rush_defer_ms: u64,
     /// Per-request timeout, milliseconds.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
@@ -358,6 +361,7 @@ pub struct Settings {
     pub lease_ttl: Duration,
     pub charge_grace: Duration,
     pub journal_writers: usize,
+    pub outbox_rush_defer: Duration,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -529,6 +533,7 @@ impl Settings {
             lease_ttl: Duration::from_millis(args.lease_ttl_ms),
             charge_grace: Duration::from_millis(args.charge_grace_ms),
             journal_writers: args.journal_writers as usize,
+            outbox_rush_defer: Duration::from_millis(args.outbox_rush_defer_ms),
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             max_body_bytes: args.max_body_bytes as usize,
             log_format: args.log_format,

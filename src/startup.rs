@@ -31,7 +31,7 @@ use crate::store::queue::{Joiner, RoomCache};
 use crate::store::search::SearchIndex;
 use crate::workers::availability;
 use crate::workers::notify::Notifier;
-use crate::workers::relay::OutboxRelay;
+use crate::workers::relay::{OutboxRelay, RelayConfig};
 use anyhow::Context;
 use boxoffice_actors::{ActorConfig, Limits, Registry, SystemClock};
 use dashmap::DashMap;
@@ -154,6 +154,7 @@ impl Application {
             },
             Some(Arc::clone(&leases)),
         );
+        let journal_load = journal.committed_records();
         let registry = Registry::new(
             Arc::new(PgLoader::new(pool.clone(), ENDED_HOLD_RETENTION).with_leases(Arc::clone(&leases))),
             Arc::new(journal),
@@ -182,7 +183,11 @@ impl Application {
             );
         }
         let (relay_stop, relay_stopped) = oneshot::channel::<()>();
-        let relay_task = tokio::spawn(OutboxRelay::new(pool.clone(), redis.as_ref(), notifier).run(async move {
+        let relay_config = RelayConfig { rush_max_defer: settings.outbox_rush_defer, ..RelayConfig::default() };
+        let relay = OutboxRelay::new(pool.clone(), redis.as_ref(), notifier)
+            .with_config(relay_config)
+            .with_rush_gate(journal_load);
+        let relay_task = tokio::spawn(relay.run(async move {
             let _ = relay_stopped.await;
         }));
         let search = Arc::new(SearchIndex::new(pool.clone()));

@@ -70,6 +70,7 @@ type Queue = Arc<Mutex<mpsc::UnboundedReceiver<(Record, Ack)>>>;
 pub struct PgJournal {
     tx: mpsc::UnboundedSender<(Record, Ack)>,
     breaker: Arc<Breaker>,
+    committed: Arc<AtomicU64>,
 }
 
 /// Why a batch was not written.
@@ -190,13 +191,25 @@ impl PgJournal {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue: Queue = Arc::new(Mutex::new(rx));
         let breaker = Arc::new(Breaker::new());
+        let committed = Arc::new(AtomicU64::new(0));
         let writers = (0..config.writers.max(1))
             .map(|_| {
-                let writer = Writer { pool: pool.clone(), breaker: Arc::clone(&breaker), leases: leases.clone() };
+                let writer = Writer {
+                    pool: pool.clone(),
+                    breaker: Arc::clone(&breaker),
+                    leases: leases.clone(),
+                    committed: Arc::clone(&committed),
+                };
                 tokio::spawn(writer.run(Arc::clone(&queue), config))
             })
             .collect();
-        (Self { tx, breaker }, writers)
+        (Self { tx, breaker, committed }, writers)
+    }
+
+    /// Records committed so far by this journal: how busy the sale is, for work
+    /// that can wait (the outbox relay defers its passes during a rush).
+    pub fn committed_records(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.committed)
     }
 }
 
@@ -217,6 +230,7 @@ struct Writer {
     pool: PgPool,
     breaker: Arc<Breaker>,
     leases: Option<Arc<Leases>>,
+    committed: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -326,6 +340,7 @@ impl Writer {
             Ok(()) => {
                 metrics::histogram!("boxoffice_journal_commit_seconds").record(started.elapsed().as_secs_f64());
                 metrics::counter!("boxoffice_journal_records_total").increment(records.len() as u64);
+                self.committed.fetch_add(records.len() as u64, Ordering::Relaxed);
                 for ack in acks {
                     ack.done(Ok(()));
                 }

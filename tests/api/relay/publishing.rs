@@ -145,3 +145,72 @@ async fn two_relays_never_publish_the_same_row() {
     let distinct: HashSet<i64> = streamed_ids(&mut conn, &redis.prefix, &PLAIN_TOPICS).await.into_iter().collect();
     assert_eq!(distinct.len() as i64, ROWS);
 }
+
+/// A running relay whose journal is in a rush (300 records every 100 ms: 3,000 a
+/// second) that has been seen by the relay, with `max_defer` as its longest wait.
+struct Rushing {
+    pool: sqlx::PgPool,
+    redis: TestRedis,
+    journal: tokio::task::JoinHandle<()>,
+    relay: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>),
+}
+
+impl Rushing {
+    async fn start(max_defer: std::time::Duration) -> Self {
+        use std::sync::{Arc, atomic::AtomicU64, atomic::Ordering};
+        let pool = migrated_database().await;
+        let redis = TestRedis::new().await;
+        let (_, notifier) = capture();
+        let committed = Arc::new(AtomicU64::new(0));
+        let config = RelayConfig { rush_max_defer: max_defer, ..config(&redis.prefix) };
+        let relay = OutboxRelay::new(pool.clone(), Some(&link(&redis.url)), notifier)
+            .with_config(config)
+            .with_rush_gate(Arc::clone(&committed));
+        let relay = spawn(relay);
+        let journal = tokio::spawn(async move {
+            loop {
+                committed.fetch_add(300, Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        });
+        // The relay reads the pace every 250 ms: let it see the rush.
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        Self { pool, redis, journal, relay }
+    }
+
+    async fn stop(self) {
+        self.journal.abort();
+        let (stop, task) = self.relay;
+        let _ = stop.send(());
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn during_a_rush_rows_wait_and_go_out_once_it_ends() {
+    let rushing = Rushing::start(std::time::Duration::from_secs(30)).await;
+    let pool = rushing.pool.clone();
+    let ids = plain_rows(&pool, 5).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(unpublished(&pool).await, 5, "rows wait while the journal is in a rush");
+
+    rushing.journal.abort();
+    eventually("the rows go out once the rush is over", PATIENCE, || async { unpublished(&pool).await == 0 }).await;
+    let mut conn = redis_conn(&rushing.redis.url).await;
+    let streamed: HashSet<i64> =
+        streamed_ids(&mut conn, &rushing.redis.prefix, &PLAIN_TOPICS).await.into_iter().collect();
+    assert_eq!(streamed, ids.into_iter().collect::<HashSet<_>>());
+    rushing.stop().await;
+}
+
+#[tokio::test]
+async fn a_rush_longer_than_the_longest_deferral_does_not_hold_rows_back_for_good() {
+    let rushing = Rushing::start(std::time::Duration::from_secs(2)).await;
+    let pool = rushing.pool.clone();
+    plain_rows(&pool, 5).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(unpublished(&pool).await, 5, "rows wait at first");
+    eventually("the rows go out while the rush goes on", PATIENCE, || async { unpublished(&pool).await == 0 }).await;
+    assert!(!rushing.journal.is_finished(), "the rush was still on");
+    rushing.stop().await;
+}
