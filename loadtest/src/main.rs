@@ -16,6 +16,7 @@ mod cli;
 mod cpu;
 mod echo;
 mod failover;
+mod housekeeping;
 mod http;
 mod nodes;
 mod progress;
@@ -235,6 +236,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let metrics_before = prom::scrape(&api.first()).await;
     let forwards_before = prom::total_over_nodes(&api, "boxoffice_cluster_forwards_total").await;
     let cpu_before = cpu::Snapshot::take(&target.node_pids, target.postgres_pid);
+    let housekeeping_before = housekeeping::Housekeeping::read(pool.as_ref()).await;
     eprintln!("loadtest: the sale opens now ({} {})", args.scenario.name(), mode(args));
 
     let stop_ticker = Arc::new(AtomicBool::new(false));
@@ -264,6 +266,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
         None => None,
     };
     let cpu_after = cpu::Snapshot::take(&target.node_pids, target.postgres_pid);
+    let housekeeping_after = housekeeping::Housekeeping::read(pool.as_ref()).await;
     let metrics_after = prom::scrape(&api.first()).await;
     let forwards = prom::total_over_nodes(&api, "boxoffice_cluster_forwards_total").await - forwards_before;
     stop_ticker.store(true, Relaxed);
@@ -279,6 +282,9 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
 
     eprintln!("loadtest: checking…");
     let mut checks = checks::run(&api, &sale, pool.as_ref()).await;
+    if let (Some(before), Some(after)) = (housekeeping_before, housekeeping_after) {
+        checks.push(checks::Check::info("PostgreSQL's own work during the sale", before.since(&after)));
+    }
     let only_event = (event_ids.len() == 1).then(|| event_ids[0]);
     checks.push(checks::ledger(target.reconcile_command(only_event)).await);
     let requests: u64 = sale.stats.outcomes().iter().map(|o| o.3).sum();
