@@ -64,7 +64,7 @@ pub fn shuffle(seed: u64, n: usize) -> Vec<usize> {
 /// Admissions at a fixed rate per minute, counted from when the room started
 /// admitting: by time `t` at most `1 + floor(rate × (t − start) / 60,000 ms)` in
 /// all (the first in line goes in at once, not a period later). While nobody
-/// waits the allowance is not saved up ([`Pacer::skip`]).
+/// waits the allowance is not saved up beyond one admission ([`Pacer::skip`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pacer {
     rate_per_minute: u32,
@@ -93,11 +93,12 @@ impl Pacer {
         self.issued = self.issued.saturating_add(n);
     }
 
-    /// Forfeits what is due at `now_ms` (nobody was there to take it), so an empty
-    /// queue does not turn into a burst when people arrive.
+    /// Forfeits what is due at `now_ms` beyond one admission (nobody was there to
+    /// take it): an empty queue does not turn into a burst when people arrive, and
+    /// the next to arrive is not kept waiting a whole period behind nobody.
     pub fn skip(&mut self, now_ms: i64) {
         let due = self.due(now_ms);
-        self.issued(due);
+        self.issued(due.saturating_sub(1));
     }
 }
 
@@ -179,10 +180,23 @@ mod tests {
             total += n;
         }
         assert_eq!(total, 1 + (t - 5) as u64 * 1000 / 60_000);
-        // Nobody waiting for 10 s: those admissions are forfeited, not saved up.
+        // Nobody waiting for 10 s: those admissions are forfeited, all but one, which
+        // the next to arrive takes at once.
+        assert_eq!(pacer.due(70_000), 100);
         pacer.skip(70_000);
+        assert_eq!(pacer.due(70_000), 1);
+        pacer.issued(1);
         assert_eq!(pacer.due(70_000), 0);
         assert_eq!(pacer.due(70_100), 1);
+        // A room that opens to an empty line keeps its first admission for the first
+        // to come, however slow the rate.
+        let mut slow = Pacer::new(1, 0);
+        slow.skip(50);
+        slow.skip(100);
+        assert_eq!(slow.due(5_000), 1, "the first to arrive goes in at once");
+        slow.issued(1);
+        assert_eq!(slow.due(30_000), 0, "the next waits for the rate");
+        assert_eq!(slow.due(60_000), 1);
     }
 
     #[test]

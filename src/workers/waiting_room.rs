@@ -162,7 +162,7 @@ async fn tick_room(
             let admitted = queue::admit(db, owner, event, budget, ttl).await?;
             pacer.issued(admitted.min(due));
             if admitted < budget {
-                // The line ran out: what was due is not saved up for later.
+                // The line ran out: what was due is not saved up for later (beyond one).
                 pacer.skip(now_ms);
             }
         }

@@ -262,6 +262,24 @@ async fn an_unused_admission_expires_and_its_slot_goes_to_the_next_in_line() {
 }
 
 #[tokio::test]
+async fn a_room_that_opened_to_nobody_lets_the_first_to_come_in_at_once() {
+    let app = app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let people = buyers(&app, 2).await;
+    let event = room_event(&app, &org, None, json!({"enabled": true, "rate_per_minute": 1}), None).await;
+    // The owner ticks every 50 ms: let it find the line empty many times over.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    join(&app, event, &people[0].1).await;
+    // One a minute, but nobody was let in before: not a minute behind nobody.
+    admitted(&app, event, &people[0].1).await;
+    // The rate holds for the next one.
+    join(&app, event, &people[1].1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = me(&app, event, &people[1].1).await;
+    assert_eq!(v["state"], "waiting", "one a minute: the second waits {v}");
+}
+
+#[tokio::test]
 async fn a_fixed_rate_admits_within_five_percent_of_it() {
     let app = app().await;
     let (_, org, _) = app.user("organizer").await;
