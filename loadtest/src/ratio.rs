@@ -272,6 +272,7 @@ async fn measure_all(
             args.connections
         );
         let pids = Pids::new(target, echo);
+        settle(&pids).await;
         let before = pids.snapshot();
         let m = drive(plan, args.connections as usize, secs, timeout).await?;
         let mut m = m;
@@ -294,6 +295,7 @@ async fn measure_all(
                 args.connections
             );
             let pids = Pids::new(target, echo);
+            settle(&pids).await;
             let before = pids.snapshot();
             let mut m = run_wrk(wrk, &dir, plan, args.connections, secs).await?;
             m.cpu_percent = pids.percent(&before, m.secs);
@@ -397,6 +399,24 @@ async fn create_events(
     Ok(ids)
 }
 
+/// The longest wait for the server to go idle before a phase.
+const SETTLE_MAX: Duration = Duration::from_secs(30);
+/// The window over which idleness is judged.
+const SETTLE_WINDOW: Duration = Duration::from_millis(250);
+/// Idle: this many windows in a row with the server and PostgreSQL together
+/// under [`SETTLE_BUSY_PERCENT`] of a core.
+const SETTLE_IDLE_WINDOWS: u32 = 4;
+/// See [`SETTLE_IDLE_WINDOWS`].
+const SETTLE_BUSY_PERCENT: f64 = 10.0;
+
+/// Waits for the server to go idle before a phase, and says so when it had to.
+async fn settle(pids: &Pids) {
+    let waited = pids.settle().await;
+    if waited > 1.5 {
+        eprintln!("loadtest:   waited {waited:.1} s for the server and PostgreSQL to go idle first");
+    }
+}
+
 /// Processes whose CPU is reported per endpoint.
 struct Pids {
     list: Vec<(&'static str, u32, bool)>,
@@ -422,6 +442,26 @@ impl Pids {
             .iter()
             .map(|&(_, pid, tree)| if tree { crate::cpu::process_tree_cpu(pid) } else { crate::cpu::process_cpu(pid) })
             .collect()
+    }
+
+    /// Waits (at most [`SETTLE_MAX`]) until the server and PostgreSQL are idle, so
+    /// one phase does not measure the work another left behind (the outbox relay
+    /// catches up after a rush, for one); the seconds waited.
+    async fn settle(&self) -> f64 {
+        let started = std::time::Instant::now();
+        let mut idle_windows = 0;
+        while started.elapsed() < SETTLE_MAX && idle_windows < SETTLE_IDLE_WINDOWS {
+            let before = self.snapshot();
+            tokio::time::sleep(SETTLE_WINDOW).await;
+            let busy: f64 = self
+                .percent(&before, SETTLE_WINDOW.as_secs_f64())
+                .into_iter()
+                .filter(|(name, _)| matches!(*name, "server" | "postgres"))
+                .map(|(_, percent)| percent)
+                .sum();
+            idle_windows = if busy < SETTLE_BUSY_PERCENT { idle_windows + 1 } else { 0 };
+        }
+        started.elapsed().as_secs_f64()
     }
 
     fn percent(&self, before: &[Option<f64>], secs: f64) -> BTreeMap<&'static str, f64> {
