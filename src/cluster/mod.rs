@@ -286,6 +286,7 @@ impl Cluster {
     /// belong elsewhere now, and steps down if the database has been out of reach
     /// for too long to trust the leases.
     pub async fn upkeep(&self, registry: &Registry) {
+        let looked_at = std::time::Instant::now();
         let running: Vec<Uuid> = registry.running_handles().iter().map(|h| h.event().0).collect();
         let renewed = async {
             sqlx::query("UPDATE nodes SET heartbeat_at = now(), stopped_at = NULL WHERE node_id = $1")
@@ -293,7 +294,7 @@ impl Cluster {
                 .execute(&self.upkeep_db)
                 .await?;
             self.refresh_members().await?;
-            self.leases.renew(&self.upkeep_db, &running).await
+            self.leases.renew(&self.upkeep_db, &running, looked_at).await
         }
         .await;
         match renewed {

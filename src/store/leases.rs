@@ -109,10 +109,12 @@ impl Leases {
         self.held.remove(&event);
     }
 
-    /// Extends the leases of `keep` (events still running here) and gives up the
-    /// others this node held. Returns the events whose lease turned out to be lost
-    /// (taken over): the caller stops their actors.
-    pub async fn renew(&self, db: &PgPool, keep: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    /// Extends the leases of `keep` (events running here when the caller looked,
+    /// at `looked_at`) and gives up the others this node held then. A lease taken
+    /// after `looked_at` is neither: its actor may be starting right now, absent
+    /// from `keep` only because it was not running yet. Returns the events whose
+    /// lease turned out to be lost (taken over): the caller stops their actors.
+    pub async fn renew(&self, db: &PgPool, keep: &[Uuid], looked_at: Instant) -> sqlx::Result<Vec<Uuid>> {
         let (mut events, mut epochs) = (Vec::new(), Vec::new());
         for (event, epoch) in self.held() {
             if keep.contains(&event) {
@@ -139,7 +141,10 @@ impl Leases {
             }
         }
         let lost: Vec<Uuid> = events.into_iter().filter(|e| !renewed.contains(e)).collect();
-        let idle: Vec<Uuid> = self.held().into_iter().map(|(e, _)| e).filter(|e| !keep.contains(e)).collect();
+        // Taken after the caller looked (renewals only happen here, one at a time).
+        let newer = self.trusted_until(looked_at);
+        let idle: Vec<Uuid> =
+            self.held.iter().filter(|e| !keep.contains(e.key()) && e.value().1 <= newer).map(|e| *e.key()).collect();
         self.release(db, &idle).await?;
         for event in &lost {
             self.held.remove(event);
