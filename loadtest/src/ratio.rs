@@ -265,17 +265,8 @@ async fn measure_all(
         if crate::interrupted() {
             break;
         }
-        eprintln!(
-            "loadtest: {} for {} s (built-in client, {} connections)…",
-            plan.kind.describe(),
-            secs.as_secs(),
-            args.connections
-        );
-        let pids = Pids::new(target, echo);
-        settle(&pids).await;
-        let before = pids.snapshot();
-        let m = drive(plan, args.connections as usize, secs, timeout).await?;
-        let mut m = m;
+        let (pids, before) = begin_phase(plan, "built-in client", secs, args.connections, target, echo).await;
+        let mut m = drive(plan, args.connections as usize, secs, timeout).await?;
         m.cpu_percent = pids.percent(&before, m.secs);
         plan.offset += m.requests();
         eprintln!("loadtest:   {}", line(&m));
@@ -288,15 +279,7 @@ async fn measure_all(
             if crate::interrupted() {
                 break;
             }
-            eprintln!(
-                "loadtest: {} for {} s (wrk, 1 thread, {} connections)…",
-                plan.kind.describe(),
-                secs.as_secs(),
-                args.connections
-            );
-            let pids = Pids::new(target, echo);
-            settle(&pids).await;
-            let before = pids.snapshot();
+            let (pids, before) = begin_phase(plan, "wrk, 1 thread", secs, args.connections, target, echo).await;
             let mut m = run_wrk(wrk, &dir, plan, args.connections, secs).await?;
             m.cpu_percent = pids.percent(&before, m.secs);
             // A process's CPU includes its waited-for children's: here, wrk's.
@@ -409,12 +392,24 @@ const SETTLE_IDLE_WINDOWS: u32 = 4;
 /// See [`SETTLE_IDLE_WINDOWS`].
 const SETTLE_BUSY_PERCENT: f64 = 10.0;
 
-/// Waits for the server to go idle before a phase, and says so when it had to.
-async fn settle(pids: &Pids) {
+/// Announces a phase, waits for the server to go idle (saying so when it had
+/// to), and reads the CPU counters the phase's figures start from.
+async fn begin_phase(
+    plan: &Plan,
+    client: &str,
+    secs: Duration,
+    connections: u64,
+    target: &Target,
+    echo: &Echo,
+) -> (Pids, Vec<Option<f64>>) {
+    eprintln!("loadtest: {} for {} s ({client}, {connections} connections)…", plan.kind.describe(), secs.as_secs());
+    let pids = Pids::new(target, echo);
     let waited = pids.settle().await;
     if waited > 1.5 {
         eprintln!("loadtest:   waited {waited:.1} s for the server and PostgreSQL to go idle first");
     }
+    let before = pids.snapshot();
+    (pids, before)
 }
 
 /// Processes whose CPU is reported per endpoint.
