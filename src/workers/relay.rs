@@ -184,12 +184,17 @@ struct RushGate {
     rate: f64,
     /// Since when passes have been waiting.
     deferring_since: Option<Instant>,
+    /// The longest deferral ran out: passes go back to back until one finds
+    /// little. Only then — a full batch found during a rush otherwise waits
+    /// like the rest, or a relay that fell a batch behind as the rush began
+    /// would chase the sale's rows for the whole rush.
+    catching_up: bool,
 }
 
 impl RushGate {
     fn new(committed: Arc<AtomicU64>) -> Self {
         let count = committed.load(Ordering::Relaxed);
-        Self { committed, last: (count, Instant::now()), rate: 0.0, deferring_since: None }
+        Self { committed, last: (count, Instant::now()), rate: 0.0, deferring_since: None, catching_up: false }
     }
 
     /// How long to wait before the next pass; `None`: go now. The pace is read
@@ -201,7 +206,7 @@ impl RushGate {
             self.rate = count.saturating_sub(self.last.0) as f64 / elapsed.as_secs_f64();
             self.last = (count, now);
         }
-        if config.rush_max_defer.is_zero() || self.rate <= config.rush_records_per_sec as f64 {
+        if self.catching_up || config.rush_max_defer.is_zero() || self.rate <= config.rush_records_per_sec as f64 {
             self.deferring_since = None;
             return None;
         }
@@ -210,7 +215,16 @@ impl RushGate {
             Some(RUSH_CHECK)
         } else {
             self.deferring_since = None;
+            self.catching_up = true;
             None
+        }
+    }
+
+    /// A pass ended; `more`: it found a full batch (or could not publish all it
+    /// read). Catching up ends with the first pass that finds little.
+    fn passed(&mut self, more: bool) {
+        if !more {
+            self.catching_up = false;
         }
     }
 }
@@ -254,13 +268,8 @@ impl OutboxRelay {
         let mut backoff = self.config.min_backoff;
         // The failing dependency and since when, to log an outage once.
         let mut outage: Option<(&'static str, Instant)> = None;
-        // Catching up after a rush's deferral: no waiting until a pass finds little.
-        let mut draining = false;
         loop {
-            let deferred = match &mut self.rush {
-                Some(gate) if !draining => gate.wait(&self.config, Instant::now()),
-                _ => None,
-            };
+            let deferred = self.rush.as_mut().and_then(|gate| gate.wait(&self.config, Instant::now()));
             if let Some(wait) = deferred {
                 metrics::counter!("boxoffice_outbox_rush_deferrals_total").increment(1);
                 tokio::select! {
@@ -277,7 +286,9 @@ impl OutboxRelay {
                     }
                     backoff = self.config.min_backoff;
                     let more = pass.fetched == self.config.batch_size || pass.published < pass.fetched;
-                    draining = more;
+                    if let Some(gate) = &mut self.rush {
+                        gate.passed(more);
+                    }
                     if more { Duration::ZERO } else { self.config.idle_poll }
                 }
                 Err(e) => {
@@ -422,9 +433,19 @@ mod tests {
         assert_eq!(gate.wait(&config, at(1_100)), Some(RUSH_CHECK));
         committed.store(8_000, Ordering::Relaxed);
         assert_eq!(gate.wait(&config, at(2_500)), Some(RUSH_CHECK));
-        // ...until the longest deferral is up: then one pass goes, and the wait starts again.
+        // A pass that found a full batch during the rush does not stop the waiting.
+        gate.passed(true);
+        assert_eq!(gate.wait(&config, at(2_600)), Some(RUSH_CHECK));
+        // Once the longest deferral is up, passes go back to back while they find
+        // full batches...
         committed.store(11_000, Ordering::Relaxed);
         assert_eq!(gate.wait(&config, at(3_000)), None);
+        gate.passed(true);
+        assert_eq!(gate.wait(&config, at(3_050)), None);
+        gate.passed(true);
+        assert_eq!(gate.wait(&config, at(3_100)), None);
+        // ...and the wait starts again after the first that finds little.
+        gate.passed(false);
         committed.store(14_000, Ordering::Relaxed);
         assert_eq!(gate.wait(&config, at(3_500)), Some(RUSH_CHECK));
         // The rush ends: passes go at once.
