@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20261206000040, "journal batches", include_str!("../../migrations/20261206000040_journal_batches.sql")),
     (20261206000050, "waiting room", include_str!("../../migrations/20261206000050_waiting_room.sql")),
     (20261206000060, "hot hold updates", include_str!("../../migrations/20261206000060_hot_hold_updates.sql")),
+    (20261206000070, "json outbox payloads", include_str!("../../migrations/20261206000070_json_outbox_payloads.sql")),
 ];
 
 pub fn migrator() -> Migrator {

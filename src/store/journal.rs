@@ -686,7 +686,7 @@ async fn write_batch(
     if !c.o_topic.is_empty() {
         sqlx::query(
             "INSERT INTO outbox (topic, aggregate_id, payload)
-             SELECT topic, aggregate, payload::jsonb FROM UNNEST($1::text[], $2::uuid[], $3::text[])
+             SELECT topic, aggregate, payload::json FROM UNNEST($1::text[], $2::uuid[], $3::text[])
                   AS u(topic, aggregate, payload)",
         )
         .bind(&c.o_topic)
