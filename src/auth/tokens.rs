@@ -8,6 +8,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -24,11 +25,22 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// Most tokens [`TokenKeys::authenticate`] remembers; past it, it starts afresh.
+const VERIFIED_MAX: usize = 32_768;
+
 /// Signs and checks access tokens.
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens that verified, by their whole text: the account, role and expiry
+    /// they carry. In a rush every request of a buyer carries the same token, and
+    /// verifying one decodes two JSON documents and computes an HMAC.
+    verified: dashmap::DashMap<Box<str>, (Uuid, Role, i64), rustc_hash::FxBuildHasher>,
+    /// Entries added since the map was last emptied (bounds its memory).
+    verified_added: AtomicUsize,
+    /// The bound: [`VERIFIED_MAX`].
+    verified_max: usize,
     issuer: String,
     audience: String,
     pub access_ttl: Duration,
@@ -54,6 +66,9 @@ impl TokenKeys {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             validation,
+            verified: dashmap::DashMap::with_hasher(rustc_hash::FxBuildHasher),
+            verified_added: AtomicUsize::new(0),
+            verified_max: VERIFIED_MAX,
             issuer: issuer.into(),
             audience: audience.into(),
             access_ttl,
@@ -73,6 +88,31 @@ impl TokenKeys {
             exp: now + self.access_ttl.as_secs() as i64,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(ApiError::internal)
+    }
+
+    /// The account and role of a valid access token; 401 otherwise. Like
+    /// [`TokenKeys::verify`], remembering the tokens that verified: a token seen
+    /// before answers from memory until its `exp` (the full check, leeway
+    /// included, decides after that).
+    pub fn authenticate(&self, token: &str) -> Result<(Uuid, Role), ApiError> {
+        if let Some(known) = self.remembered(token, chrono::Utc::now().timestamp()) {
+            return Ok(known);
+        }
+        let claims = self.verify(token)?;
+        if self.verified_added.fetch_add(1, Ordering::Relaxed) >= self.verified_max {
+            self.verified.clear();
+            self.verified_added.store(1, Ordering::Relaxed);
+        }
+        self.verified.insert(token.into(), (claims.sub, claims.role, claims.exp));
+        Ok((claims.sub, claims.role))
+    }
+
+    /// The account and role of `token` if it verified before and is still before
+    /// its expiry at `now` (seconds).
+    fn remembered(&self, token: &str, now: i64) -> Option<(Uuid, Role)> {
+        let entry = self.verified.get(token)?;
+        let (user, role, exp) = *entry;
+        (now < exp).then_some((user, role))
     }
 
     /// The claims of a valid token; 401 otherwise.
@@ -98,4 +138,58 @@ pub fn new_refresh_token() -> String {
 /// What is stored for a refresh token.
 pub fn hash_refresh_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> TokenKeys {
+        let hour = Duration::from_secs(3600);
+        TokenKeys::new(&SecretString::from(secret.to_owned()), "boxoffice", "boxoffice-api", hour, hour)
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_its_expiry() {
+        let keys = keys("a-secret-long-enough-for-hs256-0123456789");
+        let user = Uuid::now_v7();
+        let token = keys.issue(user, Role::Organizer).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(keys.remembered(&token, now), None, "not before it verified");
+        assert_eq!(keys.authenticate(&token).unwrap(), (user, Role::Organizer));
+        assert_eq!(keys.remembered(&token, now), Some((user, Role::Organizer)));
+        assert_eq!(keys.authenticate(&token).unwrap(), (user, Role::Organizer), "answered from memory");
+        let exp = keys.verify(&token).unwrap().exp;
+        assert_eq!(keys.remembered(&token, exp - 1), Some((user, Role::Organizer)));
+        assert_eq!(keys.remembered(&token, exp), None, "at its expiry the full check decides again");
+    }
+
+    #[test]
+    fn a_token_that_did_not_verify_is_neither_accepted_nor_remembered() {
+        let keys = keys("a-secret-long-enough-for-hs256-0123456789");
+        let token = keys.issue(Uuid::now_v7(), Role::Customer).unwrap();
+        keys.authenticate(&token).unwrap();
+        // The same claims with another signature, and a token signed with another key.
+        let (unsigned, _) = token.rsplit_once('.').unwrap();
+        let forged = format!("{unsigned}.{}", "A".repeat(43));
+        let elsewhere =
+            super::tests::keys("another-secret-long-enough-for-hs256-987").issue(Uuid::now_v7(), Role::Admin);
+        for bad in [forged, elsewhere.unwrap()] {
+            assert!(keys.authenticate(&bad).is_err());
+            assert!(keys.authenticate(&bad).is_err(), "refused again");
+            assert_eq!(keys.remembered(&bad, 0), None);
+        }
+        assert_eq!(keys.verified.len(), 1);
+    }
+
+    #[test]
+    fn the_memory_of_verified_tokens_is_bounded() {
+        let mut keys = keys("a-secret-long-enough-for-hs256-0123456789");
+        keys.verified_max = 8;
+        for _ in 0..50 {
+            let token = keys.issue(Uuid::now_v7(), Role::Customer).unwrap();
+            keys.authenticate(&token).unwrap();
+            assert!(keys.verified.len() <= 8, "{} remembered", keys.verified.len());
+        }
+    }
 }

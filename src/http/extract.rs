@@ -166,8 +166,8 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or_else(|| {
                 ApiError::unauthorized(ProblemCode::InvalidToken, "the Authorization header is not a Bearer token")
             })?;
-        let claims = state.tokens.verify(token)?;
-        Ok(AuthUser { id: claims.sub, role: claims.role })
+        let (id, role) = state.tokens.authenticate(token)?;
+        Ok(AuthUser { id, role })
     }
 }
 
