@@ -3,7 +3,8 @@
 //! each second. One writer task gathers the rows that arrive together (up to
 //! [`MAX_BATCH`], waiting at most [`MAX_WAIT`]) and inserts them in one statement,
 //! so they share one commit; each caller gets its row back (the existing one
-//! when its key was recorded before) once that commit is durable.
+//! when its key was recorded before) once that commit is durable. (A second
+//! writer, taking turns at the queue, was measured: no faster, smaller batches.)
 
 use sqlx::PgPool;
 use std::time::Duration;
@@ -93,6 +94,26 @@ async fn write(pool: PgPool, grace: Duration, mut rx: mpsc::UnboundedReceiver<Re
 
 /// Inserts the rows not yet recorded and returns every row of the batch's keys.
 async fn insert(pool: &PgPool, rows: &[&ChargeRow], grace: Duration) -> sqlx::Result<Vec<ChargeRow>> {
+    let mut stored = insert_new(pool, rows, grace).await?;
+    // A key inserted by another transaction while this statement ran (the same
+    // payment sent at once to two nodes, each with its own writer) is skipped by
+    // ON CONFLICT once that commits, but the statement's snapshot predates the
+    // commit: look it up afresh.
+    let missing: Vec<String> = rows
+        .iter()
+        .filter(|r| !stored.iter().any(|s| s.charge_key == r.charge_key))
+        .map(|r| r.charge_key.clone())
+        .collect();
+    if !missing.is_empty() {
+        let sql = format!("SELECT {CHARGE_COLUMNS} FROM charges WHERE charge_key = ANY($1)");
+        stored.extend(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&missing).fetch_all(pool).await?);
+    }
+    Ok(stored)
+}
+
+/// One statement: inserts the rows not yet recorded, and returns them with the
+/// rows of the other keys as of its snapshot.
+async fn insert_new(pool: &PgPool, rows: &[&ChargeRow], grace: Duration) -> sqlx::Result<Vec<ChargeRow>> {
     let col = |f: fn(&ChargeRow) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let keys = col(|r| r.charge_key.clone());
     let uuid = |f: fn(&ChargeRow) -> Uuid| rows.iter().map(|r| f(r)).collect::<Vec<_>>();

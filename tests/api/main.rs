@@ -5,6 +5,7 @@
 //! one it needs fails.
 
 mod auth;
+mod charge_log;
 mod check_ins;
 mod cluster;
 mod events;
