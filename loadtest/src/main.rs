@@ -28,6 +28,7 @@ mod search;
 mod seats;
 mod server;
 mod setup;
+mod statements;
 mod stats;
 mod thresholds;
 mod waiting_room;
@@ -237,6 +238,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let forwards_before = prom::total_over_nodes(&api, "boxoffice_cluster_forwards_total").await;
     let cpu_before = cpu::Snapshot::take(&target.node_pids, target.postgres_pid);
     let housekeeping_before = housekeeping::Housekeeping::read(pool.as_ref()).await;
+    let statements_before = statements::Statements::read(pool.as_ref()).await;
     eprintln!("loadtest: the sale opens now ({} {})", args.scenario.name(), mode(args));
 
     let stop_ticker = Arc::new(AtomicBool::new(false));
@@ -267,6 +269,7 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     };
     let cpu_after = cpu::Snapshot::take(&target.node_pids, target.postgres_pid);
     let housekeeping_after = housekeeping::Housekeeping::read(pool.as_ref()).await;
+    let statements_after = statements::Statements::read(pool.as_ref()).await;
     let metrics_after = prom::scrape(&api.first()).await;
     let forwards = prom::total_over_nodes(&api, "boxoffice_cluster_forwards_total").await - forwards_before;
     stop_ticker.store(true, Relaxed);
@@ -284,6 +287,10 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let mut checks = checks::run(&api, &sale, pool.as_ref()).await;
     if let (Some(before), Some(after)) = (housekeeping_before, housekeeping_after) {
         checks.push(checks::Check::info("PostgreSQL's own work during the sale", before.since(&after)));
+    }
+    let orders = sale.stats.live.purchases_ok.load(Relaxed);
+    if let Some(spent) = statements_before.zip(statements_after).and_then(|(b, a)| b.since(&a, orders, 8)) {
+        checks.push(checks::Check::info("PostgreSQL statements during the sale (pg_stat_statements)", spent));
     }
     let only_event = (event_ids.len() == 1).then(|| event_ids[0]);
     checks.push(checks::ledger(target.reconcile_command(only_event)).await);
