@@ -7,6 +7,7 @@
 //! writer, taking turns at the queue, was measured: no faster, smaller batches.)
 
 use sqlx::PgPool;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -78,7 +79,7 @@ async fn write(pool: PgPool, grace: Duration, mut rx: mpsc::UnboundedReceiver<Re
         match insert(&pool, &rows, grace).await {
             Ok(stored) => {
                 for (row, reply) in batch {
-                    let found = stored.iter().find(|s| s.charge_key == row.charge_key).cloned();
+                    let found = stored.get(&row.charge_key).cloned();
                     let _ = reply.send(found.ok_or_else(|| format!("charge {} not recorded", row.charge_key)));
                 }
             }
@@ -92,21 +93,21 @@ async fn write(pool: PgPool, grace: Duration, mut rx: mpsc::UnboundedReceiver<Re
     }
 }
 
-/// Inserts the rows not yet recorded and returns every row of the batch's keys.
-async fn insert(pool: &PgPool, rows: &[&ChargeRow], grace: Duration) -> sqlx::Result<Vec<ChargeRow>> {
-    let mut stored = insert_new(pool, rows, grace).await?;
+/// Inserts the rows not yet recorded and returns every row of the batch's keys,
+/// by key.
+async fn insert(pool: &PgPool, rows: &[&ChargeRow], grace: Duration) -> sqlx::Result<HashMap<String, ChargeRow>> {
+    let by_key = |found: Vec<ChargeRow>| found.into_iter().map(|row| (row.charge_key.clone(), row));
+    let mut stored: HashMap<String, ChargeRow> = by_key(insert_new(pool, rows, grace).await?).collect();
     // A key inserted by another transaction while this statement ran (the same
     // payment sent at once to two nodes, each with its own writer) is skipped by
     // ON CONFLICT once that commits, but the statement's snapshot predates the
     // commit: look it up afresh.
-    let missing: Vec<String> = rows
-        .iter()
-        .filter(|r| !stored.iter().any(|s| s.charge_key == r.charge_key))
-        .map(|r| r.charge_key.clone())
-        .collect();
+    let missing: Vec<&str> =
+        rows.iter().map(|r| r.charge_key.as_str()).filter(|key| !stored.contains_key(*key)).collect();
     if !missing.is_empty() {
         let sql = format!("SELECT {CHARGE_COLUMNS} FROM charges WHERE charge_key = ANY($1)");
-        stored.extend(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&missing).fetch_all(pool).await?);
+        let found: Vec<ChargeRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&missing).fetch_all(pool).await?;
+        stored.extend(by_key(found));
     }
     Ok(stored)
 }
