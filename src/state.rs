@@ -138,9 +138,6 @@ impl AppState {
     }
 }
 
-/// Event and buyer of recently created holds (a hold never changes either).
-/// Bounded: two generations of at most [`HoldOwners::GENERATION`] entries each;
-/// when the young one fills up, the old one is dropped. A miss costs one query.
 /// Failed payment attempts allowed per buyer per hour.
 pub const FAILED_PAYMENTS_PER_BUYER_HOUR: u32 = 10;
 /// Failed payment attempts allowed per hold (a hold lives minutes; the window is an hour).
@@ -252,6 +249,9 @@ impl EventRef<'_> {
     }
 }
 
+/// Event and buyer of recently created holds (a hold never changes either).
+/// Bounded: two generations of at most [`HoldOwners::GENERATION`] entries each;
+/// when the young one fills up, the old one is dropped. A miss costs one query.
 #[derive(Default)]
 pub struct HoldOwners {
     generations: std::sync::RwLock<[rustc_hash::FxHashMap<Uuid, (Uuid, Uuid)>; 2]>,
