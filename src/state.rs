@@ -95,6 +95,10 @@ impl AppState {
     /// The currency of an event that exists (404 otherwise). Single-flight: when
     /// thousands of requests hit a cold event at once, one of them asks the database.
     pub async fn event_currency(&self, event: Uuid) -> ApiResult<String> {
+        // Known: a shard read lock, not the write lock `entry` takes.
+        if let Some(known) = self.currencies.get(&event).and_then(|cell| cell.get().cloned()) {
+            return Ok(known);
+        }
         let cell = self.currencies.entry(event).or_default().clone();
         let result = cell
             .get_or_try_init(|| async {
