@@ -464,6 +464,14 @@ impl Columns {
         self.o_payload.push(payload.unwrap_or_else(|_| "null".into()));
     }
 
+    /// Another row with the payload of the row just added.
+    fn outbox_again(&mut self, topic: Topic, aggregate: Uuid) {
+        let payload = self.o_payload.last().cloned().unwrap_or_else(|| "null".into());
+        self.o_topic.push(topic.as_str());
+        self.o_aggregate.push(aggregate);
+        self.o_payload.push(payload);
+    }
+
     fn add(&mut self, record: &Record) {
         let event = record.event.0;
         let change = &record.change;
@@ -504,8 +512,11 @@ impl Columns {
                     self.p_currency.push(p.currency.clone());
                     self.p_charge_key.push(p.charge_key.clone());
                     self.outbox(Topic::PaymentCreated, hold.0, event, change);
+                    // The same change under a second topic: serialised once.
+                    self.outbox_again(Topic::TicketIssued, hold.0);
+                } else {
+                    self.outbox(Topic::TicketIssued, hold.0, event, change);
                 }
-                self.outbox(Topic::TicketIssued, hold.0, event, change);
             }
             Change::HoldReleased { hold, at } => {
                 self.s_id.push(hold.0);
