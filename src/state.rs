@@ -166,9 +166,9 @@ impl Default for PaymentThrottle {
 
 impl PaymentThrottle {
     /// `Err(wait)` if `buyer` or `hold` may not try another payment now.
-    pub fn allowed(&self, buyer: Uuid, hold: Uuid) -> Result<(), Duration> {
+    pub fn allowed(&self, buyer: Uuid, hold: Option<Uuid>) -> Result<(), Duration> {
         self.buyers.peek(&buyer.to_string())?;
-        self.holds.peek(&hold.to_string())
+        hold.map_or(Ok(()), |hold| self.holds.peek(&hold.to_string()))
     }
 
     /// Counts a failed attempt (declined or refused).

@@ -86,20 +86,31 @@ pub async fn pay(
         .unwrap_or_else(|e| Err(ApiError::internal(format!("payment task failed: {e}"))))
 }
 
+/// 429 `too_many_payment_attempts` when `buyer` (or `hold`, once there is one) has
+/// used up its failed payment attempts.
+pub async fn check_payment_allowed(state: &AppState, buyer: Uuid, hold: Option<Uuid>) -> ApiResult<()> {
+    payment_allowed(state, buyer, hold).await.map_err(|wait| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ProblemCode::TooManyPaymentAttempts,
+            "too many failed payment attempts; try again later or contact support",
+        )
+        .retry_after(wait)
+    })
+}
+
 /// The window over which failed payment attempts are counted.
 const PAYMENT_FAILURE_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Whether `buyer` may try to pay for `hold` now (card testing, see
 /// `state::PaymentThrottle`): counted in Redis when configured, so every node
 /// sees the same failures; in this process otherwise (or when Redis is away).
-async fn payment_allowed(state: &AppState, buyer: Uuid, hold: Uuid) -> Result<(), Duration> {
+async fn payment_allowed(state: &AppState, buyer: Uuid, hold: Option<Uuid>) -> Result<(), Duration> {
     if state.cache.is_enabled() {
-        let limits = [
-            (format!("payfail:buyer:{buyer}"), crate::state::FAILED_PAYMENTS_PER_BUYER_HOUR),
-            (format!("payfail:hold:{hold}"), crate::state::FAILED_PAYMENTS_PER_HOLD),
-        ];
+        let buyer_limit = (format!("payfail:buyer:{buyer}"), crate::state::FAILED_PAYMENTS_PER_BUYER_HOUR);
+        let hold_limit = hold.map(|hold| (format!("payfail:hold:{hold}"), crate::state::FAILED_PAYMENTS_PER_HOLD));
         let mut shared = true;
-        for (key, limit) in &limits {
+        for (key, limit) in std::iter::once(&buyer_limit).chain(&hold_limit) {
             match state.cache.window_count(key, PAYMENT_FAILURE_WINDOW).await {
                 Some((count, left)) if count >= u64::from(*limit) => return Err(left),
                 Some(_) => {}
@@ -152,14 +163,7 @@ async fn charge_and_record(
         "card" if state.payments.name() == "test" => "pm_card_visa",
         other => other,
     };
-    if let Err(wait) = payment_allowed(state, view.buyer.0, view.id.0).await {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ProblemCode::TooManyPaymentAttempts,
-            "too many failed payment attempts; try again later or contact support",
-        )
-        .retry_after(wait));
-    }
+    check_payment_allowed(state, view.buyer.0, Some(view.id.0)).await?;
     let intent = ChargeRow {
         // One key per hold and payment method: a retry with the same card is the
         // same charge; another card after a decline is a new attempt (as Stripe requires).

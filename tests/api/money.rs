@@ -480,6 +480,40 @@ async fn a_charge_whose_answer_was_lost_is_asked_again_and_completed() {
     assert_ledger_clean(&app, id).await;
 }
 
+/// A one-shot purchase of `seats` with `card`.
+async fn one_shot(app: &TestApp, buyer: &str, event: Uuid, seats: &[&str], card: &str) -> reqwest::Response {
+    let body = json!({"event_id": event, "seats": seats, "payment_method": card});
+    app.post("/tickets/purchase", Some(buyer), body).await
+}
+
+#[tokio::test]
+async fn a_one_shot_buyer_out_of_payment_attempts_holds_nothing() {
+    let app = app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (buyer_id, buyer, _) = app.user("customer").await;
+    let id = app.published_event(&org, None, None).await;
+    let cards = ["pm_card_chargeDeclined", "pm_card_chargeDeclinedInsufficientFunds"];
+    for i in 0..10 {
+        let r = one_shot(&app, &buyer, id, &["A-4"], cards[i % 2]).await;
+        assert_problem(r, StatusCode::PAYMENT_REQUIRED, "payment_declined").await;
+    }
+    let r = one_shot(&app, &buyer, id, &["A-4"], "pm_card_visa").await;
+    assert!(r.headers().contains_key("retry-after"));
+    assert_problem(r, StatusCode::TOO_MANY_REQUESTS, "too_many_payment_attempts").await;
+    let (holds, active, charges): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'active'), (SELECT count(*) FROM charges)
+         FROM holds WHERE buyer_id = $1",
+    )
+    .bind(buyer_id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((holds, active, charges), (10, 0, 10), "the refused request held no seat and charged nothing");
+    // The seat is free for the next buyer.
+    let (_, other, _) = app.user("customer").await;
+    assert_eq!(one_shot(&app, &other, id, &["A-4"], "pm_card_visa").await.status(), StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn card_testing_is_refused_before_it_reaches_the_provider() {
     let app = app().await;

@@ -23,7 +23,7 @@ use crate::http::admission;
 use crate::http::extract::{Json, Path, Query, idempotency_key};
 use crate::http::problems::{BadPath, BadQuery, JsonBody, LooseJsonBody, NotFound, RateLimited, SignedIn, Unavailable};
 use crate::http::schema::{HoldOut, HoldRequest, PageParams, QuantitySelectionDoc, SeatsSelectionDoc};
-use crate::money::{Paid, pay, payment_error, webhook};
+use crate::money::{self, Paid, pay, payment_error, webhook};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -339,6 +339,9 @@ async fn purchase_tickets(
     let currency = state.event_currency(event_id).await?;
     let buyer = BuyerId(user.id);
     let admitted = admission::require(&state, event_id, user.id, &headers).await?;
+    // Before any seat is held: a buyer out of payment attempts holds nothing
+    // (the payment asks again, with the hold, as for any hold).
+    money::check_payment_allowed(&state, user.id, None).await?;
     let view = state.event(EventId(event_id)).hold(buyer, selection, key).await?;
     if admitted {
         admission::used(&state, event_id, user.id).await;
