@@ -165,7 +165,7 @@ impl Default for PaymentThrottle {
 }
 
 impl PaymentThrottle {
-    /// `Err(wait)` if `buyer` or `hold` may not try another payment now.
+    /// `Err(wait)` if `buyer`, or `hold` when given, may not try another payment now.
     pub fn allowed(&self, buyer: Uuid, hold: Option<Uuid>) -> Result<(), Duration> {
         self.buyers.peek(&buyer.to_string())?;
         hold.map_or(Ok(()), |hold| self.holds.peek(&hold.to_string()))

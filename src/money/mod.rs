@@ -102,7 +102,7 @@ pub async fn check_payment_allowed(state: &AppState, buyer: Uuid, hold: Option<U
 /// The window over which failed payment attempts are counted.
 const PAYMENT_FAILURE_WINDOW: Duration = Duration::from_secs(3600);
 
-/// Whether `buyer` may try to pay for `hold` now (card testing, see
+/// Whether `buyer` may try to pay now, for `hold` once there is one (card testing, see
 /// `state::PaymentThrottle`): counted in Redis when configured, so every node
 /// sees the same failures; in this process otherwise (or when Redis is away).
 async fn payment_allowed(state: &AppState, buyer: Uuid, hold: Option<Uuid>) -> Result<(), Duration> {
