@@ -7,35 +7,10 @@ use boxoffice_actors::journal::{Ack, Journal};
 use boxoffice_actors::{
     BuyerId, Change, EventId, HoldId, HoldRecord, HoldStatus, Items, Payment, Record, TicketId, TicketRecord, UnixMs,
 };
-use boxoffice_testkit::migrated_database;
-use sqlx::PgPool;
+use boxoffice_testkit::{buyer_and_published_event, migrated_database};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-/// A buyer and a published event, straight in SQL.
-async fn buyer_and_event(pool: &PgPool) -> (Uuid, Uuid) {
-    let (organizer, buyer, event) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    for (id, role) in [(organizer, "organizer"), (buyer, "customer")] {
-        sqlx::query("INSERT INTO users (user_id, email, password_hash, name, user_type) VALUES ($1, $2, 'x', 'n', $3)")
-            .bind(id)
-            .bind(format!("{id}@example.com"))
-            .bind(role)
-            .execute(pool)
-            .await
-            .unwrap();
-    }
-    sqlx::query(
-        "INSERT INTO events (event_id, organizer_id, title, venue_name, event_date, currency, status)
-         VALUES ($1, $2, 'Rock Night', 'Budokan', '2027-01-15 19:00:00+00', 'JPY', 'published')",
-    )
-    .bind(event)
-    .bind(organizer)
-    .execute(pool)
-    .await
-    .unwrap();
-    (buyer, event)
-}
 
 fn created(event: Uuid, buyer: Uuid, hold: HoldId, quantity: u32) -> Record {
     let now = UnixMs::now();
@@ -63,7 +38,7 @@ fn created(event: Uuid, buyer: Uuid, hold: HoldId, quantity: u32) -> Record {
 #[tokio::test]
 async fn one_batch_writes_changes_that_build_on_each_other() {
     let pool = migrated_database().await;
-    let (buyer, event) = buyer_and_event(&pool).await;
+    let (buyer, event) = buyer_and_published_event(&pool, "buyer@example.com", "Buyer").await;
     // One writer that waits long enough for every record below to join its first batch.
     let config = JournalConfig { max_batch: 64, max_wait: Duration::from_millis(500), writers: 1 };
     let (journal, _) = PgJournal::start(pool.clone(), config, None);

@@ -15,7 +15,7 @@ mod smtp;
 use boxoffice::store::cache::RedisLink;
 use boxoffice::workers::notify::{Email, MailError, MailFuture, Mailer, Notifier};
 use boxoffice::workers::relay::{OutboxRelay, RelayConfig, stream_key};
-use boxoffice_testkit::{RedisServer, required_env};
+use boxoffice_testkit::{RedisServer, buyer_and_published_event, required_env};
 use redis::AsyncTypedCommands;
 use redis::aio::MultiplexedConnection;
 use secrecy::SecretString;
@@ -186,33 +186,7 @@ struct Buyer {
 
 impl Buyer {
     async fn new(pool: &PgPool, email: &str) -> Self {
-        let organizer = Uuid::now_v7();
-        let buyer = Uuid::now_v7();
-        for (id, mail, name, role) in [
-            (organizer, format!("org-{organizer}@example.com"), "Org", "organizer"),
-            (buyer, email.to_owned(), "Carol", "customer"),
-        ] {
-            sqlx::query(
-                "INSERT INTO users (user_id, email, password_hash, name, user_type) VALUES ($1, $2, 'x', $3, $4)",
-            )
-            .bind(id)
-            .bind(mail)
-            .bind(name)
-            .bind(role)
-            .execute(pool)
-            .await
-            .unwrap();
-        }
-        let event = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO events (event_id, organizer_id, title, venue_name, event_date, currency, status)
-             VALUES ($1, $2, 'Rock Night', 'Budokan', '2027-01-15 19:00:00+00', 'JPY', 'published')",
-        )
-        .bind(event)
-        .bind(organizer)
-        .execute(pool)
-        .await
-        .unwrap();
+        let (buyer, event) = buyer_and_published_event(pool, email, "Carol").await;
         let hold = Uuid::now_v7();
         sqlx::query(
             "INSERT INTO holds (hold_id, event_id, buyer_id, items, quantity, amount, status, fingerprint,

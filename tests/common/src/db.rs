@@ -23,3 +23,33 @@ pub async fn migrated_database() -> PgPool {
     boxoffice::store::db::migrator().run(&pool).await.expect("migrate");
     pool
 }
+
+/// An organizer, a buyer (`buyer_email`, `buyer_name`) and the organizer's published
+/// event "Rock Night" (JPY), written straight in SQL for tests of the library without a
+/// server. Returns (buyer, event).
+pub async fn buyer_and_published_event(pool: &PgPool, buyer_email: &str, buyer_name: &str) -> (Uuid, Uuid) {
+    let (organizer, buyer, event) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    for (id, mail, name, role) in [
+        (organizer, format!("org-{organizer}@example.com"), "Org", "organizer"),
+        (buyer, buyer_email.to_owned(), buyer_name, "customer"),
+    ] {
+        sqlx::query("INSERT INTO users (user_id, email, password_hash, name, user_type) VALUES ($1, $2, 'x', $3, $4)")
+            .bind(id)
+            .bind(mail)
+            .bind(name)
+            .bind(role)
+            .execute(pool)
+            .await
+            .expect("insert user");
+    }
+    sqlx::query(
+        "INSERT INTO events (event_id, organizer_id, title, venue_name, event_date, currency, status)
+         VALUES ($1, $2, 'Rock Night', 'Budokan', '2027-01-15 19:00:00+00', 'JPY', 'published')",
+    )
+    .bind(event)
+    .bind(organizer)
+    .execute(pool)
+    .await
+    .expect("insert event");
+    (buyer, event)
+}
