@@ -106,3 +106,80 @@ async fn a_stopped_activations_late_write_is_refused_after_the_same_node_loads_t
             .unwrap();
     assert_eq!(stored, [serde_json::json!("A-1"), serde_json::json!("A-3")]);
 }
+
+/// How many of this database's sessions wait for a lock.
+async fn waiting_for_locks(db: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// Waits (bounded) until `n` of this database's sessions wait for a lock.
+async fn until_waiting(db: &sqlx::PgPool, n: i64) {
+    for _ in 0..400 {
+        if waiting_for_locks(db).await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{n} sessions never waited for a lock (now {})", waiting_for_locks(db).await);
+}
+
+/// The race the fence exists for: the old owner's write is in flight (past the
+/// fence, not yet committed) when another node takes the event over. The takeover
+/// waits for that write, so the new owner's load sees it; the old owner's writes
+/// after the takeover are refused.
+#[tokio::test]
+async fn a_takeover_waits_for_the_old_owners_write_in_flight() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (buyer, _, _) = app.user("customer").await;
+    let event = app.published_event(&org, None, None).await;
+    let ttl = Duration::from_secs(60);
+    let (a, b) = (Arc::new(Leases::new("node-a".into(), ttl)), Arc::new(Leases::new("node-b".into(), ttl)));
+    let epoch_a = a.acquire(&app.db, event).await.expect("A takes the free lease");
+    sqlx::query("UPDATE event_leases SET expires_at = now() - interval '1 second' WHERE event_id = $1")
+        .bind(event)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    // A's write has passed the fence (its epoch is still the lease's) and is not committed.
+    let mut in_flight = app.db.begin().await.unwrap();
+    assert_eq!(a.fenced_in(&mut in_flight, &[(event, epoch_a)]).await.unwrap(), []);
+    let write = Uuid::now_v7();
+    sqlx::query("INSERT INTO journal_batches (batch_id) VALUES ($1)")
+        .bind(write)
+        .execute(&mut *in_flight)
+        .await
+        .unwrap();
+
+    let takeover = tokio::spawn({
+        let (b, db) = (Arc::clone(&b), app.db.clone());
+        async move {
+            let epoch = b.acquire(&db, event).await.map_err(|e| format!("{e:?}"))?;
+            // What the new owner's load would see as soon as it holds the lease.
+            let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_batches WHERE batch_id = $1")
+                .bind(write)
+                .fetch_one(&db)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((epoch, seen))
+        }
+    });
+    until_waiting(&app.db, 1).await;
+    assert!(!takeover.is_finished(), "the takeover waits for the write in flight");
+
+    in_flight.commit().await.unwrap();
+    let (epoch_b, seen) = takeover.await.unwrap().expect("B takes the expired lease once the write is in");
+    assert!(epoch_b > epoch_a, "taking over increments the epoch");
+    assert_eq!(seen, 1, "the new owner sees the write that was in flight");
+    let mut late = app.db.begin().await.unwrap();
+    assert_eq!(a.fenced_in(&mut late, &[(event, epoch_a)]).await.unwrap(), [(event, epoch_a)]);
+    late.rollback().await.unwrap();
+    let journal_b = PgJournal::start(app.db.clone(), JournalConfig::default(), Some(Arc::clone(&b))).0;
+    assert_eq!(append(&journal_b, hold_created(event, buyer, "A-1", epoch_b)).await, Ok(()));
+}
