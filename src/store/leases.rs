@@ -2,16 +2,35 @@
 //!
 //! **Guarantees.** At most one node holds a live lease on an event; taking an
 //! event over increments its epoch, and the journal writes an event's changes only
-//! in a transaction that holds the lease row (`FOR SHARE`) at the epoch this node
-//! took ([`Leases::fenced_in`]): a deposed owner's writes are refused, and the new
-//! owner's load (after its takeover commits) sees every write the old owner made.
-//! That is the hard guarantee; renewal and stepping down before expiry (the
-//! cluster's heartbeat task) keep a deposed node from serving stale reads.
+//! in a transaction that checks the lease at the epoch this node took, under the
+//! event's fence lock ([`Leases::fenced_in`]): a deposed owner's writes are refused,
+//! and the new owner's load (after its takeover commits) sees every write the old
+//! owner made. That is the hard guarantee; renewal and stepping down before expiry
+//! (the cluster's heartbeat task) keep a deposed node from serving stale reads.
+//!
+//! **The fence lock** is a transaction-scoped advisory lock per event: writers
+//! take it shared, a takeover exclusive. A takeover therefore waits for every
+//! write in flight (their checks passed against the old epoch), and a write that
+//! starts meanwhile queues behind the takeover and then reads the new epoch. It
+//! was a `FOR SHARE` row lock on the lease row: a heap write and a WAL record per
+//! event per journal batch, and a MultiXact whenever two writers locked the same
+//! row at once; an advisory lock lives in the lock table only. Writers of several
+//! events take their locks in event order, so they cannot deadlock each other.
 
 use dashmap::DashMap;
 use sqlx::PgPool;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+/// The advisory-lock namespace of fence locks (the two-key form, apart from every
+/// one-key advisory lock): `"leas"`.
+const FENCE_LOCKS: i32 = 0x6c65_6173;
+
+/// An event's fence lock key within [`FENCE_LOCKS`]. Two events may share a key:
+/// that only makes one wait for the other's takeover.
+fn fence_key(event: Uuid) -> i32 {
+    event.as_u64_pair().1 as i32
+}
 
 /// The leases this node holds, by event: the epoch, and until when this node may
 /// trust it by its own clock.
@@ -61,6 +80,14 @@ impl Leases {
     /// new epoch; returns it.
     pub async fn acquire(&self, db: &PgPool, event: Uuid) -> Result<i64, AcquireError> {
         let asked_at = Instant::now();
+        let mut tx = db.begin().await.map_err(AcquireError::Db)?;
+        // Waits for the writes in flight under the current epoch (see the module docs).
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(FENCE_LOCKS)
+            .bind(fence_key(event))
+            .execute(&mut *tx)
+            .await
+            .map_err(AcquireError::Db)?;
         let taken: Option<i64> = sqlx::query_scalar(
             "INSERT INTO event_leases (event_id, node_id, epoch, expires_at)
              VALUES ($1, $2, 1, now() + make_interval(secs => $3))
@@ -73,9 +100,10 @@ impl Leases {
         .bind(event)
         .bind(&self.node_id)
         .bind(self.ttl.as_secs_f64())
-        .fetch_optional(db)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(AcquireError::Db)?;
+        tx.commit().await.map_err(AcquireError::Db)?;
         match taken {
             Some(epoch) => {
                 self.held.insert(event, (epoch, self.trusted_until(asked_at)));
@@ -175,23 +203,33 @@ impl Leases {
         Ok(())
     }
 
-    /// The journal's check, run first in each of its transactions: locks the lease
-    /// rows of the events written and returns the (event, epoch) pairs — each record
-    /// carries the epoch its actor was activated under — that this node no longer
-    /// holds. A stopped actor's late record fails even when this node holds the event
-    /// again under a newer epoch.
+    /// The journal's check, run first in each of its transactions: takes the fence
+    /// locks of the events written (shared, until the transaction ends) and returns
+    /// the (event, epoch) pairs — each record carries the epoch its actor was
+    /// activated under — that this node no longer holds. A stopped actor's late
+    /// record fails even when this node holds the event again under a newer epoch.
     pub async fn fenced_in(
         &self,
         tx: &mut sqlx::PgConnection,
         writes: &[(Uuid, i64)],
     ) -> sqlx::Result<Vec<(Uuid, i64)>> {
+        let mut keys: Vec<i32> = writes.iter().map(|(event, _)| fence_key(*event)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        // A statement of its own: the check below then reads with a snapshot taken
+        // after the locks were granted, so it sees a takeover that held one.
+        sqlx::query(
+            "SELECT count(pg_advisory_xact_lock_shared($1, k)) FROM (SELECT unnest($2::int4[]) AS k ORDER BY 1) u",
+        )
+        .bind(FENCE_LOCKS)
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?;
         let (events, epochs): (Vec<Uuid>, Vec<i64>) = writes.iter().copied().unzip();
         let held: Vec<(Uuid, i64)> = sqlx::query_as(
             "SELECT l.event_id, l.epoch FROM event_leases l
              JOIN UNNEST($1::uuid[], $2::int8[]) AS u(event, epoch) ON l.event_id = u.event AND l.epoch = u.epoch
-             WHERE l.node_id = $3
-             ORDER BY l.event_id
-             FOR SHARE OF l",
+             WHERE l.node_id = $3",
         )
         .bind(&events)
         .bind(&epochs)

@@ -17,8 +17,9 @@
 //!   advisory lock on the event, shared by joins), so nobody who joined before the
 //!   opening is left out of it and nobody after it is shuffled.
 //! - The owner's writes (opening, admissions, expiries, sold out) run in
-//!   transactions that lock the event's lease row at the owner's epoch first
-//!   ([`Leases::fenced_in`], as the journal does): a deposed owner changes nothing.
+//!   transactions that take the event's fence lock and check the owner's epoch
+//!   first ([`Leases::fenced_in`], as the journal does): a deposed owner changes
+//!   nothing.
 //! - Admissions go in order of place; `admitted_through` is the highest place
 //!   admitted, so whoever has a higher place knows how many are ahead without
 //!   counting rows.
