@@ -8,8 +8,9 @@
 //! owner made. That is the hard guarantee; renewal and stepping down before expiry
 //! (the cluster's heartbeat task) keep a deposed node from serving stale reads.
 //!
-//! **The fence lock** is a transaction-scoped advisory lock per event: writers
-//! take it shared, a takeover exclusive. A takeover therefore waits for every
+//! **The fence lock** is a transaction-scoped advisory lock, one of
+//! `FENCE_KEYS` that events share by their id: writers take their events'
+//! shared, a takeover exclusive. A takeover therefore waits for every
 //! write in flight (their checks passed against the old epoch), and a write that
 //! starts meanwhile queues behind the takeover and then reads the new epoch. It
 //! was a `FOR SHARE` row lock on the lease row: a heap write and a WAL record per
@@ -26,10 +27,17 @@ use uuid::Uuid;
 /// one-key advisory lock): `"leas"`.
 const FENCE_LOCKS: i32 = 0x6c65_6173;
 
-/// An event's fence lock key within [`FENCE_LOCKS`]. Two events may share a key:
-/// that only makes one wait for the other's takeover.
+/// How many fence locks there are. Events share them: a batch of a thousand events
+/// would otherwise take a thousand locks, and PostgreSQL's lock table is shared
+/// by every session and sized by `max_locks_per_transaction` (64 per connection
+/// by default), so a few nodes' journal batches could fill it. A shared lock only
+/// makes a takeover wait for the writes in flight of the other events on its lock
+/// as well: a few milliseconds, once per takeover.
+const FENCE_KEYS: u64 = 256;
+
+/// An event's fence lock key within [`FENCE_LOCKS`].
 fn fence_key(event: Uuid) -> i32 {
-    event.as_u64_pair().1 as i32
+    (event.as_u64_pair().1 % FENCE_KEYS) as i32
 }
 
 /// The leases this node holds, by event: the epoch, and until when this node may
@@ -237,5 +245,20 @@ impl Leases {
         .fetch_all(&mut *tx)
         .await?;
         Ok(writes.iter().copied().filter(|w| !held.contains(w)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn events_share_a_bounded_set_of_fence_locks() {
+        let keys: HashSet<i32> = (0..10_000).map(|_| fence_key(Uuid::now_v7())).collect();
+        assert!(keys.iter().all(|k| (0..FENCE_KEYS as i32).contains(k)), "{keys:?}");
+        assert!(keys.len() > 200, "events spread over the locks: {}", keys.len());
+        let event = Uuid::now_v7();
+        assert_eq!(fence_key(event), fence_key(event), "an event always has the same lock");
     }
 }
