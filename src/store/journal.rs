@@ -607,11 +607,19 @@ async fn write_batch(
         .await?;
     }
     if !c.s_id.is_empty() {
+        // Planned for its arguments every time (an unnamed statement): a plan
+        // PostgreSQL caches for a prepared statement is made from the table sizes
+        // of its first few runs, and one made while `holds` was nearly empty (the
+        // start of a first sale) went on scanning the whole table for every batch
+        // as the rush filled it (1.2 ms for 10 rows, many-events sale on three
+        // nodes). The inserts keep their cached plans: planning them each time
+        // made them slower.
         sqlx::query(
             "UPDATE holds SET status = u.status, updated_at = u.at
              FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(id, status, at)
              WHERE holds.hold_id = u.id",
         )
+        .persistent(false)
         .bind(&c.s_id)
         .bind(&c.s_status)
         .bind(&c.s_at)
@@ -654,12 +662,23 @@ async fn write_batch(
         // transaction: the reconciler never sees a sold charge as open. Found by
         // its key (the request path no longer writes the reference before the
         // sale), or by the reference for charges recorded without one.
+        //
+        // Planned for its arguments every time, as the status update above; and
+        // "not ended" is spelled `<> ALL (ended)`, not `IN (open)`, so that the
+        // planner looks each key up by the primary key: `IN (open)` is the
+        // predicate of `charges_open`, and with statistics from before a rush
+        // (hardly any charge open) the planner walked that whole index for every
+        // batch and hashed what it found — every charge completed since the last
+        // vacuum is still in it (9 keys, 300 open charges, 4,700 completed since:
+        // 4.2 ms, against 0.19 ms by key). (The CHECK on `status` lists the six
+        // states.)
         sqlx::query(
             "UPDATE charges SET status = 'completed', provider_ref = coalesce(charges.provider_ref, u.reference),
                     updated_at = now()
              FROM UNNEST($1::text[], $2::text[]) AS u(charge_key, reference)
-             WHERE charges.charge_key = u.charge_key AND charges.status IN ('started', 'pending', 'charged')",
+             WHERE charges.charge_key = u.charge_key AND charges.status <> ALL ('{completed,refunded,declined}')",
         )
+        .persistent(false)
         .bind(&c.p_charge_key)
         .bind(&c.p_ref)
         .execute(&mut *tx)
@@ -669,8 +688,9 @@ async fn write_batch(
                 "UPDATE charges SET status = 'completed', updated_at = now()
                  FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(charge_key, provider, reference)
                  WHERE u.charge_key IS NULL AND charges.provider = u.provider AND charges.provider_ref = u.reference
-                   AND charges.status IN ('started', 'pending', 'charged')",
+                   AND charges.status <> ALL ('{completed,refunded,declined}')",
             )
+            .persistent(false)
             .bind(&c.p_charge_key)
             .bind(&c.p_provider)
             .bind(&c.p_ref)
