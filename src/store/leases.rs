@@ -15,8 +15,9 @@
 //! starts meanwhile queues behind the takeover and then reads the new epoch. It
 //! was a `FOR SHARE` row lock on the lease row: a heap write and a WAL record per
 //! event per journal batch, and a MultiXact whenever two writers locked the same
-//! row at once; an advisory lock lives in the lock table only. Writers of several
-//! events take their locks in event order, so they cannot deadlock each other.
+//! row at once; an advisory lock lives in the lock table only. A writer takes its
+//! locks in key order, so writers cannot deadlock each other; a takeover holds
+//! nothing else while it waits.
 
 use dashmap::DashMap;
 use sqlx::PgPool;

@@ -121,8 +121,8 @@ async fn load(
     let window =
         sales_window(&row.status, row.event_date, row.opens_at, row.closes_at, row.per_buyer_limit, row.hold_ttl_secs);
     // The lease first, then the holds: a takeover commits after the previous
-    // owner's last write (the journal holds the event's fence lock), so what is read next
-    // is everything it wrote.
+    // owner's last write (the journal holds the event's fence lock), so what is
+    // read next is everything it wrote.
     let epoch = match &leases {
         Some(leases) => leases.acquire(&pool, event.0).await.map_err(|e| match e {
             AcquireError::Held { node } => LoadError::NotOwner(Some(node)),
