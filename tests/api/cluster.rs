@@ -8,7 +8,7 @@ use boxoffice::store::journal::{JournalConfig, PgJournal};
 use boxoffice::store::leases::Leases;
 use boxoffice_actors::journal::{Ack, Journal, JournalError};
 use boxoffice_actors::{BuyerId, Change, EventId, HoldId, HoldRecord, HoldStatus, Items, Record, UnixMs};
-use boxoffice_testkit::spawn_app;
+use boxoffice_testkit::{TestApp, expire_lease, spawn_app};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -40,14 +40,20 @@ async fn append(journal: &PgJournal, record: Record) -> Result<(), JournalError>
     rx.await.expect("the journal answers")
 }
 
-#[tokio::test]
-async fn a_deposed_owners_writes_are_refused_and_the_new_owners_go_through() {
+/// A published event, a buyer, and the leases of two nodes, A and B (TTL one minute).
+async fn two_nodes() -> (TestApp, Uuid, Uuid, Arc<Leases>, Arc<Leases>) {
     let app = spawn_app().await;
     let (_, org, _) = app.user("organizer").await;
     let (buyer, _, _) = app.user("customer").await;
     let event = app.published_event(&org, None, None).await;
     let ttl = Duration::from_secs(60);
     let (a, b) = (Arc::new(Leases::new("node-a".into(), ttl)), Arc::new(Leases::new("node-b".into(), ttl)));
+    (app, buyer, event, a, b)
+}
+
+#[tokio::test]
+async fn a_deposed_owners_writes_are_refused_and_the_new_owners_go_through() {
+    let (app, buyer, event, a, b) = two_nodes().await;
     let config = JournalConfig::default();
     let (journal_a, _) = PgJournal::start(app.db.clone(), config, Some(Arc::clone(&a)));
     let (journal_b, _) = PgJournal::start(app.db.clone(), config, Some(Arc::clone(&b)));
@@ -58,11 +64,7 @@ async fn a_deposed_owners_writes_are_refused_and_the_new_owners_go_through() {
     assert_eq!(append(&journal_b, hold_created(event, buyer, "A-2", epoch_a)).await, Err(JournalError::Fenced));
 
     // A stalls past its lease; B takes the event over. A still believes it owns it.
-    sqlx::query("UPDATE event_leases SET expires_at = now() - interval '1 second' WHERE event_id = $1")
-        .bind(event)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    expire_lease(&app.db, event).await;
     let epoch_b = b.acquire(&app.db, event).await.expect("B takes the expired lease");
     assert!(epoch_b > epoch_a, "taking over increments the epoch");
     assert_eq!(a.epoch(event), Some(epoch_a), "A has not noticed");
@@ -134,18 +136,9 @@ async fn until_waiting(db: &sqlx::PgPool, n: i64) {
 /// after the takeover are refused.
 #[tokio::test]
 async fn a_takeover_waits_for_the_old_owners_write_in_flight() {
-    let app = spawn_app().await;
-    let (_, org, _) = app.user("organizer").await;
-    let (buyer, _, _) = app.user("customer").await;
-    let event = app.published_event(&org, None, None).await;
-    let ttl = Duration::from_secs(60);
-    let (a, b) = (Arc::new(Leases::new("node-a".into(), ttl)), Arc::new(Leases::new("node-b".into(), ttl)));
+    let (app, buyer, event, a, b) = two_nodes().await;
     let epoch_a = a.acquire(&app.db, event).await.expect("A takes the free lease");
-    sqlx::query("UPDATE event_leases SET expires_at = now() - interval '1 second' WHERE event_id = $1")
-        .bind(event)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    expire_lease(&app.db, event).await;
 
     // A's write has passed the fence (its epoch is still the lease's) and is not committed.
     let mut in_flight = app.db.begin().await.unwrap();

@@ -9,7 +9,7 @@ use boxoffice::auth::Role;
 use boxoffice::auth::tokens::Claims;
 use boxoffice::store::queue;
 use boxoffice_actors::waiting_room::shuffle;
-use boxoffice_testkit::{TEST_JWT_SECRET, TestApp, assert_problem, fresh_database, poll, spawn_app_on};
+use boxoffice_testkit::{TEST_JWT_SECRET, TestApp, assert_problem, expire_lease, fresh_database, poll, spawn_app_on};
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -608,11 +608,7 @@ async fn a_deposed_owner_neither_opens_nor_admits() {
     let epoch_a = a.acquire(&app.db, event).await.expect("A takes the free lease");
     let owner_a = Owner { leases: &a, epoch: epoch_a };
     // A stalls past its lease; B takes the event over. A still believes it owns it.
-    sqlx::query("UPDATE event_leases SET expires_at = now() - interval '1 second' WHERE event_id = $1")
-        .bind(event)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    expire_lease(&app.db, event).await;
     let epoch_b = b.acquire(&app.db, event).await.expect("B takes the expired lease");
     let owner_b = Owner { leases: &b, epoch: epoch_b };
     assert!(matches!(queue::open(&app.db, owner_a, event, 7).await, Err(OwnerError::Fenced)));

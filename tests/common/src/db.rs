@@ -53,3 +53,13 @@ pub async fn buyer_and_published_event(pool: &PgPool, buyer_email: &str, buyer_n
     .expect("insert event");
     (buyer, event)
 }
+
+/// Ends `event`'s lease now, as if its owner had stalled past it: another node may
+/// take the event over, while the owner still believes it holds it.
+pub async fn expire_lease(pool: &PgPool, event: Uuid) {
+    sqlx::query("UPDATE event_leases SET expires_at = now() - interval '1 second' WHERE event_id = $1")
+        .bind(event)
+        .execute(pool)
+        .await
+        .expect("expire the lease");
+}
