@@ -85,5 +85,13 @@ async fn payments_sent_twice_at_once_share_one_row_each() {
         assert_eq!(both.len(), 2, "both calls of {key} answered with its row");
         assert_eq!(both[0].hold_id, both[1].hold_id, "one row, the first recorded");
         assert_eq!(rows_with_key(&pool, key).await, 1);
+        let stored: (Uuid, i64, String) =
+            sqlx::query_as("SELECT hold_id, amount, status FROM charges WHERE charge_key = $1")
+                .bind(key)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(stored, (both[0].hold_id, both[0].amount, both[0].status.clone()), "the answer is the stored row");
+        assert_eq!(stored.2, "started");
     }
 }
