@@ -83,8 +83,13 @@ impl Registry {
 
     /// The handle of `event`'s actor, activating it if needed.
     pub async fn get(&self, event: EventId) -> Result<EventHandle, EventError> {
+        if let Some(handle) = self.running(event) {
+            return Ok(handle);
+        }
         let cell = self.cells.entry(event).or_default().clone();
-        let result = cell.get_or_try_init(|| self.activate(event)).await.cloned();
+        // Boxed: loading an event is a large future, and every call on a running
+        // actor would otherwise carry (and move) its space.
+        let result = cell.get_or_try_init(|| Box::pin(self.activate(event))).await.cloned();
         if result.is_err() {
             // Do not keep entries for events that failed to load (unknown ids).
             self.cells.remove_if(&event, |_, c| Arc::ptr_eq(c, &cell));

@@ -168,12 +168,16 @@ impl Cluster {
     pub async fn call(&self, registry: &Registry, event: EventId, call: EventCall) -> Result<EventReply, EventError> {
         let mut last = EventError::NotOwner(None);
         for _ in 0..ROUTE_ATTEMPTS {
-            let target = if registry.running(event).is_some() { Target::Here } else { self.route(event.0).await };
+            // The paths off a running local actor (looking the owner up, forwarding)
+            // are boxed: their futures are large, and the call on a running actor,
+            // the flash sale's path, would otherwise carry and move their space.
+            let target =
+                if registry.running(event).is_some() { Target::Here } else { Box::pin(self.route(event.0)).await };
             let result = match &target {
                 Target::Here => self.serve_here(registry, event, call.clone()).await,
                 Target::There(member) => {
                     metrics::counter!("boxoffice_cluster_forwards_total").increment(1);
-                    self.send(member, event, &call).await
+                    Box::pin(self.send(member, event, &call)).await
                 }
             };
             match result {
@@ -209,7 +213,7 @@ impl Cluster {
         if registry.running(event).is_some() && !self.leases.is_valid(event.0) {
             tracing::warn!(%event, "lease no longer trusted here; stopping the event's actor before answering");
             metrics::counter!("boxoffice_lease_expired_locally_total").increment(1);
-            registry.evict(event).await;
+            Box::pin(registry.evict(event)).await;
             self.leases.forget(event.0);
         }
         rpc::execute(registry, event, call).await
