@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20261206000050, "waiting room", include_str!("../../migrations/20261206000050_waiting_room.sql")),
     (20261206000060, "hot hold updates", include_str!("../../migrations/20261206000060_hot_hold_updates.sql")),
     (20261206000070, "json outbox payloads", include_str!("../../migrations/20261206000070_json_outbox_payloads.sql")),
+    (
+        20261206000080,
+        "holds without event key",
+        include_str!("../../migrations/20261206000080_holds_without_event_key.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

@@ -212,6 +212,22 @@ impl Leases {
         Ok(())
     }
 
+    /// Ends `event`'s lease for good, inside `tx`, which deletes the event: waits
+    /// for the journal's writes in flight for it (they hold its fence lock shared)
+    /// and deletes the lease, so any write after `tx` commits — a stopped
+    /// activation's late record — finds no lease and is refused. What stops a hold
+    /// from being written for a deleted event (see the migration that dropped
+    /// `holds.event_id`'s foreign key).
+    pub async fn end_for_deletion(tx: &mut sqlx::PgConnection, event: Uuid) -> sqlx::Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(FENCE_LOCKS)
+            .bind(fence_key(event))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM event_leases WHERE event_id = $1").bind(event).execute(&mut *tx).await?;
+        Ok(())
+    }
+
     /// The journal's check, run first in each of its transactions: takes the fence
     /// locks of the events written (shared, until the transaction ends) and returns
     /// the (event, epoch) pairs — each record carries the epoch its actor was

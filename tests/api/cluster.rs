@@ -176,3 +176,59 @@ async fn a_takeover_waits_for_the_old_owners_write_in_flight() {
     let journal_b = PgJournal::start(app.db.clone(), JournalConfig::default(), Some(Arc::clone(&b))).0;
     assert_eq!(append(&journal_b, hold_created(event, buyer, "A-1", epoch_b)).await, Ok(()));
 }
+
+/// Deleting an event used to rest on `holds.event_id`'s foreign key; it rests on the
+/// fence now. A hold in flight when the deletion starts is waited for and stops it
+/// (409); a write after the deletion, under the lease taken before, is refused.
+#[tokio::test]
+async fn deleting_an_event_waits_for_a_hold_in_flight_and_refuses_writes_after_it() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (buyer, _, _) = app.user("customer").await;
+    let (kept, deleted) = (app.published_event(&org, None, None).await, app.published_event(&org, None, None).await);
+    let a = Arc::new(Leases::new("node-a".into(), Duration::from_secs(60)));
+    let (journal, _) = PgJournal::start(app.db.clone(), JournalConfig::default(), Some(Arc::clone(&a)));
+
+    // A hold of `kept` has passed the fence and is not committed when its deletion starts.
+    let epoch = a.acquire(&app.db, kept).await.expect("A takes the lease");
+    let mut in_flight = app.db.begin().await.unwrap();
+    assert_eq!(a.fenced_in(&mut in_flight, &[(kept, epoch)]).await.unwrap(), []);
+    sqlx::query(
+        "INSERT INTO holds (hold_id, event_id, buyer_id, items, quantity, amount, status, fingerprint,
+                            created_at, expires_at, updated_at)
+         VALUES ($1, $2, $3, '{\"seats\": [\"A-1\"]}', 1, 0, 'active', 0, now(), now() + interval '10 minutes', now())",
+    )
+    .bind(Uuid::now_v7())
+    .bind(kept)
+    .bind(buyer)
+    .execute(&mut *in_flight)
+    .await
+    .unwrap();
+    let deletion = tokio::spawn({
+        let request = app.client.delete(format!("{}/events/{kept}/delete", app.base)).bearer_auth(&org);
+        async move { request.send().await.map(|r| r.status()) }
+    });
+    until_waiting(&app.db, 1).await;
+    assert!(!deletion.is_finished(), "the deletion waits for the hold in flight");
+    in_flight.commit().await.unwrap();
+    let status = deletion.await.unwrap().expect("the deletion answers");
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "the deletion sees the hold and refuses");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)")
+        .bind(kept)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(exists, "an event with a hold is not deleted");
+
+    // `deleted` has no holds and goes; a write after that, under the lease taken before, is refused.
+    let epoch = a.acquire(&app.db, deleted).await.expect("A takes the lease");
+    let r = app.request(reqwest::Method::DELETE, &format!("/events/{deleted}/delete"), Some(&org), None).await;
+    assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
+    assert_eq!(append(&journal, hold_created(deleted, buyer, "A-2", epoch)).await, Err(JournalError::Fenced));
+    let holds: i64 = sqlx::query_scalar("SELECT count(*) FROM holds WHERE event_id = $1")
+        .bind(deleted)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(holds, 0, "no hold of a deleted event");
+}

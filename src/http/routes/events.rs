@@ -20,6 +20,7 @@ use crate::http::problems::{BadPath, Conflict, Forbidden, JsonBody, SignedIn, Un
 use crate::http::schema::{EventOut, SeatMapDoc, WaitingRoomIn, in_range};
 use crate::money::cancel::{self, CancellationOut};
 use crate::state::{AppState, ENDED_HOLD_RETENTION};
+use crate::store::leases::Leases;
 use crate::store::loader::sales_window;
 use crate::store::outbox::{self, Topic};
 use crate::store::queue::{self, RoomSettings};
@@ -569,6 +570,9 @@ async fn delete_event(
     // Stop the actor first so nothing can be held while we check.
     state.event(EventId(event_id)).evict().await;
     let mut tx = state.db.begin().await?;
+    // Holds written before this (by an actor that woke up again meanwhile) are
+    // committed first and seen below; any written after are refused.
+    Leases::end_for_deletion(&mut tx, event_id).await?;
     let has_holds: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM holds WHERE event_id = $1)")
         .bind(event_id)
         .fetch_one(&mut *tx)
@@ -579,16 +583,7 @@ async fn delete_event(
             "seats were held or sold: close or cancel the event instead",
         ));
     }
-    sqlx::query("DELETE FROM events WHERE event_id = $1").bind(event_id).execute(&mut *tx).await.map_err(
-        |e| match &e {
-            // A hold made between the check and the delete (the actor woke up again).
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => ApiError::conflict(
-                ProblemCode::EventHasSales,
-                "seats were held or sold: close or cancel the event instead",
-            ),
-            _ => e.into(),
-        },
-    )?;
+    sqlx::query("DELETE FROM events WHERE event_id = $1").bind(event_id).execute(&mut *tx).await?;
     // Its waiting room's queue goes with it (`queue_entries` has no foreign key).
     sqlx::query("DELETE FROM queue_entries WHERE event_id = $1").bind(event_id).execute(&mut *tx).await?;
     outbox::record(&mut *tx, Topic::EventDeleted, event_id, serde_json::json!({"event_id": event_id})).await?;

@@ -1,0 +1,14 @@
+-- `holds.event_id` without its foreign key.
+--
+-- The check locked the event's row (FOR KEY SHARE) for every hold the journal
+-- wrote: a heap write and a WAL record per event and batch, and a MultiXact
+-- whenever two journal writers held rows of the same event at once — in a flash
+-- sale, every batch. It was kept as what stops an event from being deleted while
+-- a hold for it is being written; the event's fence lock does that now: the
+-- journal writes an event's holds only under that lock, shared, after checking
+-- the event's lease, and deleting an event takes the lock exclusive and ends the
+-- lease in its transaction (`Leases::end_for_deletion`). A write in flight
+-- commits first and the deletion sees its hold (409); a write after it finds no
+-- lease and is refused. The ids are never user input: the event's actor writes
+-- its own event id.
+ALTER TABLE holds DROP CONSTRAINT holds_event_id_fkey;
