@@ -80,3 +80,28 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    /// A file added to `migrations/` and not listed here would never run.
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .expect("the migrations directory")
+            .map(|entry| entry.expect("a directory entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let embedded: Vec<String> = MIGRATIONS.iter().map(|(version, _, _)| version.to_string()).collect();
+        let on_disk: Vec<String> =
+            files.iter().map(|name| name.split('_').next().unwrap_or_default().to_owned()).collect();
+        assert_eq!(embedded, on_disk, "migrations/ and MIGRATIONS must list the same files, in order");
+        for ((version, _, sql), file) in MIGRATIONS.iter().zip(&files) {
+            let text = std::fs::read_to_string(dir.join(file)).expect("a migration file");
+            assert_eq!(*sql, text, "migration {version} is embedded from {file}");
+        }
+    }
+}
