@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "holds without event key",
         include_str!("../../migrations/20261206000080_holds_without_event_key.sql"),
     ),
+    (20261206000090, "outbox one index", include_str!("../../migrations/20261206000090_outbox_one_index.sql")),
 ];
 
 pub fn migrator() -> Migrator {

@@ -358,7 +358,8 @@ impl OutboxRelay {
         let (handled, mail_error) = self.send(emails, rows.len()).await;
         if handled > 0 {
             let ids: Vec<i64> = rows[..handled].iter().map(|r| r.id).collect();
-            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            // By `outbox_unpublished`, the table's one index (the rows are unpublished).
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL")
                 .bind(&ids)
                 .execute(&mut *tx)
                 .await?;
