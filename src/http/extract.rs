@@ -39,10 +39,6 @@ fn from_json_value<T: DeserializeOwned>(mut value: Value) -> ApiResult<T> {
     if value.is_array() {
         return Err(ApiError::invalid(ProblemCode::InvalidBody, "the body is a JSON object, not an array"));
     }
-    // PostgreSQL text cannot hold NUL: refuse it here rather than fail in SQL.
-    if contains_nul(&value) {
-        return Err(ApiError::invalid(ProblemCode::InvalidBody, "a JSON string cannot contain NUL (\\u0000)"));
-    }
     integral_numbers_as_integers(&mut value);
     serde_json::from_value(value).map_err(|e| {
         ApiError::invalid(
@@ -50,16 +46,6 @@ fn from_json_value<T: DeserializeOwned>(mut value: Value) -> ApiResult<T> {
             format!("Failed to deserialize the JSON body into the target type: {e}"),
         )
     })
-}
-
-/// Whether a string anywhere in `value` (a member's name included) contains NUL.
-fn contains_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(members) => members.iter().any(|(name, v)| name.contains('\0') || contains_nul(v)),
-        _ => false,
-    }
 }
 
 fn integral_numbers_as_integers(value: &mut Value) {
