@@ -515,6 +515,8 @@ async fn assign_staff(
                 .fetch_optional(&state.db)
                 .await?
         }
+        // No account's email holds a NUL (and PostgreSQL text cannot): no such account.
+        AssignStaff::ByEmail(by) if by.email.contains('\0') => None,
         AssignStaff::ByEmail(by) => {
             sqlx::query_as("SELECT user_id, user_type FROM users WHERE lower(email) = lower($1)")
                 .bind(by.email.trim())

@@ -51,6 +51,22 @@ async fn nul_bytes_and_out_of_range_timestamps_are_4xx_not_500() {
             violations.push(format!("PUT {path}: {e}"));
         }
     }
+    // A NUL in a JSON string that would reach SQL: a 4xx problem, nothing stored.
+    for (path, body, code) in [
+        (format!("/events/{event}/staff"), json!({"email": "staff\u{0}@example.com"}), Some("not_staff")),
+        (format!("/events/{event}/holds"), json!({"section": "Floor\u{0}", "quantity": 1}), None),
+        ("/tickets/purchase".to_owned(), json!({"event_id": event, "quantity": 1, "payment_method": "pm\u{0}"}), None),
+        (
+            "/auth/register".to_owned(),
+            json!({"email": "x@example.com", "password": "p4ssw0rd!!", "name": "a\u{0}"}),
+            None,
+        ),
+    ] {
+        let r = app.post(&path, Some(&org), body).await;
+        if let Err(e) = problem(r, &bad_input, code).await {
+            violations.push(format!("POST {path} with a NUL: {e}"));
+        }
+    }
     assert_unchanged(&before, &snapshot(&app.db).await);
 
     // Seat maps with a NUL in a member the map does not define: refused, or stored
