@@ -41,6 +41,17 @@ fn fence_key(event: Uuid) -> i32 {
     (event.as_u64_pair().1 % FENCE_KEYS) as i32
 }
 
+/// Takes `event`'s fence lock exclusive until `tx` ends: waits for every journal
+/// write in flight for it, and holds back the writes that start meanwhile.
+async fn lock_fence(tx: &mut sqlx::PgConnection, event: Uuid) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(FENCE_LOCKS)
+        .bind(fence_key(event))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// The leases this node holds, by event: the epoch, and until when this node may
 /// trust it by its own clock.
 pub struct Leases {
@@ -91,12 +102,7 @@ impl Leases {
         let asked_at = Instant::now();
         let mut tx = db.begin().await.map_err(AcquireError::Db)?;
         // Waits for the writes in flight under the current epoch (see the module docs).
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(FENCE_LOCKS)
-            .bind(fence_key(event))
-            .execute(&mut *tx)
-            .await
-            .map_err(AcquireError::Db)?;
+        lock_fence(&mut tx, event).await.map_err(AcquireError::Db)?;
         let taken: Option<i64> = sqlx::query_scalar(
             "INSERT INTO event_leases (event_id, node_id, epoch, expires_at)
              VALUES ($1, $2, 1, now() + make_interval(secs => $3))
@@ -219,11 +225,7 @@ impl Leases {
     /// from being written for a deleted event (see the migration that dropped
     /// `holds.event_id`'s foreign key).
     pub async fn end_for_deletion(tx: &mut sqlx::PgConnection, event: Uuid) -> sqlx::Result<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(FENCE_LOCKS)
-            .bind(fence_key(event))
-            .execute(&mut *tx)
-            .await?;
+        lock_fence(tx, event).await?;
         sqlx::query("DELETE FROM event_leases WHERE event_id = $1").bind(event).execute(&mut *tx).await?;
         Ok(())
     }
