@@ -478,17 +478,66 @@ if [[ -n ${BOXOFFICE_FUZZ_ARGS:-} ]]; then
     read -r -a extra_args <<<"$BOXOFFICE_FUZZ_ARGS"
     st_args+=("${extra_args[@]}")
 fi
+run_st() {
+    local budget=$1
+    shift
+    # A hard stop well past the budget, in case a request hangs.
+    (cd "$work" && BOXOFFICE_FUZZ_SEED_FILE="$work/seed.json" SCHEMATHESIS_HOOKS="$work/hooks.py" \
+        timeout --kill-after=30 $((budget + 300)) "$st" --config-file "$work/schemathesis.toml" "$@")
+}
 st_status=0
-# A hard stop well past the budget, in case a request hangs.
-(cd "$work" && BOXOFFICE_FUZZ_SEED_FILE="$work/seed.json" SCHEMATHESIS_HOOKS="$work/hooks.py" \
-    timeout --kill-after=30 $((max_time + 300)) "$st" --config-file "$work/schemathesis.toml" "${st_args[@]}") ||
-    st_status=$?
+run_st "$max_time" "${st_args[@]}" || st_status=$?
+
+# Hypothesis, which schemathesis draws its cases with, now and then raises an internal error
+# while *generating* a case, before any request is sent (a FlakyFailure out of its own
+# lambda-source cache: once in a 15-minute run on two workers, not reproducible with the same
+# seed on one operation). That says nothing about the
+# server, so when the report holds no failure and every error is such a generation error, the
+# operations it hit are fuzzed again, alone and on one worker; their result is what counts. A
+# failure of a check (a 5xx, a wrong status, a body off its schema) is never re-run.
+if ((st_status == 1)); then
+    mapfile -t flaky_ops < <(python3 - "$work/report" <<'EOF'
+import glob, sys, xml.etree.ElementTree as ET
+failures, flaky, other = 0, [], 0
+for path in glob.glob(sys.argv[1] + "/*.xml"):
+    for case in ET.parse(path).getroot().iter("testcase"):
+        for child in case:
+            if child.tag == "failure":
+                failures += 1
+            elif child.tag == "error":
+                text = (child.text or "") + child.attrib.get("message", "")
+                if "hypothesis" in text and ("FlakyFailure" in text or "Inconsistent results" in text):
+                    flaky.append(case.attrib["name"])
+                else:
+                    other += 1
+if failures == 0 and other == 0:
+    print("\n".join(sorted(set(flaky))))
+EOF
+    )
+    if ((${#flaky_ops[@]} > 0)); then
+        section "schemathesis raised a generation error (Hypothesis) on ${#flaky_ops[@]} operation(s); fuzzing them again alone"
+        rerun_args=()
+        for op in "${flaky_ops[@]}"; do
+            echo "  $op"
+            rerun_args+=(--include-name "$op")
+        done
+        rerun_budget=$((max_time < 60 ? max_time : 60))
+        rerun=("${st_args[@]}")
+        for i in "${!rerun[@]}"; do
+            [[ ${rerun[i]} == "--max-time" ]] && rerun[i + 1]=$rerun_budget
+            [[ ${rerun[i]} == "--workers" ]] && rerun[i + 1]=1
+        done
+        rm -rf "$work/report"
+        st_status=0
+        run_st "$rerun_budget" "${rerun[@]}" "${rerun_args[@]}" || st_status=$?
+    fi
+fi
 
 section "Summary"
 failures=()
 case $st_status in
 0) ;;
-124 | 137) failures+=("schemathesis did not finish within $((max_time + 300))s") ;;
+124 | 137) failures+=("schemathesis did not finish within its budget and 300s") ;;
 *) failures+=("schemathesis found failures (exit $st_status; each above with a curl line that reproduces it)") ;;
 esac
 if ! kill -0 "$server_pid" 2>/dev/null; then
