@@ -442,10 +442,12 @@ enabled = true
 # tier it does not list (422 `invalid_seat_map`), an event date in the past or a sales window
 # that closes before it opens (422) are rules about the data, not its shape, that no schema
 # states (like an id that names nothing, which is a 404); so is a ticket code that only the
-# server can sign (422 `invalid_qr`), and a staff assignment naming a user who is not staff
-# (422 `not_staff`). Schema-valid bodies may get 422 here.
+# server can sign (422 `invalid_qr`), a staff assignment naming a user who is not staff
+# (422 `not_staff`), and a payment method id the payment provider does not know (422
+# `payment_invalid`: the test provider takes `pm_…` ids and `card`, Stripe its own ids).
+# Schema-valid bodies may get 422 here.
 [[operations]]
-include-name-regex = '^(POST /events/\{event_id\}/(holds|seats/block|seats/unblock|check-ins|staff)|POST /tickets/purchase|POST /tickets/\{ticket_id\}/validate|POST /events/create|PUT /events/\{event_id\}/(update|seatmap|sales-window))$'
+include-name-regex = '^(POST /events/\{event_id\}/(holds|seats/block|seats/unblock|check-ins|staff)|POST /tickets/purchase|POST /holds/\{hold_id\}/purchase|POST /tickets/\{ticket_id\}/validate|POST /events/create|PUT /events/\{event_id\}/(update|seatmap|sales-window))$'
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
 
 # Stripe's webhook accepts a delivery only with Stripe's signature over it (400 `bad_signature`),
