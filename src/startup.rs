@@ -87,9 +87,14 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects (starting the embedded database if no `DATABASE_URL`), migrates,
-    /// starts the journal and binds the listener.
+    /// Binds the listener, connects (starting the embedded database if no
+    /// `DATABASE_URL`), migrates and starts the journal.
+    ///
+    /// The listener comes first, so a port already in use fails the start before
+    /// anything else is started; a start that fails after the embedded database is
+    /// up stops that database again rather than leaving it running.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
         let (url, embedded) = match &settings.database_url {
             Some(url) => (url.clone(), None),
             None => {
@@ -103,6 +108,21 @@ impl Application {
                 (SecretString::from(pg.url()), Some(pg))
             }
         };
+        match Self::assemble(settings, listener, url).await {
+            Ok(app) => Ok(Self { embedded, ..app }),
+            Err(error) => {
+                if let Some(pg) = embedded
+                    && let Err(stop) = pg.stop().await
+                {
+                    tracing::warn!(error = %stop, "could not stop the embedded PostgreSQL after a failed start");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Everything after the listener and the database: the service on `url`.
+    async fn assemble(settings: Settings, listener: TcpListener, url: SecretString) -> anyhow::Result<Self> {
         let pool = db::connect(url.expose_secret(), settings.database_max_connections)
             .await
             .context("connecting to PostgreSQL")?;
@@ -194,7 +214,6 @@ impl Application {
         let started = Instant::now();
         search.sync().await.context("loading the search index")?;
         tracing::info!(events = search.len(), took_ms = started.elapsed().as_millis() as u64, "search index loaded");
-        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
         let advertise_url = match &settings.advertise_url {
             Some(url) => url.clone(),
             None => format!("http://{}", listener.local_addr()?),
@@ -246,7 +265,15 @@ impl Application {
             tokio::spawn(cluster_upkeep(state.clone())),
             tokio::spawn(crate::workers::waiting_room::run(state.clone(), rooms_pool)),
         ];
-        Ok(Self { listener, router, state, journal_writers, embedded, background, relay: (relay_stop, relay_task) })
+        Ok(Self {
+            listener,
+            router,
+            state,
+            journal_writers,
+            embedded: None,
+            background,
+            relay: (relay_stop, relay_task),
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -1,8 +1,8 @@
 //! The process test binary: the real `boxoffice` binary run as a child process against a
 //! fresh database — a flash sale over HTTP surviving SIGKILL (acceptance), the faults of
-//! production (reliability), what it writes to its log (secrets), and the `user create`
-//! command. `./scripts/test.sh` provides the services; a test that cannot find the one it
-//! needs fails.
+//! production (reliability), what it writes to its log (secrets), a start that must fail
+//! (startup), and the `user create` command. `./scripts/test.sh` provides the services; a test
+//! that cannot find the one it needs fails.
 //!
 //! The tests take a process-wide lock and run one at a time: each drives a server hard on a
 //! machine of few cores, and their printed figures must not mix.
@@ -10,6 +10,7 @@
 mod acceptance;
 mod reliability;
 mod secrets_in_logs;
+mod startup;
 mod user_create;
 
 use boxoffice_testkit::{ServerSpec, TempDir, fresh_database};

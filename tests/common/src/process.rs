@@ -99,6 +99,12 @@ impl ServerSpec {
             .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()))
     }
 
+    /// Spawns the server once and returns at once, ready or not: for tests of a start that
+    /// must fail.
+    pub fn spawn_unready(&self) -> ServerProcess {
+        ServerProcess { child: self.spawn() }
+    }
+
     /// Spawns the server and waits until /readyz answers 200. A start that dies at once (its
     /// port still held, e.g. by the process before) is retried once the port is free.
     pub async fn start(&self) -> ServerProcess {
