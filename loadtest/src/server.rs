@@ -22,6 +22,10 @@ use uuid::Uuid;
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long a graceful stop may take (drain actors, flush the journal, stop PostgreSQL).
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Starts tried when the port picked for a spawned server is taken before the server binds it.
+const START_ATTEMPTS: usize = 3;
+/// What a server that could not bind its port says in its log (the OS error's text).
+const PORT_IN_USE: &str = "Address already in use";
 /// The registration rate limit given to a spawned server.
 const SPAWN_AUTH_RATE_LIMIT: &str = "1000000";
 
@@ -229,6 +233,27 @@ impl SpawnedServer {
         database_url: Option<&str>,
         port: Option<u16>,
     ) -> anyhow::Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(args, node, shared, database_url, port).await {
+                // The free port was taken before the server bound it (the server binds first
+                // and exits at once then): another port. A port asked for is not changed.
+                Err(e) if port.is_none() && attempt < START_ATTEMPTS && format!("{e:#}").contains(PORT_IN_USE) => {
+                    eprintln!("loadtest: the server's port was taken before it bound it; trying another");
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn start_once(
+        args: &TargetArgs,
+        node: usize,
+        shared: &Shared,
+        database_url: Option<&str>,
+        port: Option<u16>,
+    ) -> anyhow::Result<Self> {
         let bin = locate_server(args.server_bin.as_deref())?;
         let port = match port {
             Some(port) => port,
@@ -304,6 +329,10 @@ impl SpawnedServer {
             if let Ok(r) = api.get("/readyz", None).await
                 && r.ok()
             {
+                // Ours, not another process on the same port: ours is still running.
+                if let Some(status) = self.child.try_wait()? {
+                    bail!("the server exited ({status})");
+                }
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
