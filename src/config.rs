@@ -246,6 +246,9 @@ pub struct ServeArgs {
     /// During a rush (the journal committing over 1,000 records a second) the outbox relay waits up to this long, milliseconds, so the database serves the sale first; 0 = never wait.
     #[arg(long, env = "OUTBOX_RUSH_DEFER_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub outbox_rush_defer_ms: u64,
+    /// Hours published outbox rows are kept in PostgreSQL before the relay deletes them (unpublished rows are never deleted); 0 = keep them for ever.
+    #[arg(long, env = "OUTBOX_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=87_600))]
+    pub outbox_retention_hours: u64,
     /// Per-request timeout, milliseconds.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
@@ -362,6 +365,8 @@ pub struct Settings {
     pub charge_grace: Duration,
     pub journal_writers: usize,
     pub outbox_rush_defer: Duration,
+    /// `None`: published outbox rows are kept for ever.
+    pub outbox_retention: Option<Duration>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -534,6 +539,8 @@ impl Settings {
             charge_grace: Duration::from_millis(args.charge_grace_ms),
             journal_writers: args.journal_writers as usize,
             outbox_rush_defer: Duration::from_millis(args.outbox_rush_defer_ms),
+            outbox_retention: (args.outbox_retention_hours > 0)
+                .then(|| Duration::from_secs(args.outbox_retention_hours * 3600)),
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             max_body_bytes: args.max_body_bytes as usize,
             log_format: args.log_format,

@@ -203,7 +203,11 @@ impl Application {
             );
         }
         let (relay_stop, relay_stopped) = oneshot::channel::<()>();
-        let relay_config = RelayConfig { rush_max_defer: settings.outbox_rush_defer, ..RelayConfig::default() };
+        let relay_config = RelayConfig {
+            rush_max_defer: settings.outbox_rush_defer,
+            retention: settings.outbox_retention,
+            ..RelayConfig::default()
+        };
         let relay = OutboxRelay::new(pool.clone(), redis.as_ref(), notifier)
             .with_config(relay_config)
             .with_rush_gate(journal_load);

@@ -4,8 +4,8 @@
 //!
 //! **`published_at` means "delivered to every sink configured at the time".**
 //! One marker, no schema change: without Redis, rows are still notified and
-//! marked (they stay in PostgreSQL, queryable, for as long as the table keeps
-//! them); a deployment that configures Redis later streams rows from then on.
+//! marked (they stay in PostgreSQL, queryable, for the retention below); a
+//! deployment that configures Redis later streams rows from then on.
 //!
 //! One pass ([`OutboxRelay::relay_once`]), in one transaction:
 //! 1. take the relay's transaction-scoped advisory lock (`pg_try_advisory_xact_lock`),
@@ -50,6 +50,12 @@
 //! lag by up to that long during a rush (`boxoffice_outbox_lag` shows it;
 //! `boxoffice_outbox_rush_deferrals_total` counts the waits).
 //!
+//! **Retention:** published rows are kept for [`RelayConfig::retention`]
+//! (`OUTBOX_RETENTION_HOURS`, a week by default), queryable, then deleted — at
+//! most every [`RelayConfig::prune_every`], only when the relay has caught up and
+//! the journal is not in a rush, in chunks of [`RelayConfig::prune_chunk`] rows
+//! (one short transaction each). An unpublished row is never deleted, however old.
+//!
 //! **Outages:** the relay logs once when a sink (or the database) becomes
 //! unavailable and once when it is back, backs off exponentially up to
 //! [`RelayConfig::max_backoff`] meanwhile, and never stops or panics on its
@@ -57,7 +63,8 @@
 //!
 //! Metrics: `boxoffice_outbox_lag` (gauge: age in seconds of the oldest row
 //! still waiting, as of the last pass; 0 when caught up),
-//! `boxoffice_outbox_published_total` (rows marked), and
+//! `boxoffice_outbox_published_total` (rows marked),
+//! `boxoffice_outbox_pruned_total` (published rows deleted after the retention), and
 //! `boxoffice_outbox_relay_errors_total{sink}` (failed passes).
 
 use crate::store::cache::RedisLink;
@@ -103,7 +110,16 @@ pub struct RelayConfig {
     /// The longest a rush delays the relay: past it, a pass runs and the relay
     /// catches up completely before it waits again. Zero: never wait.
     pub rush_max_defer: Duration,
+    /// How long published rows are kept; `None`: for ever.
+    pub retention: Option<Duration>,
+    /// How often the relay deletes published rows past the retention.
+    pub prune_every: Duration,
+    /// Most rows one delete removes (one transaction).
+    pub prune_chunk: usize,
 }
+
+/// The default retention of published outbox rows: a week.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Default for RelayConfig {
     fn default() -> Self {
@@ -118,6 +134,9 @@ impl Default for RelayConfig {
             stream_maxlen: 1_000_000,
             rush_records_per_sec: 1_000,
             rush_max_defer: Duration::from_secs(10),
+            retention: Some(DEFAULT_RETENTION),
+            prune_every: Duration::from_secs(600),
+            prune_chunk: 10_000,
         }
     }
 }
@@ -169,6 +188,8 @@ pub struct OutboxRelay {
     mail_down: bool,
     /// The journal's committed-record count, when passes give way to a rush.
     rush: Option<RushGate>,
+    /// When published rows were last pruned (`None`: not yet).
+    pruned_at: Option<Instant>,
 }
 
 /// How often a deferred relay looks again at the journal's pace.
@@ -220,6 +241,11 @@ impl RushGate {
         }
     }
 
+    /// The journal's pace, as last read, is a rush's.
+    fn rushing(&self, config: &RelayConfig) -> bool {
+        self.rate > config.rush_records_per_sec as f64
+    }
+
     /// A pass ended; `more`: it found a full batch (or could not publish all it
     /// read). Catching up ends with the first pass that finds little.
     fn passed(&mut self, more: bool) {
@@ -238,6 +264,7 @@ impl OutboxRelay {
             config: RelayConfig::default(),
             mail_down: false,
             rush: None,
+            pruned_at: None,
         }
     }
 
@@ -263,6 +290,10 @@ impl OutboxRelay {
             "age of the oldest outbox row not yet published, as of the last relay pass"
         );
         metrics::describe_counter!("boxoffice_outbox_published_total", "outbox rows delivered to every sink");
+        metrics::describe_counter!(
+            "boxoffice_outbox_pruned_total",
+            "published outbox rows deleted after the retention (OUTBOX_RETENTION_HOURS)"
+        );
         tracing::info!(redis = self.redis.is_some(), mail = self.notifier.mailer_name(), "outbox relay started");
         tokio::pin!(shutdown);
         let mut backoff = self.config.min_backoff;
@@ -288,6 +319,9 @@ impl OutboxRelay {
                     let more = pass.fetched == self.config.batch_size || pass.published < pass.fetched;
                     if let Some(gate) = &mut self.rush {
                         gate.passed(more);
+                    }
+                    if !more {
+                        self.prune_if_due().await;
                     }
                     if more { Duration::ZERO } else { self.config.idle_poll }
                 }
@@ -315,6 +349,23 @@ impl OutboxRelay {
             }
         }
         tracing::info!("outbox relay stopped");
+    }
+
+    /// Prunes published rows past the retention when a prune is due and the
+    /// journal is not in a rush. A failure is logged and tried again next time.
+    async fn prune_if_due(&mut self) {
+        let Some(retention) = self.config.retention else { return };
+        if self.pruned_at.is_some_and(|at| at.elapsed() < self.config.prune_every)
+            || self.rush.as_ref().is_some_and(|gate| gate.rushing(&self.config))
+        {
+            return;
+        }
+        self.pruned_at = Some(Instant::now());
+        match prune_published(&self.pool, retention, self.config.prune_chunk).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, retention_hours = retention.as_secs() / 3600, "outbox pruned"),
+            Err(error) => tracing::warn!(%error, "pruning the outbox failed; trying again later"),
+        }
     }
 
     /// One pass over at most one batch (see the module doc). On a mail outage the
@@ -412,6 +463,33 @@ impl OutboxRelay {
     }
 }
 
+/// Deletes the outbox rows published more than `retention` ago, `chunk` rows per
+/// transaction, until none is left; returns how many. Unpublished rows are never
+/// touched. Each chunk reads the table from its start, where the oldest rows are
+/// (the outbox is append-only), so a chunk finds its rows early in the scan.
+pub async fn prune_published(pool: &PgPool, retention: Duration, chunk: usize) -> Result<u64, sqlx::Error> {
+    let retention = chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+    let cutoff = Utc::now().checked_sub_signed(retention).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let chunk = i64::try_from(chunk.max(1)).unwrap_or(i64::MAX);
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM outbox WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM outbox WHERE published_at < $1 LIMIT $2))",
+        )
+        .bind(cutoff)
+        .bind(chunk)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        metrics::counter!("boxoffice_outbox_pruned_total").increment(deleted);
+        if deleted < chunk as u64 {
+            return Ok(total);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +548,6 @@ mod tests {
         assert_eq!(c.max_backoff, Duration::from_secs(5));
         assert_eq!(c.stream_maxlen, 1_000_000);
         assert_eq!((c.rush_records_per_sec, c.rush_max_defer), (1_000, Duration::from_secs(10)));
+        assert_eq!(c.retention, Some(Duration::from_secs(7 * 24 * 3600)));
     }
 }

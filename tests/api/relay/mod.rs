@@ -10,6 +10,7 @@ mod cache;
 mod notify;
 mod outages;
 mod publishing;
+mod retention;
 mod smtp;
 
 use boxoffice::store::cache::RedisLink;
