@@ -1,5 +1,5 @@
 //! `loadtest echo-server`: the bare-HTTP baseline of `http-ratio`. An axum server
-//! (the server's own axum, hyper and tokio) whose `POST /echo` parses a
+//! (the server's own axum, hyper, tokio and allocator) whose `POST /echo` parses a
 //! purchase-sized JSON body (event id, seats, quantity, payment method…) into a
 //! typed struct and answers it back as JSON, and nothing else: no auth, no
 //! database, no tracing, no metrics. What boxoffice does per request on top of

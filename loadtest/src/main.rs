@@ -11,6 +11,9 @@
 //!
 //! Traffic goes only to loopback, and every loop is bounded in count and time.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod checks;
 mod cli;
 mod cpu;
