@@ -465,8 +465,10 @@ impl OutboxRelay {
 
 /// Deletes the outbox rows published more than `retention` ago, `chunk` rows per
 /// transaction, until none is left; returns how many. Unpublished rows are never
-/// touched. Each chunk reads the table from its start, where the oldest rows are
-/// (the outbox is append-only), so a chunk finds its rows early in the scan.
+/// touched. Each chunk is a sequential scan that stops once it has found its
+/// rows, or reads the whole table when fewer are left: the outbox keeps no index
+/// on `published_at`, which every insert on the sale's hot path would pay for,
+/// and pruning runs rarely (`prune_every`) and never during a rush.
 pub async fn prune_published(pool: &PgPool, retention: Duration, chunk: usize) -> Result<u64, sqlx::Error> {
     let retention = chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
     let cutoff = Utc::now().checked_sub_signed(retention).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
