@@ -469,8 +469,6 @@ section "schemathesis: $max_examples examples per operation and cycle, ${max_tim
 st_args=(
     run "$work/openapi.json" --url "$base_url"
     --max-examples "$max_examples"
-    --max-time "$max_time"
-    --workers 2
     --request-timeout 30
     --generation-database none
     --report junit --report-dir "$work/report"
@@ -479,27 +477,28 @@ st_args=(
     --warnings "missing_auth,missing_test_data,base_url_mismatch,validation_mismatch,missing_deserializer,unused_openapi_auth,unsupported_regex,method_not_allowed,unresolvable_reference,rate_limited,timeout_units"
 )
 [[ -n ${BOXOFFICE_FUZZ_SEED:-} ]] && st_args+=(--seed "$BOXOFFICE_FUZZ_SEED")
-if [[ -n ${BOXOFFICE_FUZZ_ARGS:-} ]]; then
-    read -r -a extra_args <<<"$BOXOFFICE_FUZZ_ARGS"
-    st_args+=("${extra_args[@]}")
-fi
+extra_args=()
+[[ -n ${BOXOFFICE_FUZZ_ARGS:-} ]] && read -r -a extra_args <<<"$BOXOFFICE_FUZZ_ARGS"
+# `run_st BUDGET WORKERS [more st run arguments]`: schemathesis with `st_args`, then
+# BOXOFFICE_FUZZ_ARGS (which may override the budget and workers), then the arguments given.
 run_st() {
-    local budget=$1
-    shift
+    local budget=$1 workers=$2
+    shift 2
     # A hard stop well past the budget, in case a request hangs.
     (cd "$work" && BOXOFFICE_FUZZ_SEED_FILE="$work/seed.json" SCHEMATHESIS_HOOKS="$work/hooks.py" \
-        timeout --kill-after=30 $((budget + 300)) "$st" --config-file "$work/schemathesis.toml" "$@")
+        timeout --kill-after=30 $((budget + 300)) "$st" --config-file "$work/schemathesis.toml" \
+        "${st_args[@]}" --max-time "$budget" --workers "$workers" "${extra_args[@]}" "$@")
 }
 st_status=0
-run_st "$max_time" "${st_args[@]}" || st_status=$?
+run_st "$max_time" 2 || st_status=$?
 
 # Hypothesis, which schemathesis draws its cases with, now and then raises an internal error
 # while *generating* a case, before any request is sent (a FlakyFailure out of its own
 # lambda-source cache: once in a 15-minute run on two workers, not reproducible with the same
-# seed on one operation). That says nothing about the
-# server, so when the report holds no failure and every error is such a generation error, the
-# operations it hit are fuzzed again, alone and on one worker; their result is what counts. A
-# failure of a check (a 5xx, a wrong status, a body off its schema) is never re-run.
+# seed on one operation). That says nothing about the server, so when the report holds no
+# failure and every error is such a generation error, the operations it hit are fuzzed again,
+# alone and on one worker; their result is what counts. A failure of a check (a 5xx, a wrong
+# status, a body off its schema) is never re-run.
 if ((st_status == 1)); then
     mapfile -t flaky_ops < <(python3 - "$work/report" <<'EOF'
 import glob, sys, xml.etree.ElementTree as ET
@@ -526,15 +525,9 @@ EOF
             echo "  $op"
             rerun_args+=(--include-name "$op")
         done
-        rerun_budget=$((max_time < 60 ? max_time : 60))
-        rerun=("${st_args[@]}")
-        for i in "${!rerun[@]}"; do
-            [[ ${rerun[i]} == "--max-time" ]] && rerun[i + 1]=$rerun_budget
-            [[ ${rerun[i]} == "--workers" ]] && rerun[i + 1]=1
-        done
         rm -rf "$work/report"
         st_status=0
-        run_st "$rerun_budget" "${rerun[@]}" "${rerun_args[@]}" || st_status=$?
+        run_st $((max_time < 60 ? max_time : 60)) 1 "${rerun_args[@]}" || st_status=$?
     fi
 fi
 
