@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/20261206000080_holds_without_event_key.sql"),
     ),
     (20261206000090, "outbox one index", include_str!("../../migrations/20261206000090_outbox_one_index.sql")),
+    (
+        20261207000010,
+        "journal write function",
+        include_str!("../../migrations/20261207000010_journal_write_function.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

@@ -2,10 +2,15 @@
 //!
 //! Actors append records to one queue. A few writer tasks each take a batch —
 //! everything queued, up to `max_batch`, waiting at most `max_wait` for more — and
-//! write it in one transaction with one bulk (`UNNEST`) statement per kind of
-//! change, plus the outbox rows for the same changes. Every record in the batch is
-//! acknowledged when the transaction commits, so a caller's reply waits for one
-//! fsync shared with hundreds of others.
+//! write it in one call of the database function `boxoffice_journal_write`: one
+//! round trip, whose statements (the fence check, one bulk `UNNEST` statement per
+//! kind of change, the outbox rows for the same changes) commit together when it
+//! returns. Every record in the batch is acknowledged then, so a caller's reply
+//! waits for one fsync shared with hundreds of others.
+//!
+//! A batch whose call got no answer (the connection dropped) may have committed:
+//! the writer looks it up before it acknowledges or fails it, and while the
+//! database does not answer that lookup the breaker is open.
 //!
 //! Several writers may commit at once: the engine never has two changes of the
 //! same hold in flight (see `SeatInventory`), and a change that frees seats is
@@ -302,6 +307,11 @@ impl Writer {
                     return landed;
                 }
                 Err(e) => {
+                    // Meanwhile the other records fail fast, as in any outage, rather
+                    // than queue behind this writer.
+                    if super::db::is_unavailable(&e) {
+                        self.breaker.trip();
+                    }
                     tracing::warn!(%batch, error = %e, "journal commit in doubt; the database does not answer yet");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(1));
@@ -558,6 +568,8 @@ pub async fn batch_committed(pool: &PgPool, batch: Uuid) -> Result<bool, sqlx::E
     Ok(landed)
 }
 
+/// Writes a batch in one call of `boxoffice_journal_write` (see its migration):
+/// one round trip, committed when the call returns.
 async fn write_batch(
     pool: &PgPool,
     batch: Uuid,
@@ -568,166 +580,69 @@ async fn write_batch(
     for record in records {
         c.add(record);
     }
-    let mut tx = pool.begin().await?;
-    // Marks the batch (see `Writer::landed`); the lock is held until this transaction ends.
-    sqlx::query("INSERT INTO journal_batches (batch_id) SELECT $1 FROM (SELECT pg_advisory_xact_lock($2)) l")
-        .bind(batch)
-        .bind(batch_lock(batch))
-        .execute(&mut *tx)
-        .await?;
-    if let Some(leases) = leases {
+    let fence = leases.map(|leases| {
         let mut writes: Vec<(Uuid, i64)> = records.iter().map(|r| (r.event.0, r.epoch)).collect();
         writes.sort_unstable();
         writes.dedup();
-        let lost = leases.fenced_in(&mut tx, &writes).await?;
-        if !lost.is_empty() {
-            return Err(WriteError::Fenced(lost));
-        }
-    }
-    if !c.h_id.is_empty() {
-        sqlx::query(
-            "INSERT INTO holds (hold_id, event_id, buyer_id, items, quantity, amount, status, idempotency_key,
-                                fingerprint, created_at, expires_at, updated_at)
-             SELECT id, ev, buyer, items::jsonb, qty, amount, 'active', key, fp, created, expires, created
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int4[], $6::int8[], $7::text[],
-                         $8::int8[], $9::timestamptz[], $10::timestamptz[])
-                  AS u(id, ev, buyer, items, qty, amount, key, fp, created, expires)",
-        )
-        .bind(&c.h_id)
-        .bind(&c.h_event)
-        .bind(&c.h_buyer)
-        .bind(&c.h_items)
-        .bind(&c.h_qty)
-        .bind(&c.h_amount)
-        .bind(&c.h_key)
-        .bind(&c.h_fp)
-        .bind(&c.h_created)
-        .bind(&c.h_expires)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !c.s_id.is_empty() {
-        // Planned for its arguments every time (an unnamed statement): a plan
-        // PostgreSQL caches for a prepared statement is made from the table sizes
-        // of its first few runs, and one made while `holds` was nearly empty (the
-        // start of a first sale) went on scanning the whole table for every batch
-        // as the rush filled it (1.2 ms for 10 rows, many-events sale on three
-        // nodes). The inserts keep their cached plans: planning them each time
-        // made them slower.
-        sqlx::query(
-            "UPDATE holds SET status = u.status, updated_at = u.at
-             FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(id, status, at)
-             WHERE holds.hold_id = u.id",
-        )
-        .persistent(false)
-        .bind(&c.s_id)
-        .bind(&c.s_status)
-        .bind(&c.s_at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !c.t_id.is_empty() {
-        sqlx::query(
-            "INSERT INTO tickets (ticket_id, event_id, hold_id, purchaser_id, section, seat_number, price, purchase_date)
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
-                                  $7::int8[], $8::timestamptz[])",
-        )
-        .bind(&c.t_id)
-        .bind(&c.t_event)
-        .bind(&c.t_hold)
-        .bind(&c.t_owner)
-        .bind(&c.t_section)
-        .bind(&c.t_seat)
-        .bind(&c.t_price)
-        .bind(&c.t_at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !c.p_id.is_empty() {
-        sqlx::query(
-            "INSERT INTO payments (payment_id, hold_id, provider, provider_ref, amount, currency, status)
-             SELECT *, 'succeeded'
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[], $6::text[])
-             ON CONFLICT (provider, provider_ref) DO UPDATE SET status = 'succeeded', updated_at = now()",
-        )
-        .bind(&c.p_id)
-        .bind(&c.p_hold)
-        .bind(&c.p_provider)
-        .bind(&c.p_ref)
-        .bind(&c.p_amount)
-        .bind(&c.p_currency)
-        .execute(&mut *tx)
-        .await?;
-        // The charge behind each payment has ended as tickets, in the same
-        // transaction: the reconciler never sees a sold charge as open. Found by
-        // its key (the request path no longer writes the reference before the
-        // sale), or by the reference for charges recorded without one.
-        //
-        // Planned for its arguments every time, as the status update above; and
-        // "not ended" is spelled `<> ALL (ended)`, not `IN (open)`, so that the
-        // planner looks each key up by the primary key: `IN (open)` is the
-        // predicate of `charges_open`, and with statistics from before a rush
-        // (hardly any charge open) the planner walked that whole index for every
-        // batch and hashed what it found — every charge completed since the last
-        // vacuum is still in it (9 keys, 300 open charges, 4,700 completed since:
-        // 4.2 ms, against 0.19 ms by key). (The CHECK on `status` lists the six
-        // states.)
-        sqlx::query(
-            "UPDATE charges SET status = 'completed', provider_ref = coalesce(charges.provider_ref, u.reference),
-                    updated_at = now()
-             FROM UNNEST($1::text[], $2::text[]) AS u(charge_key, reference)
-             WHERE charges.charge_key = u.charge_key AND charges.status <> ALL ('{completed,refunded,declined}')",
-        )
-        .persistent(false)
-        .bind(&c.p_charge_key)
-        .bind(&c.p_ref)
-        .execute(&mut *tx)
-        .await?;
-        if c.p_charge_key.iter().any(Option::is_none) {
-            sqlx::query(
-                "UPDATE charges SET status = 'completed', updated_at = now()
-                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(charge_key, provider, reference)
-                 WHERE u.charge_key IS NULL AND charges.provider = u.provider AND charges.provider_ref = u.reference
-                   AND charges.status <> ALL ('{completed,refunded,declined}')",
-            )
-            .persistent(false)
-            .bind(&c.p_charge_key)
-            .bind(&c.p_provider)
-            .bind(&c.p_ref)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    if !c.c_id.is_empty() {
-        let cancelled = sqlx::query(
-            "UPDATE tickets SET status = 'cancelled', cancelled_at = u.at
-             FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at)
-             WHERE tickets.ticket_id = u.id AND tickets.status = 'valid'",
-        )
-        .bind(&c.c_id)
-        .bind(&c.c_at)
-        .execute(&mut *tx)
-        .await?;
-        // A ticket scanned at the door between the cancel request and this write is
-        // no longer `valid`: refuse the change so its seat is not sold again.
-        if cancelled.rows_affected() != c.c_id.len() as u64 {
-            return Err(sqlx::Error::RowNotFound.into());
-        }
-    }
-    if !c.o_topic.is_empty() {
-        sqlx::query(
-            "INSERT INTO outbox (topic, aggregate_id, payload)
-             SELECT topic, aggregate, payload::json FROM UNNEST($1::text[], $2::uuid[], $3::text[])
-                  AS u(topic, aggregate, payload)",
-        )
-        .bind(&c.o_topic)
-        .bind(&c.o_aggregate)
-        .bind(&c.o_payload)
-        .execute(&mut *tx)
-        .await?;
-    }
-    match tx.commit().await {
-        Ok(()) => Ok(()),
+        leases.fence_for(&writes)
+    });
+    // A connection first: failing to get one means the batch was never sent.
+    let mut conn = pool.acquire().await?;
+    let lost: Result<Vec<(Uuid, i64)>, sqlx::Error> = sqlx::query_as(
+        "SELECT lost_event, lost_epoch FROM boxoffice_journal_write(
+            $1, $2, $3, $4, $5, $6, $7,
+            $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+            $18, $19, $20,
+            $21, $22, $23, $24, $25, $26, $27, $28,
+            $29, $30, $31, $32, $33, $34, $35,
+            $36, $37,
+            $38, $39, $40)",
+    )
+    .bind(batch)
+    .bind(batch_lock(batch))
+    .bind(fence.as_ref().map(|f| f.node))
+    .bind(fence.as_ref().map_or(0, |f| f.space))
+    .bind(fence.as_ref().map_or(&[][..], |f| &f.keys[..]))
+    .bind(fence.as_ref().map_or(&[][..], |f| &f.events[..]))
+    .bind(fence.as_ref().map_or(&[][..], |f| &f.epochs[..]))
+    .bind(&c.h_id)
+    .bind(&c.h_event)
+    .bind(&c.h_buyer)
+    .bind(&c.h_items)
+    .bind(&c.h_qty)
+    .bind(&c.h_amount)
+    .bind(&c.h_key)
+    .bind(&c.h_fp)
+    .bind(&c.h_created)
+    .bind(&c.h_expires)
+    .bind(&c.s_id)
+    .bind(&c.s_status)
+    .bind(&c.s_at)
+    .bind(&c.t_id)
+    .bind(&c.t_event)
+    .bind(&c.t_hold)
+    .bind(&c.t_owner)
+    .bind(&c.t_section)
+    .bind(&c.t_seat)
+    .bind(&c.t_price)
+    .bind(&c.t_at)
+    .bind(&c.p_id)
+    .bind(&c.p_hold)
+    .bind(&c.p_provider)
+    .bind(&c.p_ref)
+    .bind(&c.p_amount)
+    .bind(&c.p_currency)
+    .bind(&c.p_charge_key)
+    .bind(&c.c_id)
+    .bind(&c.c_at)
+    .bind(&c.o_topic)
+    .bind(&c.o_aggregate)
+    .bind(&c.o_payload)
+    .fetch_all(&mut *conn)
+    .await;
+    match lost {
+        Ok(lost) if lost.is_empty() => Ok(()),
+        Ok(lost) => Err(WriteError::Fenced(lost)),
         // Sent, and no answer: the database may have committed it.
         Err(e) if super::db::is_unavailable(&e) => Err(WriteError::InDoubt(e)),
         Err(e) => Err(e.into()),

@@ -3,8 +3,9 @@
 //! **Guarantees.** At most one node holds a live lease on an event; taking an
 //! event over increments its epoch, and the journal writes an event's changes only
 //! in a transaction that checks the lease at the epoch this node took, under the
-//! event's fence lock ([`Leases::fenced_in`]): a deposed owner's writes are refused,
-//! and the new owner's load (after its takeover commits) sees every write the old
+//! event's fence lock ([`Leases::fenced_in`]; the journal makes the same check in
+//! SQL with [`Leases::fence_for`]): a deposed owner's writes are refused, and the
+//! new owner's load (after its takeover commits) sees every write the old
 //! owner made. That is the hard guarantee; renewal and stepping down before expiry
 //! (the cluster's heartbeat task) keep a deposed node from serving stale reads.
 //!
@@ -230,7 +231,20 @@ impl Leases {
         Ok(())
     }
 
-    /// The journal's check, run first in each of its transactions: takes the fence
+    /// What the journal's one-statement write (`boxoffice_journal_write`) needs to
+    /// run the check of [`Leases::fenced_in`] itself: this node, the fence-lock
+    /// namespace, the lock keys in order, and the (event, epoch) pairs written.
+    pub fn fence_for(&self, writes: &[(Uuid, i64)]) -> Fence<'_> {
+        let mut keys: Vec<i32> = writes.iter().map(|(event, _)| fence_key(*event)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let (events, epochs) = writes.iter().copied().unzip();
+        Fence { node: &self.node_id, space: FENCE_LOCKS, keys, events, epochs }
+    }
+
+    /// The fence check, run first in a transaction that writes events' state (the
+    /// waiting room's; the journal runs the same check inside its one-statement
+    /// write, see [`Leases::fence_for`]): takes the fence
     /// locks of the events written (shared, until the transaction ends) and returns
     /// the (event, epoch) pairs — each record carries the epoch its actor was
     /// activated under — that this node no longer holds. A stopped actor's late
@@ -265,6 +279,15 @@ impl Leases {
         .await?;
         Ok(writes.iter().copied().filter(|w| !held.contains(w)).collect())
     }
+}
+
+/// The arguments of a fence check made in SQL (see [`Leases::fence_for`]).
+pub struct Fence<'a> {
+    pub node: &'a str,
+    pub space: i32,
+    pub keys: Vec<i32>,
+    pub events: Vec<Uuid>,
+    pub epochs: Vec<i64>,
 }
 
 #[cfg(test)]

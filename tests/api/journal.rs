@@ -1,6 +1,7 @@
 //! The journal's transactions: what one batch writes when its changes depend on
-//! each other, and its answer to a lost COMMIT reply (it looks its batch up,
-//! waiting for a commit still in progress on another connection, instead of guessing).
+//! each other, and its answer to a lost reply (it looks its batch up, waiting for a
+//! commit still in progress on another connection, instead of guessing): a batch
+//! that committed is acknowledged once, one that did not is written again.
 
 use boxoffice::store::journal::{JournalConfig, PgJournal, batch_committed, batch_lock};
 use boxoffice_actors::journal::{Ack, Journal};
@@ -160,4 +161,154 @@ async fn a_batch_is_looked_up_only_once_its_transaction_has_ended() {
         .unwrap();
     tx.rollback().await.unwrap();
     assert!(!batch_committed(&pool, other).await.unwrap());
+}
+
+/// A TCP relay in front of PostgreSQL whose open connections can be cut at once,
+/// as a network fault would: the database side sees its client vanish only when it
+/// next writes to it.
+struct CuttableLink {
+    port: u16,
+    open: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableLink {
+    async fn start(upstream: (String, u16)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let links = Arc::clone(&open);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                links.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Self { port, open }
+    }
+
+    /// Drops every connection open now; new ones go through.
+    fn cut(&self) {
+        for link in self.open.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+/// A database, a buyer and an event; a journal (one writer) that reaches the
+/// database through a [`CuttableLink`]; and a lock on `holds` that parks the
+/// journal's next batch inside its call, before it commits.
+struct ParkedBatch {
+    direct: sqlx::PgPool,
+    link: CuttableLink,
+    /// Kept alive: its writers stop once it is dropped.
+    _journal: PgJournal,
+    locker: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+    hold: HoldId,
+    answer: tokio::sync::oneshot::Receiver<Result<(), boxoffice_actors::journal::JournalError>>,
+    /// The backend running the parked call.
+    pid: i32,
+}
+
+/// The backends waiting for a lock of `locktype`, other than `except`.
+async fn waiting(pool: &sqlx::PgPool, locktype: &str, except: i32) -> Result<i32, ()> {
+    let pid: Option<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_locks WHERE NOT granted AND locktype = $1 AND pid <> $2")
+            .bind(locktype)
+            .bind(except)
+            .fetch_optional(pool)
+            .await
+            .unwrap();
+    pid.ok_or(())
+}
+
+impl ParkedBatch {
+    async fn start() -> Self {
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        let url = boxoffice_testkit::fresh_database().await;
+        let options: PgConnectOptions = url.parse().unwrap();
+        let direct = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
+        boxoffice::store::db::migrator().run(&direct).await.unwrap();
+        let (buyer, event) = buyer_and_published_event(&direct, "buyer@example.com", "Buyer").await;
+        let link = CuttableLink::start((options.get_host().to_owned(), options.get_port())).await;
+        let through_link = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.host("127.0.0.1").port(link.port))
+            .await
+            .unwrap();
+        let config = JournalConfig { max_batch: 64, max_wait: Duration::from_millis(1), writers: 1 };
+        let (journal, _) = PgJournal::start(through_link, config, None);
+
+        let mut locker = direct.begin().await.unwrap();
+        sqlx::query("LOCK TABLE holds IN ACCESS EXCLUSIVE MODE").execute(&mut *locker).await.unwrap();
+        let hold = HoldId::new();
+        let (tx, answer) = tokio::sync::oneshot::channel();
+        journal.append(created(event, buyer, hold, 1), Ack::new(move |r| drop(tx.send(r))));
+        let pid = boxoffice_testkit::poll(Duration::from_secs(10), Duration::from_millis(10), || {
+            waiting(&direct, "relation", 0)
+        })
+        .await
+        .expect("the journal's call waits for the lock on holds");
+        Self { direct, link, _journal: journal, locker: Some(locker), hold, answer, pid }
+    }
+
+    /// Waits until another backend than the parked call's waits for a lock of
+    /// `locktype`, and checks the record is not answered yet.
+    async fn next_waiter(&mut self, locktype: &str, what: &str) {
+        let pid = boxoffice_testkit::poll(Duration::from_secs(10), Duration::from_millis(10), || {
+            waiting(&self.direct, locktype, self.pid)
+        })
+        .await
+        .unwrap_or_else(|()| panic!("{what}"));
+        assert_ne!(pid, self.pid);
+        assert!(self.answer.try_recv().is_err(), "no answer before the batch's fate is known");
+    }
+
+    /// Frees `holds`; the record must then be acknowledged, and written once.
+    async fn release_and_expect_one_write(mut self) {
+        self.locker.take().unwrap().commit().await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), &mut self.answer).await.expect("an answer");
+        answer.unwrap().expect("the batch is in: the record is acknowledged");
+        self.assert_written_once().await;
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).bind(self.hold.0).fetch_one(&self.direct).await.unwrap()
+    }
+
+    /// The hold is in exactly once, with its batch marker and its outbox row.
+    async fn assert_written_once(&self) {
+        assert_eq!(self.count("SELECT count(*) FROM holds WHERE hold_id = $1").await, 1, "the hold is in once");
+        assert_eq!(self.count("SELECT count(*) FROM outbox WHERE aggregate_id = $1").await, 1, "one outbox row");
+        let batches: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM journal_batches").fetch_one(&self.direct).await.unwrap();
+        assert_eq!(batches, 1, "one batch committed");
+    }
+}
+
+#[tokio::test]
+async fn a_batch_whose_answer_is_lost_after_it_committed_is_acknowledged_once() {
+    let mut parked = ParkedBatch::start().await;
+    // The link drops while the call waits: PostgreSQL goes on, and commits the call
+    // once the lock is free, but its answer has nowhere to go.
+    parked.link.cut();
+    // The journal looks the batch up; the lookup waits for the call's transaction.
+    parked.next_waiter("advisory", "the lookup waits for the batch's transaction").await;
+    parked.release_and_expect_one_write().await;
+}
+
+#[tokio::test]
+async fn a_batch_cut_off_before_it_committed_is_written_again() {
+    let mut parked = ParkedBatch::start().await;
+    // The call's backend ends before the commit: its transaction rolls back.
+    let ended: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(parked.pid).fetch_one(&parked.direct).await.unwrap();
+    assert!(ended);
+    // The journal finds the batch not in and writes it again: the new call waits for
+    // the lock in turn.
+    parked.next_waiter("relation", "the batch is written again").await;
+    parked.release_and_expect_one_write().await;
 }
