@@ -62,10 +62,10 @@ async fn database() -> Db {
     Db { pool, event, buyer, _embedded: embedded }
 }
 
-fn hold_created(event: Uuid, buyer: Uuid, n: u64) -> Record {
+fn hold_created(event: Uuid, epoch: i64, buyer: Uuid, n: u64) -> Record {
     Record {
         event: EventId(event),
-        epoch: 0,
+        epoch,
         change: Change::HoldCreated {
             hold: HoldRecord {
                 id: HoldId::new(),
@@ -84,7 +84,7 @@ fn hold_created(event: Uuid, buyer: Uuid, n: u64) -> Record {
 }
 
 /// Appends `n` records with up to IN_FLIGHT outstanding and waits for every ack.
-async fn append_all(journal: &PgJournal, db: &Db, n: u64) -> Duration {
+async fn append_all(journal: &PgJournal, db: &Db, epoch: i64, n: u64) -> Duration {
     let start = Instant::now();
     let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT as usize));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -92,7 +92,7 @@ async fn append_all(journal: &PgJournal, db: &Db, n: u64) -> Duration {
         let permit = Arc::clone(&permits).acquire_owned().await.expect("semaphore");
         let tx = done_tx.clone();
         journal.append(
-            hold_created(db.event, db.buyer, i),
+            hold_created(db.event, epoch, db.buyer, i),
             Ack::new(move |result| {
                 drop(permit);
                 let _ = tx.send(result.is_ok());
@@ -113,16 +113,16 @@ fn group_commit(c: &mut Criterion) {
     let db = rt.block_on(database());
     let mut group = c.benchmark_group("journal/group commit to PostgreSQL");
     group.sample_size(10).measurement_time(Duration::from_secs(10));
+    // As the server runs it: every transaction checks the event's lease (fencing),
+    // and each record carries the epoch the lease was taken at, as an actor's do.
+    let leases = Arc::new(Leases::new("bench".into(), Duration::from_secs(3600)));
+    let epoch = rt.block_on(leases.acquire(&db.pool, db.event)).expect("the event's lease");
     for writers in [1, 2, 4] {
-        // As the server runs it: every transaction checks the event's lease (fencing).
-        let (journal, _tasks) = rt.block_on(async {
-            let leases = Arc::new(Leases::new(format!("bench-{writers}"), Duration::from_secs(3600)));
-            leases.acquire(&db.pool, db.event).await.expect("the event's lease");
-            PgJournal::start(db.pool.clone(), JournalConfig { writers, ..JournalConfig::default() }, Some(leases))
-        });
+        let config = JournalConfig { writers, ..JournalConfig::default() };
+        let journal = rt.block_on(async { PgJournal::start(db.pool.clone(), config, Some(Arc::clone(&leases))).0 });
         group.throughput(Throughput::Elements(1));
         group.bench_function(format!("hold records/s, {writers} writer(s)"), |b| {
-            b.iter_custom(|iters| rt.block_on(append_all(&journal, &db, iters)))
+            b.iter_custom(|iters| rt.block_on(append_all(&journal, &db, epoch, iters)))
         });
     }
     group.finish();
