@@ -241,6 +241,12 @@ pub struct SaleArgs {
     /// the schedule).
     #[arg(long, default_value_t = 20_000)]
     pub max_in_flight: usize,
+    /// Send at most this many requests at once during the sale, over as many kept-alive
+    /// connections, as a load balancer's upstream pool does; baskets beyond them wait in the
+    /// generator (in an open loop their latency still counts from the schedule). 0: one
+    /// connection per request in flight, so an open loop past capacity opens thousands.
+    #[arg(long, default_value_t = 0)]
+    pub upstream_connections: usize,
     /// Buy through the one-shot POST /tickets/purchase instead of hold + pay.
     #[arg(long)]
     pub one_shot: bool,

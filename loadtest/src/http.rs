@@ -1,5 +1,6 @@
 //! The HTTP client: hyper 1 over plain HTTP/1.1 with a keep-alive pool (one
-//! connection per request in flight, reused afterwards), aimed only at loopback.
+//! connection per request in flight, reused afterwards; optionally at most N
+//! requests, and so connections, at once), aimed only at loopback.
 //!
 //! Every exchange is bounded by a timeout. Problem documents (RFC 9457) are parsed
 //! once here, so callers and the statistics see the `code` without parsing again.
@@ -30,6 +31,8 @@ pub struct Api {
     bases: Arc<[Arc<str>]>,
     next: Arc<std::sync::atomic::AtomicUsize>,
     timeout: Duration,
+    /// At most this many exchanges at once (see [`Api::with_upstream_limit`]).
+    upstream: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// The members of a problem document the generator acts on.
@@ -112,6 +115,7 @@ impl Api {
             bases: vec![Arc::<str>::from(base)].into(),
             next: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             timeout,
+            upstream: None,
         })
     }
 
@@ -122,6 +126,14 @@ impl Api {
         let mut api = Self::new(first, timeout)?;
         api.bases = base_urls.iter().map(|b| loopback_base(b).map(Arc::<str>::from)).collect::<anyhow::Result<_>>()?;
         Ok(api)
+    }
+
+    /// The same client, sending at most `connections` requests at once — so over at
+    /// most that many pooled connections, as a load balancer's upstream pool. A
+    /// request waits for a free slot before its timeout starts.
+    pub fn with_upstream_limit(mut self, connections: usize) -> Self {
+        self.upstream = Some(Arc::new(tokio::sync::Semaphore::new(connections.max(1))));
+        self
     }
 
     /// The same client, talking to the first node only (for its metrics).
@@ -184,6 +196,10 @@ impl Api {
         }
         let request =
             builder.body(Full::new(body.unwrap_or_default())).map_err(|e| Failure::Transport(e.to_string()))?;
+        let _slot = match &self.upstream {
+            Some(slots) => Some(slots.acquire().await.map_err(|e| Failure::Transport(e.to_string()))?),
+            None => None,
+        };
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| Failure::Transport(error_chain(&e)))?;
             let status = response.status().as_u16();
@@ -278,6 +294,78 @@ mod tests {
         assert_eq!(loopback_base("http://127.3.4.5").unwrap(), "http://127.3.4.5:80");
         for bad in ["http://10.0.0.1:8080", "http://example.com", "https://127.0.0.1", "http://127.0.0.1/x", "x"] {
             assert!(loopback_base(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    /// A keep-alive HTTP/1.1 server that answers every GET with `ok` after `delay`,
+    /// counting the connections it accepted and the most requests it had at once.
+    async fn counting_server(delay: Duration) -> (String, Arc<[std::sync::atomic::AtomicUsize; 3]>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // [connections accepted, requests in progress, most in progress at once]
+        let counts: Arc<[std::sync::atomic::AtomicUsize; 3]> = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server_counts = Arc::clone(&counts);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                server_counts[0].fetch_add(1, SeqCst);
+                let counts = Arc::clone(&server_counts);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        buf.drain(..end);
+                        let now = counts[1].fetch_add(1, SeqCst) + 1;
+                        counts[2].fetch_max(now, SeqCst);
+                        tokio::time::sleep(delay).await;
+                        counts[1].fetch_sub(1, SeqCst);
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if socket.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, counts)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upstream_limit_bounds_requests_and_connections() {
+        use std::sync::atomic::Ordering::SeqCst;
+        for (limit, requests) in [(Some(8), 200), (None, 64)] {
+            let (base, counts) = counting_server(Duration::from_millis(20)).await;
+            let mut api = Api::new(&base, Duration::from_secs(10)).unwrap();
+            if let Some(limit) = limit {
+                api = api.with_upstream_limit(limit);
+            }
+            let mut sent = tokio::task::JoinSet::new();
+            for _ in 0..requests {
+                let api = api.clone();
+                sent.spawn(async move { api.get("/x", None).await });
+            }
+            while let Some(reply) = sent.join_next().await {
+                let reply = reply.unwrap().expect("an answer");
+                assert!(reply.ok() && &reply.body[..] == b"ok");
+            }
+            let (accepted, most) = (counts[0].load(SeqCst), counts[2].load(SeqCst));
+            match limit {
+                Some(limit) => {
+                    assert!(most <= limit, "{most} requests at once, limit {limit}");
+                    assert!(accepted <= limit, "{accepted} connections for a limit of {limit}");
+                    assert!(most >= limit / 2, "the limit is used: {most} at once");
+                }
+                // Without a limit every request in flight has its own connection.
+                None => assert!(most > 8 && accepted > 8, "{most} at once over {accepted} connections"),
+            }
         }
     }
 

@@ -214,7 +214,11 @@ async fn flash_sale(cli: &Cli, target: &Target) -> anyhow::Result<Report> {
     let opens_at = Instant::now() + until_open;
     let (event_ids, register_secs, buyer_count, run_id) =
         (setup.event_ids, setup.register_secs, setup.buyers.len(), setup.run_id.clone());
-    let mut sale = Sale::new(api.clone(), cfg, &event_ids, setup.plan, setup.buyers, args.per_buyer_limit, opens_at);
+    let sale_api = match args.upstream_connections {
+        0 => api.clone(),
+        n => api.clone().with_upstream_limit(n),
+    };
+    let mut sale = Sale::new(sale_api, cfg, &event_ids, setup.plan, setup.buyers, args.per_buyer_limit, opens_at);
     let hold_times = (args.watchers > 0).then(|| Arc::new(watchers::HoldTimes::default()));
     sale.hold_times = hold_times.clone();
     let sale = Arc::new(sale);
@@ -591,9 +595,13 @@ async fn sample_server_rss(stats: Arc<stats::Stats>, server_pid: Option<u32>, st
 
 fn mode(args: &SaleArgs) -> String {
     let how = if args.one_shot { "one-shot purchase" } else { "hold + pay" };
+    let upstream = match args.upstream_connections {
+        0 => String::new(),
+        n => format!("; at most {n} requests at once (upstream connections)"),
+    };
     match args.rate {
-        Some(rate) => format!("open loop, {rate} baskets/s, latency from intended start; {how}"),
-        None => format!("closed loop, {} baskets in flight; {how}", args.concurrency),
+        Some(rate) => format!("open loop, {rate} baskets/s, latency from intended start; {how}{upstream}"),
+        None => format!("closed loop, {} baskets in flight; {how}{upstream}", args.concurrency),
     }
 }
 
