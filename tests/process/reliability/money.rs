@@ -66,8 +66,28 @@ async fn a_charge_killed_before_its_sale_was_written_ends_as_tickets() {
         if n == 1 { Ok(()) } else { Err(()) }
     };
     poll(Duration::from_secs(15), Duration::from_millis(20), charged).await.expect("the card is charged");
+    // The sale's journal call is parked behind the lock; the process dies, and the
+    // call with it. (A call already sent outlives its client: PostgreSQL would
+    // finish and commit it once the lock is free, and the sale would be in. Ending
+    // it stands for the crash coming before the call went out.)
+    let parked = || async {
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_locks WHERE NOT granted AND relation = 'tickets'::regclass AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        if pids.is_empty() { Err(()) } else { Ok(pids) }
+    };
+    let pids = poll(Duration::from_secs(15), Duration::from_millis(20), parked).await.expect("the sale waits");
     server.sigkill();
     let _ = paying.await;
+    for pid in pids {
+        // Waits until the backend is gone, so it cannot take the lock first.
+        let ended: bool =
+            sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)").bind(pid).fetch_one(&db).await.unwrap();
+        assert!(ended, "the parked call ended");
+    }
     sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM tickets WHERE hold_id = $1", hold).await, 0, "killed before the sale");
 
