@@ -237,8 +237,9 @@ pub struct ServeArgs {
     /// Most records per group commit.
     #[arg(long, env = "JOURNAL_MAX_BATCH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub journal_max_batch: u32,
-    /// How long a commit waits for its batch to fill, microseconds.
-    #[arg(long, env = "JOURNAL_MAX_WAIT_US", default_value_t = 500)]
+    /// How long a commit waits for its batch to fill, microseconds. 0: a writer takes
+    /// what is queued; batches still grow while the other writers commit.
+    #[arg(long, env = "JOURNAL_MAX_WAIT_US", default_value_t = 0)]
     pub journal_max_wait_us: u64,
     /// Concurrent group-commit transactions.
     #[arg(long, env = "JOURNAL_WRITERS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
