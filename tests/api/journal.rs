@@ -58,6 +58,20 @@ async fn one_batch_writes_changes_that_build_on_each_other() {
         currency: "JPY".into(),
         charge_key: None,
     };
+    // The charge behind the payment, recorded with its reference: the sale completes
+    // it, found by the reference (the payment carries no charge key).
+    sqlx::query(
+        "INSERT INTO charges (charge_key, provider, hold_id, event_id, buyer_id, payment_method, amount, currency,
+                              provider_ref, status, next_check_at)
+         VALUES ('by-reference', 'test', $1, $2, $3, 'pm_card_visa', 10000, 'JPY', $4, 'charged', now())",
+    )
+    .bind(bought.0)
+    .bind(event)
+    .bind(buyer)
+    .bind(&payment.reference)
+    .execute(&pool)
+    .await
+    .unwrap();
     let records = [
         created(event, buyer, bought, 2),
         // Bought, then one of its tickets cancelled (an event cancelled at that moment, say).
@@ -98,6 +112,11 @@ async fn one_batch_writes_changes_that_build_on_each_other() {
     let holds: Vec<(Uuid, String)> =
         sqlx::query_as("SELECT hold_id, status FROM holds ORDER BY hold_id").fetch_all(&pool).await.unwrap();
     assert_eq!(holds, vec![(bought.0, "purchased".to_owned()), (lapsed.0, "expired".to_owned())]);
+    let charge: String = sqlx::query_scalar("SELECT status FROM charges WHERE charge_key = 'by-reference'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(charge, "completed", "the charge ended as the tickets, in the same batch");
     let stored: Vec<(Uuid, String)> =
         sqlx::query_as("SELECT ticket_id, status FROM tickets ORDER BY ticket_id").fetch_all(&pool).await.unwrap();
     assert_eq!(stored, vec![(tickets[0].0, "cancelled".to_owned()), (tickets[1].0, "valid".to_owned())]);
