@@ -231,9 +231,10 @@ impl Leases {
         Ok(())
     }
 
-    /// What the journal's one-statement write (`boxoffice_journal_write`) needs to
-    /// run the check of [`Leases::fenced_in`] itself: this node, the fence-lock
+    /// The arguments of the fence check for `writes`: this node, the fence-lock
     /// namespace, the lock keys in order, and the (event, epoch) pairs written.
+    /// [`Leases::fenced_in`] runs the check with them; the journal passes them to
+    /// its one-statement write (`boxoffice_journal_write`), which runs it in SQL.
     pub fn fence_for(&self, writes: &[(Uuid, i64)]) -> Fence<'_> {
         let mut keys: Vec<i32> = writes.iter().map(|(event, _)| fence_key(*event)).collect();
         keys.sort_unstable();
@@ -254,27 +255,24 @@ impl Leases {
         tx: &mut sqlx::PgConnection,
         writes: &[(Uuid, i64)],
     ) -> sqlx::Result<Vec<(Uuid, i64)>> {
-        let mut keys: Vec<i32> = writes.iter().map(|(event, _)| fence_key(*event)).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let fence = self.fence_for(writes);
         // A statement of its own: the check below then reads with a snapshot taken
         // after the locks were granted, so it sees a takeover that held one.
         sqlx::query(
             "SELECT count(pg_advisory_xact_lock_shared($1, k)) FROM (SELECT unnest($2::int4[]) AS k ORDER BY 1) u",
         )
-        .bind(FENCE_LOCKS)
-        .bind(&keys)
+        .bind(fence.space)
+        .bind(&fence.keys)
         .execute(&mut *tx)
         .await?;
-        let (events, epochs): (Vec<Uuid>, Vec<i64>) = writes.iter().copied().unzip();
         let held: Vec<(Uuid, i64)> = sqlx::query_as(
             "SELECT l.event_id, l.epoch FROM event_leases l
              JOIN UNNEST($1::uuid[], $2::int8[]) AS u(event, epoch) ON l.event_id = u.event AND l.epoch = u.epoch
              WHERE l.node_id = $3",
         )
-        .bind(&events)
-        .bind(&epochs)
-        .bind(&self.node_id)
+        .bind(&fence.events)
+        .bind(&fence.epochs)
+        .bind(fence.node)
         .fetch_all(&mut *tx)
         .await?;
         Ok(writes.iter().copied().filter(|w| !held.contains(w)).collect())
