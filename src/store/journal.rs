@@ -87,7 +87,7 @@ enum WriteError {
     Db(sqlx::Error),
     /// This node no longer holds these events at these epochs.
     Fenced(Vec<(Uuid, i64)>),
-    /// The COMMIT was sent and its answer lost: the batch may or may not be in.
+    /// The call was sent and its answer lost: the batch may or may not be in.
     InDoubt(sqlx::Error),
 }
 
