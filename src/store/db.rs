@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "journal write function",
         include_str!("../../migrations/20261207000010_journal_write_function.sql"),
     ),
+    (20261207000020, "outbox room to mark", include_str!("../../migrations/20261207000020_outbox_room_to_mark.sql")),
 ];
 
 pub fn migrator() -> Migrator {

@@ -22,6 +22,10 @@
 //!    `topic`, `aggregate_id`, `payload` (JSON text) and `created_at` (RFC 3339);
 //! 4. send the emails, in row order;
 //! 5. set `published_at` on the rows handled and commit.
+//!    The outbox's pages are kept half empty (fillfactor 50), so a marked
+//!    row's new version stays on its page and its WAL record carries only the
+//!    change (~80 bytes) instead of the whole row again (~730 bytes and a row
+//!    lock).
 //!
 //! **Delivery is at least once.** Publishing comes before marking, so a crash,
 //! a lost connection or a failure in between leaves rows unmarked, and the next

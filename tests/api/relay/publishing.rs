@@ -223,3 +223,36 @@ async fn a_rush_longer_than_the_longest_deferral_does_not_hold_rows_back_for_goo
     assert!(!rushing.journal.is_finished(), "the rush was still on");
     rushing.stop().await;
 }
+
+/// Marking a row published keeps its new version on the row's page, which the
+/// table leaves room for (fillfactor). A version moved to another page logs the
+/// whole row again, payload and all, as much WAL as the insert.
+#[tokio::test]
+async fn marking_rows_published_keeps_them_on_their_pages() {
+    let pool = migrated_database().await;
+    // Purchase-sized payloads: a `hold_purchased` is ~630 bytes of JSON.
+    let filler = "x".repeat(560);
+    for _ in 0..40 {
+        let aggregate = Uuid::now_v7();
+        let payload = serde_json::json!({
+            "type": "hold_released", "hold": aggregate, "at": 1, "event_id": Uuid::nil(), "note": filler,
+        });
+        outbox_row(&pool, "hold:released", aggregate, payload).await;
+    }
+    let before = pages(&pool).await;
+    assert!(before.iter().map(|(_, page)| page).collect::<HashSet<_>>().len() > 1, "rows span pages: {before:?}");
+
+    let (_, notifier) = capture();
+    let mut relay = OutboxRelay::new(pool.clone(), None, notifier).with_config(config("unused:"));
+    assert_eq!(relay.relay_once().await.expect("a pass").fetched, 40);
+    assert_eq!(unpublished(&pool).await, 0);
+    assert_eq!(pages(&pool).await, before, "each marked row's new version is on the page of the old one");
+}
+
+/// Each outbox row's id and the heap page its current version is on.
+async fn pages(pool: &sqlx::PgPool) -> Vec<(i64, i64)> {
+    sqlx::query_as("SELECT id, (ctid::text::point)[0]::bigint FROM outbox ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .expect("outbox pages")
+}
