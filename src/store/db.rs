@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/20261207000010_journal_write_function.sql"),
     ),
     (20261207000020, "outbox room to mark", include_str!("../../migrations/20261207000020_outbox_room_to_mark.sql")),
+    (
+        20261207000030,
+        "room for the one update",
+        include_str!("../../migrations/20261207000030_room_for_the_one_update.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

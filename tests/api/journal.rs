@@ -97,15 +97,7 @@ async fn one_batch_writes_changes_that_build_on_each_other() {
         created(event, buyer, lapsed, 1),
         Record { event: EventId(event), epoch: 0, change: Change::HoldExpired { hold: lapsed, at } },
     ];
-    let mut answers = Vec::new();
-    for record in records {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        journal.append(record, Ack::new(move |r| drop(tx.send(r))));
-        answers.push(rx);
-    }
-    for answer in answers {
-        answer.await.expect("the journal answers").expect("the batch commits");
-    }
+    write_all(&journal, records.into_iter()).await;
 
     let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_batches").fetch_one(&pool).await.unwrap();
     assert_eq!(batches, 1, "the five changes were written in one transaction");
@@ -330,4 +322,97 @@ async fn a_batch_cut_off_before_it_committed_is_written_again() {
     // the lock in turn.
     parked.next_waiter("relation", "the batch is written again").await;
     parked.release_and_expect_one_write().await;
+}
+
+/// A sale's updates keep each hold's and each charge's new version on the row's
+/// page, which the tables leave room for (fillfactor): the hold's status change is
+/// then HOT (no index entry), and neither logs a row lock and the whole row again
+/// on another page.
+#[tokio::test]
+async fn a_sale_updates_holds_and_charges_on_their_pages() {
+    let pool = migrated_database().await;
+    let (buyer, event) = buyer_and_published_event(&pool, "buyer@example.com", "Buyer").await;
+    let config = JournalConfig { max_batch: 1024, max_wait: Duration::ZERO, writers: 1 };
+    let (journal, _) = PgJournal::start(pool.clone(), config, None);
+    let holds: Vec<HoldId> = (0..300).map(|_| HoldId::new()).collect();
+    write_all(&journal, holds.iter().map(|hold| created(event, buyer, *hold, 1))).await;
+    // Each charge recorded as the charge log does before it asks the provider.
+    sqlx::query(
+        "INSERT INTO charges (charge_key, provider, hold_id, event_id, buyer_id, payment_method, amount, currency,
+                              status, next_check_at)
+         SELECT h || ':pm_card_visa', 'test', h, $2, $3, 'pm_card_visa', 5000, 'JPY', 'started', now()
+         FROM unnest($1::uuid[]) AS h",
+    )
+    .bind(holds.iter().map(|h| h.0).collect::<Vec<_>>())
+    .bind(event)
+    .bind(buyer)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before = (pages(&pool, "holds", "hold_id").await, pages(&pool, "charges", "hold_id").await);
+    for rows in [&before.0, &before.1] {
+        assert!(rows.iter().map(|(_, page)| page).collect::<std::collections::HashSet<_>>().len() > 1, "{rows:?}");
+    }
+
+    let at = UnixMs::now();
+    write_all(
+        &journal,
+        holds.iter().map(|hold| Record {
+            event: EventId(event),
+            epoch: 0,
+            change: Change::HoldPurchased {
+                hold: *hold,
+                buyer: BuyerId(buyer),
+                amount: 5000,
+                tickets: vec![TicketRecord {
+                    id: TicketId::new(),
+                    section: "Floor".into(),
+                    seat: None,
+                    price: 5000,
+                    cancelled: false,
+                }],
+                payment: Some(Box::new(Payment {
+                    provider: "test".into(),
+                    reference: format!("pi_{}", Uuid::now_v7().simple()),
+                    amount: 5000,
+                    currency: "JPY".into(),
+                    charge_key: Some(format!("{}:pm_card_visa", hold.0)),
+                })),
+                retaken: false,
+                at,
+            },
+        }),
+    )
+    .await;
+
+    let sold: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM holds h JOIN charges c USING (hold_id)
+         WHERE h.status = 'purchased' AND c.status = 'completed' AND c.provider_ref IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(sold, 300, "every hold purchased and its charge completed");
+    let after = (pages(&pool, "holds", "hold_id").await, pages(&pool, "charges", "hold_id").await);
+    assert_eq!(after.0, before.0, "each hold's new version is on the page of the old one");
+    assert_eq!(after.1, before.1, "each charge's new version is on the page of the old one");
+}
+
+/// Appends every record and waits until each is committed.
+async fn write_all(journal: &PgJournal, records: impl Iterator<Item = Record>) {
+    let mut answers = Vec::new();
+    for record in records {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        journal.append(record, Ack::new(move |r| drop(tx.send(r))));
+        answers.push(rx);
+    }
+    for answer in answers {
+        answer.await.expect("the journal answers").expect("the batch commits");
+    }
+}
+
+/// Each row's key and the heap page its current version is on.
+async fn pages(pool: &sqlx::PgPool, table: &str, key: &str) -> Vec<(Uuid, i64)> {
+    let sql = format!("SELECT {key}, (ctid::text::point)[0]::bigint FROM {table} ORDER BY {key}");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.expect("pages")
 }
