@@ -8,7 +8,7 @@ use boxoffice_actors::journal::{Ack, Journal};
 use boxoffice_actors::{
     BuyerId, Change, EventId, HoldId, HoldRecord, HoldStatus, Items, Payment, Record, TicketId, TicketRecord, UnixMs,
 };
-use boxoffice_testkit::{buyer_and_published_event, migrated_database};
+use boxoffice_testkit::{buyer_and_published_event, heap_pages, migrated_database};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -349,7 +349,8 @@ async fn a_sale_updates_holds_and_charges_on_their_pages() {
     .execute(&pool)
     .await
     .unwrap();
-    let before = (pages(&pool, "holds", "hold_id").await, pages(&pool, "charges", "hold_id").await);
+    let before =
+        (heap_pages::<Uuid>(&pool, "holds", "hold_id").await, heap_pages::<Uuid>(&pool, "charges", "hold_id").await);
     for rows in [&before.0, &before.1] {
         assert!(rows.iter().map(|(_, page)| page).collect::<std::collections::HashSet<_>>().len() > 1, "{rows:?}");
     }
@@ -393,7 +394,8 @@ async fn a_sale_updates_holds_and_charges_on_their_pages() {
     .await
     .unwrap();
     assert_eq!(sold, 300, "every hold purchased and its charge completed");
-    let after = (pages(&pool, "holds", "hold_id").await, pages(&pool, "charges", "hold_id").await);
+    let after =
+        (heap_pages::<Uuid>(&pool, "holds", "hold_id").await, heap_pages::<Uuid>(&pool, "charges", "hold_id").await);
     assert_eq!(after.0, before.0, "each hold's new version is on the page of the old one");
     assert_eq!(after.1, before.1, "each charge's new version is on the page of the old one");
 }
@@ -409,10 +411,4 @@ async fn write_all(journal: &PgJournal, records: impl Iterator<Item = Record>) {
     for answer in answers {
         answer.await.expect("the journal answers").expect("the batch commits");
     }
-}
-
-/// Each row's key and the heap page its current version is on.
-async fn pages(pool: &sqlx::PgPool, table: &str, key: &str) -> Vec<(Uuid, i64)> {
-    let sql = format!("SELECT {key}, (ctid::text::point)[0]::bigint FROM {table} ORDER BY {key}");
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.expect("pages")
 }

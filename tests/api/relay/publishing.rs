@@ -6,7 +6,7 @@ use super::{
     streamed_ids, unpublished,
 };
 use boxoffice::workers::relay::{OutboxRelay, RelayConfig, stream_key};
-use boxoffice_testkit::{eventually, migrated_database};
+use boxoffice_testkit::{eventually, heap_pages, migrated_database};
 use redis::AsyncTypedCommands;
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -239,20 +239,16 @@ async fn marking_rows_published_keeps_them_on_their_pages() {
         });
         outbox_row(&pool, "hold:released", aggregate, payload).await;
     }
-    let before = pages(&pool).await;
+    let before: Vec<(i64, i64)> = heap_pages(&pool, "outbox", "id").await;
     assert!(before.iter().map(|(_, page)| page).collect::<HashSet<_>>().len() > 1, "rows span pages: {before:?}");
 
     let (_, notifier) = capture();
     let mut relay = OutboxRelay::new(pool.clone(), None, notifier).with_config(config("unused:"));
     assert_eq!(relay.relay_once().await.expect("a pass").fetched, 40);
     assert_eq!(unpublished(&pool).await, 0);
-    assert_eq!(pages(&pool).await, before, "each marked row's new version is on the page of the old one");
-}
-
-/// Each outbox row's id and the heap page its current version is on.
-async fn pages(pool: &sqlx::PgPool) -> Vec<(i64, i64)> {
-    sqlx::query_as("SELECT id, (ctid::text::point)[0]::bigint FROM outbox ORDER BY id")
-        .fetch_all(pool)
-        .await
-        .expect("outbox pages")
+    assert_eq!(
+        heap_pages::<i64>(&pool, "outbox", "id").await,
+        before,
+        "each marked row's new version is on the page of the old one"
+    );
 }

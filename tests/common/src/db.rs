@@ -63,3 +63,15 @@ pub async fn expire_lease(pool: &PgPool, event: Uuid) {
         .await
         .expect("expire the lease");
 }
+
+/// Each row of `table` as its `key` and the heap page its current version is on,
+/// ordered by the key. An update whose new version stays on the row's page leaves
+/// this unchanged.
+pub async fn heap_pages<K>(pool: &PgPool, table: &str, key: &str) -> Vec<(K, i64)>
+where
+    K: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    // `table` and `key` are the caller's identifiers, never input.
+    let sql = format!("SELECT {key}, (ctid::text::point)[0]::bigint FROM {table} ORDER BY {key}");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.expect("heap pages")
+}

@@ -19,7 +19,7 @@ mod wait;
 pub use app::{
     Registered, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, assert_problem, problem, small_map, spawn_app, spawn_app_on,
 };
-pub use db::{buyer_and_published_event, expire_lease, fresh_database, migrated_database};
+pub use db::{buyer_and_published_event, expire_lease, fresh_database, heap_pages, migrated_database};
 pub use localstripe::localstripe_url;
 pub use postgres::PrivatePostgres;
 pub use process::{ServerProcess, ServerSpec, TempDir};
