@@ -46,7 +46,7 @@ use uuid::Uuid;
 pub struct JournalConfig {
     /// Most records in one transaction.
     pub max_batch: usize,
-    /// How long a writer waits for a batch to fill once it has one record. None by
+    /// How long a writer waits for a batch to fill once it has one record. Zero by
     /// default: with one round trip per batch, a fill wait was a sizeable share of
     /// a closed loop's latency, and under load batches fill while the other
     /// writers commit.

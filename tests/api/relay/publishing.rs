@@ -226,7 +226,7 @@ async fn a_rush_longer_than_the_longest_deferral_does_not_hold_rows_back_for_goo
 
 /// Marking a row published keeps its new version on the row's page, which the
 /// table leaves room for (fillfactor). A version moved to another page logs the
-/// whole row again, payload and all, as much WAL as the insert.
+/// whole row again, payload and all: more WAL than the insert.
 #[tokio::test]
 async fn marking_rows_published_keeps_them_on_their_pages() {
     let pool = migrated_database().await;
