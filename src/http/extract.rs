@@ -140,9 +140,10 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::bad_request(ProblemCode::InvalidQuery, rejection.body_text())
 }
 
-/// An optional JSON body: empty or `null` means `None`.
+/// An optional JSON body: none at all, or `null`, means `None`. Whitespace alone is
+/// not a JSON document, so it is refused like any other malformed body.
 pub fn optional_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.is_empty() {
         return Ok(None);
     }
     let value: Value =
@@ -276,7 +277,8 @@ mod tests {
         assert_eq!(from_json_value::<Body>(huge).unwrap_err().code, ProblemCode::InvalidBody);
         assert!(optional_json::<Body>(b" null ").unwrap().is_none());
         assert_eq!(optional_json::<Body>(b"[50, []]").unwrap_err().code, ProblemCode::InvalidBody);
-        assert!(optional_json::<Body>(b"  ").unwrap().is_none());
+        assert!(optional_json::<Body>(b"").unwrap().is_none());
+        assert_eq!(optional_json::<Body>(b"  ").unwrap_err().code, ProblemCode::MalformedJson);
         assert_eq!(optional_json::<Body>(b"{").unwrap_err().code, ProblemCode::MalformedJson);
     }
 

@@ -133,6 +133,38 @@ async fn logout_revokes_the_refresh_token() {
     assert_problem(r, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
 }
 
+#[tokio::test]
+async fn logout_with_a_body_that_is_not_json_is_refused_and_revokes_nothing() {
+    let app = spawn_app().await;
+    let (_, _, refresh) = app.user("customer").await;
+    let logout = |body: &'static str| {
+        app.client
+            .post(format!("{}/auth/logout", app.base))
+            .header("content-type", "application/json")
+            .header("cookie", format!("refresh_token={refresh}"))
+            .body(body)
+            .send()
+    };
+    // Whitespace alone is not a JSON document: the cookie's session stays.
+    for body in [" ", "\n\t ", "{"] {
+        assert_problem(logout(body).await.unwrap(), StatusCode::BAD_REQUEST, "malformed_json").await;
+    }
+    let r = app.post("/auth/refresh", None, json!({"refresh_token": refresh})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rotated = r.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
+    // No body at all: the cookie says which session ends.
+    let r = app
+        .client
+        .post(format!("{}/auth/logout", app.base))
+        .header("cookie", format!("refresh_token={rotated}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app.post("/auth/refresh", None, json!({"refresh_token": rotated})).await;
+    assert_problem(r, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+}
+
 fn forge(claims: &Claims, secret: &str, alg: Algorithm) -> String {
     jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
