@@ -2,7 +2,7 @@
 
 use boxoffice::auth::Role;
 use boxoffice::auth::tokens::Claims;
-use boxoffice_testkit::{TEST_JWT_SECRET, assert_problem, fresh_database, spawn_app, spawn_app_on};
+use boxoffice_testkit::{TEST_JWT_SECRET, TestApp, assert_problem, fresh_database, spawn_app, spawn_app_on};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -97,13 +97,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     assert_ne!(first, second);
 
     // The cookie works too (browsers).
-    let r = app
-        .client
-        .post(format!("{}/auth/refresh", app.base))
-        .header("cookie", format!("refresh_token={second}"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_with_refresh_cookie(&app, "/auth/refresh", &second).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let third = r.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
 
@@ -138,10 +132,8 @@ async fn logout_with_a_body_that_is_not_json_is_refused_and_revokes_nothing() {
     let app = spawn_app().await;
     let (_, _, refresh) = app.user("customer").await;
     let logout = |body: &'static str| {
-        app.client
-            .post(format!("{}/auth/logout", app.base))
+        post_with_refresh_cookie(&app, "/auth/logout", &refresh)
             .header("content-type", "application/json")
-            .header("cookie", format!("refresh_token={refresh}"))
             .body(body)
             .send()
     };
@@ -153,16 +145,15 @@ async fn logout_with_a_body_that_is_not_json_is_refused_and_revokes_nothing() {
     assert_eq!(r.status(), StatusCode::OK);
     let rotated = r.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
     // No body at all: the cookie says which session ends.
-    let r = app
-        .client
-        .post(format!("{}/auth/logout", app.base))
-        .header("cookie", format!("refresh_token={rotated}"))
-        .send()
-        .await
-        .unwrap();
+    let r = post_with_refresh_cookie(&app, "/auth/logout", &rotated).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = app.post("/auth/refresh", None, json!({"refresh_token": rotated})).await;
     assert_problem(r, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+}
+
+/// A POST carrying the refresh token as a browser does: in the cookie.
+fn post_with_refresh_cookie(app: &TestApp, path: &str, token: &str) -> reqwest::RequestBuilder {
+    app.client.post(format!("{}{path}", app.base)).header("cookie", format!("refresh_token={token}"))
 }
 
 fn forge(claims: &Claims, secret: &str, alg: Algorithm) -> String {
