@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "room for the one update",
         include_str!("../../migrations/20261207000030_room_for_the_one_update.sql"),
     ),
+    (
+        20261207000040,
+        "journal updates planned once",
+        include_str!("../../migrations/20261207000040_journal_updates_planned_once.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

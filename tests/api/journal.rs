@@ -8,7 +8,7 @@ use boxoffice_actors::journal::{Ack, Journal};
 use boxoffice_actors::{
     BuyerId, Change, EventId, HoldId, HoldRecord, HoldStatus, Items, Payment, Record, TicketId, TicketRecord, UnixMs,
 };
-use boxoffice_testkit::{buyer_and_published_event, heap_pages, migrated_database};
+use boxoffice_testkit::{buyer_and_published_event, fresh_database, heap_pages, migrated_database};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -411,4 +411,118 @@ async fn write_all(journal: &PgJournal, records: impl Iterator<Item = Record>) {
     for answer in answers {
         answer.await.expect("the journal answers").expect("the batch commits");
     }
+}
+
+/// The journal's updates (a hold's status, the charge a payment completes) find
+/// each row by its key, with plans cached in the writer's session: planned while
+/// the tables held a few rows, they still do not scan them once they hold many.
+#[tokio::test]
+async fn the_journal_s_updates_find_rows_by_key_however_the_tables_grew() {
+    // One connection, for the migrations too: the journal's session, whose table
+    // statistics are read below, and no other session's arriving late.
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&fresh_database().await).await.unwrap();
+    boxoffice::store::db::migrator().run(&pool).await.unwrap();
+    let (buyer, event) = buyer_and_published_event(&pool, "buyer@example.com", "Buyer").await;
+    let config = JournalConfig { max_batch: 1024, max_wait: Duration::ZERO, writers: 1 };
+    let (journal, _) = PgJournal::start(pool.clone(), config, None);
+    let before = scans(&pool).await;
+
+    // Eight rounds on nearly empty tables (plans are cached after five), then
+    // 20,000 more holds and charges, then four rounds more.
+    for round in 0..12 {
+        if round == 8 {
+            sqlx::query(
+                "WITH h AS (SELECT gen_random_uuid() AS id FROM generate_series(1, 20000)),
+                 held AS (INSERT INTO holds (hold_id, event_id, buyer_id, items, quantity, amount, status, fingerprint,
+                                             created_at, expires_at, updated_at)
+                          SELECT id, $1, $2, '{}', 1, 5000, 'active', 0, now(), now(), now() FROM h)
+                 INSERT INTO charges (charge_key, provider, hold_id, event_id, buyer_id, payment_method, amount,
+                                      currency, status, next_check_at)
+                 SELECT id || ':pm_card_visa', 'test', id, $1, $2, 'pm_card_visa', 5000, 'JPY', 'started', now()
+                 FROM h",
+            )
+            .bind(event)
+            .bind(buyer)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let holds: Vec<HoldId> = (0..3).map(|_| HoldId::new()).collect();
+        write_all(&journal, holds.iter().map(|hold| created(event, buyer, *hold, 1))).await;
+        sqlx::query(
+            "INSERT INTO charges (charge_key, provider, hold_id, event_id, buyer_id, payment_method, amount, currency,
+                                  status, next_check_at)
+             SELECT h || ':pm_card_visa', 'test', h, $2, $3, 'pm_card_visa', 5000, 'JPY', 'started', now()
+             FROM unnest($1::uuid[]) AS h",
+        )
+        .bind(holds.iter().map(|h| h.0).collect::<Vec<_>>())
+        .bind(event)
+        .bind(buyer)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let at = UnixMs::now();
+        // The last hold's payment names no charge: its charge is found by reference.
+        write_all(
+            &journal,
+            holds.iter().enumerate().map(|(i, hold)| Record {
+                event: EventId(event),
+                epoch: 0,
+                change: Change::HoldPurchased {
+                    hold: *hold,
+                    buyer: BuyerId(buyer),
+                    amount: 5000,
+                    tickets: vec![TicketRecord {
+                        id: TicketId::new(),
+                        section: "Floor".into(),
+                        seat: None,
+                        price: 5000,
+                        cancelled: false,
+                    }],
+                    payment: Some(Box::new(Payment {
+                        provider: "test".into(),
+                        reference: format!("pi_{}", Uuid::now_v7().simple()),
+                        amount: 5000,
+                        currency: "JPY".into(),
+                        charge_key: (i < 2).then(|| format!("{}:pm_card_visa", hold.0)),
+                    })),
+                    retaken: false,
+                    at,
+                },
+            }),
+        )
+        .await;
+    }
+
+    let after = scans(&pool).await;
+    let sold: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM holds h JOIN charges c USING (hold_id)
+         WHERE h.status = 'purchased' AND c.status = 'completed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(sold, 24, "every hold purchased, and the charges named by key completed");
+    for (table, (seq_before, idx_before), (seq_after, idx_after)) in
+        [("holds", before.0, after.0), ("charges", before.1, after.1)]
+    {
+        assert_eq!(seq_after, seq_before, "sequential scans of {table}");
+        assert!(idx_after > idx_before, "{table} read through an index: {idx_before} → {idx_after}");
+    }
+}
+
+/// (sequential scans, index scans) of holds and of charges so far, this pool's
+/// one session's included.
+async fn scans(pool: &sqlx::PgPool) -> ((i64, i64), (i64, i64)) {
+    // Stats are sent when a session goes idle, at most once a second unless forced.
+    sqlx::query("SELECT pg_stat_force_next_flush()").execute(pool).await.unwrap();
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT relname::text, seq_scan, coalesce(idx_scan, 0) FROM pg_stat_user_tables
+         WHERE relname IN ('holds', 'charges') ORDER BY relname DESC",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    ((rows[0].1, rows[0].2), (rows[1].1, rows[1].2))
 }
