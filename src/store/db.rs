@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "journal updates planned once",
         include_str!("../../migrations/20261207000040_journal_updates_planned_once.sql"),
     ),
+    (20261207000050, "one index by event", include_str!("../../migrations/20261207000050_one_index_by_event.sql")),
 ];
 
 pub fn migrator() -> Migrator {

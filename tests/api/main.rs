@@ -11,6 +11,7 @@ mod cluster;
 mod events;
 mod holds;
 mod hostile;
+mod indexes;
 mod journal;
 mod money;
 mod organizer_views;
