@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/20261207000040_journal_updates_planned_once.sql"),
     ),
     (20261207000050, "one index by event", include_str!("../../migrations/20261207000050_one_index_by_event.sql")),
+    (
+        20261207000060,
+        "no index of tickets by owner",
+        include_str!("../../migrations/20261207000060_no_index_of_tickets_by_owner.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

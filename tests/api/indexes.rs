@@ -1,7 +1,8 @@
 //! What the hot tables' indexes guarantee, written straight in SQL: a seat has at
 //! most one ticket that is not cancelled (the second line of defence behind the
 //! event's actor), a buyer's idempotency key names one hold of an event, and the
-//! reads by event find their rows through an index, not by scanning the table.
+//! reads by event and a buyer's ticket list find their rows through indexes, not
+//! by scanning the tables.
 
 use boxoffice_testkit::migrated_database;
 use sqlx::PgPool;
@@ -153,5 +154,43 @@ async fn reads_by_event_find_their_rows_through_an_index() {
             .join("\n");
         assert!(!plan.contains("Seq Scan"), "{read}\n{plan}");
         assert!(plan.contains("Index"), "{read}\n{plan}");
+    }
+}
+
+/// A buyer's ticket list (`GET /tickets/user/{id}`) among many buyers' tickets:
+/// through the buyer's holds and each hold's tickets, not by scanning either.
+#[tokio::test]
+async fn a_buyer_s_tickets_are_found_through_their_holds() {
+    let pool = migrated_database().await;
+    sqlx::query(
+        "WITH h AS (INSERT INTO holds (hold_id, event_id, buyer_id, items, quantity, amount, status, idempotency_key,
+                                       fingerprint, created_at, expires_at, updated_at)
+                    SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '{}', 2, 10000, 'purchased',
+                           NULL, 0, now(), now(), now()
+                    FROM generate_series(1, 5000)
+                    RETURNING hold_id, event_id, buyer_id)
+         INSERT INTO tickets (ticket_id, event_id, hold_id, purchaser_id, section, seat_number, price, purchase_date)
+         SELECT gen_random_uuid(), event_id, hold_id, buyer_id, 'Floor', 'A-' || n, 5000, now()
+         FROM h, generate_series(1, 2) AS n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE holds, tickets").execute(&pool).await.unwrap();
+    let buyer: Uuid = sqlx::query_scalar("SELECT buyer_id FROM holds LIMIT 1").fetch_one(&pool).await.unwrap();
+
+    let plan = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (FORMAT TEXT) {}",
+        boxoffice::http::routes::tickets::USER_TICKETS
+    )))
+    .bind(buyer)
+    .bind(20_i64)
+    .bind(0_i64)
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .join("\n");
+    for table in ["holds", "tickets"] {
+        assert!(!plan.contains(&format!("Seq Scan on {table}")), "{plan}");
     }
 }

@@ -376,3 +376,55 @@ async fn a_ticket_of_a_cancelled_event_admits_no_one() {
     let used: i64 = sqlx::query_scalar("SELECT count(*) FROM check_ins").fetch_one(&app.db).await.unwrap();
     assert_eq!(used, 0, "a refused scan records no check-in");
 }
+
+/// A buyer's ticket list: every ticket of every order, newest first, a page at a
+/// time, and nobody else's; a hold that was never paid shows nothing.
+#[tokio::test]
+async fn a_buyer_s_tickets_are_listed_newest_first_a_page_at_a_time() {
+    let app = spawn_app().await;
+    let (_, org, _) = app.user("organizer").await;
+    let (buyer_id, buyer, _) = app.user("customer").await;
+    let (other_id, other, _) = app.user("customer").await;
+    let id = app.published_event(&org, None, None).await;
+    for (who, seats) in
+        [(&buyer, vec!["A-1"]), (&other, vec!["A-2"]), (&buyer, vec!["A-3", "A-4"]), (&buyer, vec!["A-5"])]
+    {
+        let hold: Value =
+            app.post(&format!("/events/{id}/holds"), Some(who), json!({"seats": seats})).await.json().await.unwrap();
+        let hid = hold["hold_id"].as_str().unwrap().to_owned();
+        let r = app.post(&format!("/holds/{hid}/purchase"), Some(who), json!({"payment_method": "pm_card_visa"})).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        // Purchase times a clear millisecond apart.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Held, not paid: no ticket.
+    let r = app.post(&format!("/events/{id}/holds"), Some(&buyer), json!({"seats": ["A-6"]})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let seats_on = |page: &Value| -> Vec<String> {
+        page["tickets"].as_array().unwrap().iter().map(|t| t["seat_number"].as_str().unwrap().to_owned()).collect()
+    };
+    let first: Value =
+        app.get(&format!("/tickets/user/{buyer_id}?per_page=2"), Some(&buyer)).await.json().await.unwrap();
+    let second: Value =
+        app.get(&format!("/tickets/user/{buyer_id}?per_page=2&page=2"), Some(&buyer)).await.json().await.unwrap();
+    let third: Value =
+        app.get(&format!("/tickets/user/{buyer_id}?per_page=2&page=3"), Some(&buyer)).await.json().await.unwrap();
+    // The newest order first; the two tickets of one order in ticket order.
+    let mut listed = [seats_on(&first), seats_on(&second)].concat();
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert_eq!(listed[0], "A-5");
+    assert_eq!(listed[3], "A-1");
+    listed[1..3].sort();
+    assert_eq!(listed, ["A-5", "A-3", "A-4", "A-1"]);
+    assert!(seats_on(&third).is_empty());
+    assert_eq!(first["page"], 1);
+    assert_eq!(second["per_page"], 2);
+    for t in first["tickets"].as_array().unwrap().iter().chain(second["tickets"].as_array().unwrap()) {
+        assert_eq!(t["event_id"], id.to_string());
+        assert_eq!(t["status"], "valid");
+    }
+
+    let theirs: Value = app.get(&format!("/tickets/user/{other_id}"), Some(&other)).await.json().await.unwrap();
+    assert_eq!(seats_on(&theirs), ["A-2"]);
+}
