@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "no index of tickets by owner",
         include_str!("../../migrations/20261207000060_no_index_of_tickets_by_owner.sql"),
     ),
+    (
+        20261207000070,
+        "payments keyed by reference",
+        include_str!("../../migrations/20261207000070_payments_keyed_by_reference.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

@@ -194,3 +194,32 @@ async fn a_buyer_s_tickets_are_found_through_their_holds() {
         assert!(!plan.contains(&format!("Seq Scan on {table}")), "{plan}");
     }
 }
+
+/// A provider's reference names one payment (the journal's upsert relies on it);
+/// another provider's same reference is another payment.
+#[tokio::test]
+async fn a_provider_s_reference_names_one_payment() {
+    let pool = migrated_database().await;
+    let pay = |provider: &'static str, reference: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO payments (payment_id, hold_id, provider, provider_ref, amount, currency, status)
+                 VALUES ($1, $2, $3, $4, 5000, 'JPY', 'succeeded')",
+            )
+            .bind(Uuid::now_v7())
+            .bind(Uuid::now_v7())
+            .bind(provider)
+            .bind(reference)
+            .execute(&pool)
+            .await
+            .map(|_| Uuid::nil())
+        }
+    };
+    pay("test", "pi_1").await.unwrap();
+    assert!(is_unique_violation(pay("test", "pi_1").await), "the same reference twice");
+    pay("stripe", "pi_1").await.unwrap();
+    pay("test", "pi_2").await.unwrap();
+    let paid: i64 = sqlx::query_scalar("SELECT count(*) FROM payments").fetch_one(&pool).await.unwrap();
+    assert_eq!(paid, 3);
+}
