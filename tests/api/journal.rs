@@ -336,19 +336,7 @@ async fn a_sale_updates_holds_and_charges_on_their_pages() {
     let (journal, _) = PgJournal::start(pool.clone(), config, None);
     let holds: Vec<HoldId> = (0..300).map(|_| HoldId::new()).collect();
     write_all(&journal, holds.iter().map(|hold| created(event, buyer, *hold, 1))).await;
-    // Each charge recorded as the charge log does before it asks the provider.
-    sqlx::query(
-        "INSERT INTO charges (charge_key, provider, hold_id, event_id, buyer_id, payment_method, amount, currency,
-                              status, next_check_at)
-         SELECT h || ':pm_card_visa', 'test', h, $2, $3, 'pm_card_visa', 5000, 'JPY', 'started', now()
-         FROM unnest($1::uuid[]) AS h",
-    )
-    .bind(holds.iter().map(|h| h.0).collect::<Vec<_>>())
-    .bind(event)
-    .bind(buyer)
-    .execute(&pool)
-    .await
-    .unwrap();
+    record_charges(&pool, event, buyer, &holds).await;
     let before =
         (heap_pages::<Uuid>(&pool, "holds", "hold_id").await, heap_pages::<Uuid>(&pool, "charges", "hold_id").await);
     for rows in [&before.0, &before.1] {
@@ -356,35 +344,7 @@ async fn a_sale_updates_holds_and_charges_on_their_pages() {
     }
 
     let at = UnixMs::now();
-    write_all(
-        &journal,
-        holds.iter().map(|hold| Record {
-            event: EventId(event),
-            epoch: 0,
-            change: Change::HoldPurchased {
-                hold: *hold,
-                buyer: BuyerId(buyer),
-                amount: 5000,
-                tickets: vec![TicketRecord {
-                    id: TicketId::new(),
-                    section: "Floor".into(),
-                    seat: None,
-                    price: 5000,
-                    cancelled: false,
-                }],
-                payment: Some(Box::new(Payment {
-                    provider: "test".into(),
-                    reference: format!("pi_{}", Uuid::now_v7().simple()),
-                    amount: 5000,
-                    currency: "JPY".into(),
-                    charge_key: Some(format!("{}:pm_card_visa", hold.0)),
-                })),
-                retaken: false,
-                at,
-            },
-        }),
-    )
-    .await;
+    write_all(&journal, holds.iter().map(|hold| paid(event, buyer, *hold, Some(charge_key(*hold)), at))).await;
 
     let sold: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM holds h JOIN charges c USING (hold_id)
@@ -398,6 +358,58 @@ async fn a_sale_updates_holds_and_charges_on_their_pages() {
         (heap_pages::<Uuid>(&pool, "holds", "hold_id").await, heap_pages::<Uuid>(&pool, "charges", "hold_id").await);
     assert_eq!(after.0, before.0, "each hold's new version is on the page of the old one");
     assert_eq!(after.1, before.1, "each charge's new version is on the page of the old one");
+}
+
+/// The charge of each hold, as the charge log records it before it asks the
+/// provider (key: the hold and the card).
+async fn record_charges(pool: &sqlx::PgPool, event: Uuid, buyer: Uuid, holds: &[HoldId]) {
+    sqlx::query(
+        "INSERT INTO charges (charge_key, provider, hold_id, event_id, buyer_id, payment_method, amount, currency,
+                              status, next_check_at)
+         SELECT h || ':pm_card_visa', 'test', h, $2, $3, 'pm_card_visa', 5000, 'JPY', 'started', now()
+         FROM unnest($1::uuid[]) AS h",
+    )
+    .bind(holds.iter().map(|h| h.0).collect::<Vec<_>>())
+    .bind(event)
+    .bind(buyer)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+fn charge_key(hold: HoldId) -> String {
+    format!("{}:pm_card_visa", hold.0)
+}
+
+/// The sale of `hold`: one general-admission ticket, paid with the test provider;
+/// the payment completes the charge `charge_key` (or, without one, the charge
+/// with its reference).
+fn paid(event: Uuid, buyer: Uuid, hold: HoldId, charge_key: Option<String>, at: UnixMs) -> Record {
+    Record {
+        event: EventId(event),
+        epoch: 0,
+        change: Change::HoldPurchased {
+            hold,
+            buyer: BuyerId(buyer),
+            amount: 5000,
+            tickets: vec![TicketRecord {
+                id: TicketId::new(),
+                section: "Floor".into(),
+                seat: None,
+                price: 5000,
+                cancelled: false,
+            }],
+            payment: Some(Box::new(Payment {
+                provider: "test".into(),
+                reference: format!("pi_{}", Uuid::now_v7().simple()),
+                amount: 5000,
+                currency: "JPY".into(),
+                charge_key,
+            })),
+            retaken: false,
+            at,
+        },
+    }
 }
 
 /// Appends every record and waits until each is committed.
@@ -449,47 +461,12 @@ async fn the_journal_s_updates_find_rows_by_key_however_the_tables_grew() {
         }
         let holds: Vec<HoldId> = (0..3).map(|_| HoldId::new()).collect();
         write_all(&journal, holds.iter().map(|hold| created(event, buyer, *hold, 1))).await;
-        sqlx::query(
-            "INSERT INTO charges (charge_key, provider, hold_id, event_id, buyer_id, payment_method, amount, currency,
-                                  status, next_check_at)
-             SELECT h || ':pm_card_visa', 'test', h, $2, $3, 'pm_card_visa', 5000, 'JPY', 'started', now()
-             FROM unnest($1::uuid[]) AS h",
-        )
-        .bind(holds.iter().map(|h| h.0).collect::<Vec<_>>())
-        .bind(event)
-        .bind(buyer)
-        .execute(&pool)
-        .await
-        .unwrap();
+        record_charges(&pool, event, buyer, &holds).await;
         let at = UnixMs::now();
         // The last hold's payment names no charge: its charge is found by reference.
         write_all(
             &journal,
-            holds.iter().enumerate().map(|(i, hold)| Record {
-                event: EventId(event),
-                epoch: 0,
-                change: Change::HoldPurchased {
-                    hold: *hold,
-                    buyer: BuyerId(buyer),
-                    amount: 5000,
-                    tickets: vec![TicketRecord {
-                        id: TicketId::new(),
-                        section: "Floor".into(),
-                        seat: None,
-                        price: 5000,
-                        cancelled: false,
-                    }],
-                    payment: Some(Box::new(Payment {
-                        provider: "test".into(),
-                        reference: format!("pi_{}", Uuid::now_v7().simple()),
-                        amount: 5000,
-                        currency: "JPY".into(),
-                        charge_key: (i < 2).then(|| format!("{}:pm_card_visa", hold.0)),
-                    })),
-                    retaken: false,
-                    at,
-                },
-            }),
+            holds.iter().enumerate().map(|(i, hold)| paid(event, buyer, *hold, (i < 2).then(|| charge_key(*hold)), at)),
         )
         .await;
     }
